@@ -1,0 +1,87 @@
+"""The backbone contract: c2..c5 feature maps (strides 4/8/16/32) or a pooled vector."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = ["BaseBackbone", "FeatureSpec", "LEVELS", "LEVEL_STRIDES", "Output"]
+
+LEVELS = ("c2", "c3", "c4", "c5")
+LEVEL_STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
+Output = Literal["features", "pooled"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature level as reported by the underlying library."""
+
+    channels: int
+    stride: int
+
+
+class BaseBackbone(nn.Module, abc.ABC):
+    """A CNN feature extractor.
+
+    `forward(x)` returns `{"c2": ..., "c5": ...}` in `output="features"` mode, or the global
+    average of c5, shape `(N, C5)`, in `output="pooled"` mode. Subclasses implement
+    `forward_features` and fill `self._specs` from their library (never a hand-kept table).
+
+    Args:
+        name: registered model name.
+        output: "features" (dict of c2..c5) or "pooled" (vector).
+    """
+
+    family: str = "base"
+
+    def __init__(self, name: str, *, output: Output = "features") -> None:
+        super().__init__()
+        if output not in ("features", "pooled"):
+            raise ConfigError(
+                f"backbone {name}: output must be 'features' or 'pooled', got {output!r}. "
+                "Use one of those."
+            )
+        self.name = name
+        self.output = output
+        self._specs: dict[str, FeatureSpec] = {}
+
+    @abc.abstractmethod
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the c2..c5 feature maps of `x` (N, 3, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
+        feats = self.forward_features(x)
+        if self.output == "pooled":
+            return self.pool(feats)
+        return feats
+
+    @staticmethod
+    def pool(features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Global average of c5: the backbone's feature vector, shape (N, C5)."""
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(features["c5"], 1), 1)
+
+    def output_shape(self) -> dict[str, FeatureSpec]:
+        """Channels and stride of each level, as the library reports them."""
+        return dict(self._specs)
+
+    def get_feature_channels(self) -> dict[str, int]:
+        """`{"c2": C2, ..., "c5": C5}`."""
+        return {k: s.channels for k, s in self._specs.items()}
+
+    def get_feature_strides(self) -> dict[str, int]:
+        """`{"c2": 4, ..., "c5": 32}` as measured or reported by the library."""
+        return {k: s.stride for k, s in self._specs.items()}
+
+    @property
+    def out_channels(self) -> int:
+        """Width of the pooled vector (C5)."""
+        return self._specs["c5"].channels
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,52 @@
+"""BackboneFactory: build any registered backbone from a name and a config dict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._builders import BACKBONES
+from .base import BaseBackbone
+from .errors import ConfigError
+
+__all__ = ["BackboneFactory", "create_backbone", "list_backbones", "BACKBONE_OPTIONS"]
+
+BACKBONE_OPTIONS = ("pretrained", "weights", "output")
+
+
+def create_backbone(name: str, **cfg: Any) -> BaseBackbone:
+    """Build the backbone registered as `name`.
+
+    Args:
+        name: a registered name (see `list_backbones()`).
+        **cfg: `pretrained`, `weights`, `output`.
+
+    Raises:
+        UnknownNameError: unknown name (lists options and the closest match).
+        ConfigError: an unknown option.
+        WeightsNotFoundError: pretrained weights asked for and not on this machine.
+    """
+    entry = BACKBONES.get(name)
+    unknown = sorted(set(cfg) - set(BACKBONE_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"backbone {name}: unknown option, got {unknown}. Options: {', '.join(BACKBONE_OPTIONS)}"
+        )
+    return entry.build(name, **cfg)
+
+
+def list_backbones() -> list[str]:
+    """Sorted registered backbone names."""
+    return BACKBONES.names()
+
+
+class BackboneFactory:
+    """The seed's factory API: `BackboneFactory.create("resnet50", {"pretrained": True})`."""
+
+    @staticmethod
+    def create(name: str, cfg: Mapping[str, Any] | None = None) -> BaseBackbone:
+        return create_backbone(name, **dict(cfg or {}))
+
+    @staticmethod
+    def list() -> list[str]:
+        return list_backbones()

@@ -1,0 +1,69 @@
+"""A small generic name -> factory registry with "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import UnknownNameError
+
+__all__ = ["Registry"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (usually builders); duplicate names raise, unknown names list options.
+
+    Args:
+        kind: what the names are, used in messages ("backbone", "loss", ...).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """Register `obj` under `name`; used bare as a decorator when `obj` is omitted."""
+
+        def add(item: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = item
+            return item
+
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> T:
+        """Return the entry for `name`.
+
+        Raises:
+            UnknownNameError: `name` is not registered; lists the options and the closest match.
+        """
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: object) -> str:
+        """The standard message for an unknown name: options and closest match."""
+        hint = ""
+        if isinstance(name, str):
+            close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.5)
+            if close:
+                hint = f" Did you mean {close[0]!r}?"
+        return f"unknown {self.kind} {name!r}.{hint} Options: {', '.join(self.names())}"
+
+    def names(self) -> list[str]:
+        """Sorted registered names."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,46 @@
+"""Shared fixtures: no network, seeded torch, isolated weight caches."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test if anything opens a non-local socket connection."""
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")
+                                      or self.family == socket.AF_UNIX):
+            return real_connect(self, address)
+        attempts.append(address)
+        raise AssertionError(f"network connection attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda address, *a, **k: guarded(socket.socket(), address))
+    yield attempts
+    assert not attempts, f"network connections attempted: {attempts}"
+
+
+@pytest.fixture
+def weight_caches(tmp_path, monkeypatch):
+    """Empty TORCH_HOME and HF cache folders, offline mode on."""
+    torch_home = tmp_path / "torch_home"
+    hf_home = tmp_path / "hf_home"
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield torch_home, hf_home
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
