@@ -1,0 +1,51 @@
+"""Study storage, sampler and pruner wiring, resume and the run loop."""
+
+from __future__ import annotations
+
+import optuna
+
+from .errors import ConfigError
+
+__all__ = ["build_storage", "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "SQLITE_BUSY_TIMEOUT"]
+
+HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
+GRACE_PERIOD = 30  # a RUNNING trial without a heartbeat for this long is stale (FAIL, retried)
+SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
+MAX_RETRY = 3  # retries of one stale trial (same params)
+
+
+def build_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
+    grace_period: int | None = GRACE_PERIOD,
+) -> optuna.storages.RDBStorage:
+    """The RDB storage vcr-hpo uses: heartbeat + stale-trial retry, SQLite busy timeout, pre-ping.
+
+    Args:
+        url: an SQLAlchemy URL (`sqlite:///path.db`, `postgresql://user@host/db`).
+        heartbeat_interval: seconds; None turns heartbeats off.
+        grace_period: seconds after the last heartbeat before a RUNNING trial counts as stale.
+
+    Raises:
+        ConfigError: the URL is not one Optuna's RDB storage accepts.
+    """
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    elif url.startswith("postgresql") or url.startswith("mysql"):
+        engine_kwargs = {"pool_pre_ping": True}
+    else:
+        raise ConfigError(
+            f"--storage: unsupported storage URL, got {url!r}. "
+            "Use sqlite:///path.db or postgresql://user:pass@host:port/db"
+        )
+    callback = None
+    if heartbeat_interval is not None:
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=callback,
+    )
