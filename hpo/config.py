@@ -54,6 +54,7 @@ class TrainConfig:
     data: str = "synthetic"
     val_fraction: float = 0.2
     max_train_samples: int | None = None
+    synthetic_size: int = 1000  # images drawn when data is "synthetic" (train + val)
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -115,6 +116,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "image_size": (32, 4096, True, True),
     "val_fraction": (0.0, 1.0, False, False),
     "max_train_samples": (1, math.inf, True, False),
+    "synthetic_size": (20, 10_000_000, True, True),
     "num_workers": (0, 256, True, True),
     "seed": (0, 2**32 - 1, True, True),
 }
