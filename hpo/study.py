@@ -14,6 +14,19 @@ SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "d
 MAX_RETRY = 3  # retries of one stale trial (same params)
 
 
+def _postgres_driver(url: str) -> str:
+    """Pin `postgresql://` to psycopg2 (the `postgres` extra) when psycopg 3 is absent.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; users write the bare form.
+    """
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def build_storage(
     url: str,
     *,
@@ -30,10 +43,20 @@ def build_storage(
     Raises:
         ConfigError: the URL is not one Optuna's RDB storage accepts.
     """
+    url = _postgres_driver(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     elif url.startswith("postgresql") or url.startswith("mysql"):
         engine_kwargs = {"pool_pre_ping": True}
+        import importlib.util
+
+        if url.startswith("postgresql") and not any(
+            importlib.util.find_spec(m) for m in ("psycopg2", "psycopg")
+        ):
+            raise ConfigError(
+                f"--storage: no PostgreSQL driver installed, got {url!r}. "
+                'Run: pip install -e ".[postgres]"'
+            )
     else:
         raise ConfigError(
             f"--storage: unsupported storage URL, got {url!r}. "
