@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-import optuna
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-from .errors import ConfigError
+import numpy as np
+import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+from .errors import ConfigError, VcrHpoError
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ["build_storage", "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "SQLITE_BUSY_TIMEOUT"]
 
@@ -72,3 +91,572 @@ def build_storage(
         grace_period=grace_period,
         heartbeat_stale_trial_callback=callback,
     )
+
+
+# --------------------------------------------------------------------------- storage URLs
+
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_storage_url(study_name: str) -> str:
+    """`sqlite:///studies/<study_name>.db`, relative to the current folder."""
+    if not _STUDY_NAME.match(study_name):
+        raise ConfigError(
+            f"--study-name: must be letters, digits, '.', '_' or '-' (it names a file), "
+            f"got {study_name!r}. Choose a name such as vcr-demo"
+        )
+    return f"sqlite:///studies/{study_name}.db"
+
+
+def check_storage_url(url: str, *, where: str = "--storage") -> str:
+    """Validate a storage URL without connecting or creating anything. Returns it unchanged.
+
+    Raises:
+        ConfigError: not an SQLAlchemy URL, an unsupported backend, in-memory SQLite, or an
+            SQLite file whose folder does not exist.
+    """
+    from sqlalchemy.engine import make_url
+
+    fix = "Use sqlite:///studies/NAME.db or postgresql://user:pass@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(f"{where}: not a database URL, got {url!r}. {fix}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database
+        if not db or db == ":memory:":
+            raise ConfigError(
+                f"{where}: an in-memory SQLite study can be neither resumed nor shared, got {url!r}. "
+                "Give a file: sqlite:///studies/NAME.db"
+            )
+        if not Path(db).parent.is_dir():
+            raise ConfigError(
+                f"{where}: the folder of the SQLite file does not exist, got {url!r}. "
+                f"Create {Path(db).parent} first or choose another path"
+            )
+    elif backend not in ("postgresql", "mysql"):
+        raise ConfigError(f"{where}: unsupported database {backend!r}, got {url!r}. {fix}")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL, None for other databases."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+
+
+# --------------------------------------------------------------------------- resume
+
+#: Study user attrs vcr-hpo writes (the dashboard shows them).
+ATTR_SPACE_YAML = "space_yaml"
+ATTR_FINGERPRINT = "space_fingerprint"
+ATTR_CANONICAL = "space_canonical"
+ATTR_OVERRIDES = "overrides"
+ATTR_VERSION = "vcr_hpo_version"
+ATTR_BASELINE = "baseline_enqueued"
+ATTR_REQUEUED = "requeued_interrupted"  # numbers of interrupted trials already queued again
+
+# A budget is not part of what a trial means: raising n_trials or the timeout is a top-up.
+_BUDGET_KEYS = {"n_trials", "timeout", "name", "sampler", "pruner"}
+# Where a trial runs does not change what it measures.
+_PLACEMENT_FIELDS = {"device", "num_workers"}
+
+
+class SpaceChangedError(ConfigError):
+    """The search space (or the --set overrides) differ from the ones the study started with."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k in value:
+            out.update(_flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def resume_view(canonical: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """What must stay equal on resume: the space without its budget, plus the overrides."""
+    view = {k: v for k, v in canonical.items() if k != "study"}
+    study = canonical.get("study")
+    if isinstance(study, Mapping):
+        view["study"] = {k: v for k, v in study.items() if k not in _BUDGET_KEYS}
+    view["overrides"] = {k: v for k, v in overrides.items() if k not in _PLACEMENT_FIELDS}
+    return json.loads(json.dumps(view, sort_keys=True, default=str))
+
+
+def space_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Readable differences between two resume views, one `path: old -> new` line each."""
+    a, b = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key not in b:
+            lines.append(f"- {key}: {json.dumps(a[key])}")
+        elif key not in a:
+            lines.append(f"+ {key}: {json.dumps(b[key])}")
+        elif a[key] != b[key]:
+            lines.append(f"~ {key}: {json.dumps(a[key])} -> {json.dumps(b[key])}")
+    return lines
+
+
+def sampler_seed(base: int | None, n_existing: int, worker_index: int = 0) -> int | None:
+    """The seed for one run of one worker.
+
+    A fresh study's first worker uses the space's seed as written; a resumed run (trials already
+    exist) or another worker gets a seed derived from all three, so a seeded sampler does not
+    replay the configurations it drew before.
+    """
+    if base is None:
+        return None
+    if n_existing == 0 and worker_index == 0:
+        return int(base)
+    return int(np.random.SeedSequence([int(base), int(n_existing), int(worker_index)]).generate_state(1)[0])
+
+
+def _study_id(storage: optuna.storages.BaseStorage, name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def open_study(
+    space: Any,
+    storage: optuna.storages.RDBStorage,
+    *,
+    study_name: str,
+    overrides: Mapping[str, Any] | None = None,
+    allow_space_change: bool = False,
+    worker_index: int = 0,
+    where: str = "--storage",
+) -> optuna.Study:
+    """Create the study or load it for a resume, after checking it still matches the space.
+
+    On a new study stores the space (YAML, fingerprint, canonical form), the overrides, the
+    package version and the metric names, and enqueues the space's `default:` baseline once.
+
+    Raises:
+        ConfigError: the stored study optimises other directions.
+        SpaceChangedError: the space or overrides changed and `allow_space_change` is False.
+    """
+    from . import __version__
+    from .algorithms import build_pruner, build_sampler
+
+    overrides = dict(overrides or {})
+    directions = [str(d).lower() for d in space.study.directions]
+    view = resume_view(space.canonical(), overrides)
+    study_id = _study_id(storage, study_name)
+    n_existing = 0
+    if study_id is not None:
+        stored = [d.name.lower() for d in storage.get_study_directions(study_id)]
+        if stored != directions:
+            raise ConfigError(
+                f"{where}: study {study_name!r} optimises {stored}, the space asks {directions}, "
+                f"got a direction change. Use a new --study-name (Optuna cannot change directions)"
+            )
+        attrs = storage.get_study_user_attrs(study_id)
+        old = attrs.get(ATTR_CANONICAL)
+        if old is not None:
+            diff = space_diff(resume_view(old, attrs.get(ATTR_OVERRIDES, {})), view)
+            if diff and not allow_space_change:
+                raise SpaceChangedError(
+                    f"{where}: study {study_name!r} was started with another search space, got "
+                    f"{len(diff)} change(s). Restore the space, pass --allow-space-change, or use "
+                    "a new --study-name\n" + "\n".join("  " + line for line in diff)
+                )
+        n_existing = sum(count_states(storage, study_id).values())
+    seed = sampler_seed(space.study.sampler.args.get("seed"), n_existing, worker_index)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        directions=directions,
+        sampler=build_sampler(space, seed=seed),
+        pruner=build_pruner(space.study.pruner),
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if attrs.get(ATTR_FINGERPRINT) != space.fingerprint or attrs.get(ATTR_OVERRIDES) != overrides:
+        study.set_user_attr(ATTR_SPACE_YAML, space.text)
+        study.set_user_attr(ATTR_FINGERPRINT, space.fingerprint)
+        study.set_user_attr(ATTR_CANONICAL, json.loads(json.dumps(space.canonical(), default=str)))
+        study.set_user_attr(ATTR_OVERRIDES, overrides)
+    if attrs.get(ATTR_VERSION) != __version__:
+        study.set_user_attr(ATTR_VERSION, __version__)
+    metrics = list(space.study.metrics)
+    if metrics and study.metric_names != metrics:
+        study.set_metric_names(metrics)
+    if not attrs.get(ATTR_BASELINE):
+        with claim_lock(study):
+            if not study._storage.get_study_user_attrs(study._study_id).get(ATTR_BASELINE):
+                params = space.default_params()
+                if params:
+                    study.enqueue_trial(dict(params), user_attrs={"baseline": True})
+                study.set_user_attr(ATTR_BASELINE, True)
+    return study
+
+
+# --------------------------------------------------------------------------- storage-level queries
+# Status must stay fast on studies of 10,000 trials: count and rank in SQL, load only what is shown.
+
+
+def rdb_storage(storage: Any) -> optuna.storages.RDBStorage:
+    """The RDBStorage under a study's storage (Optuna wraps it in a cache)."""
+    storage = getattr(storage, "_storage", storage)  # a Study
+    storage = getattr(storage, "_backend", storage)  # its _CachedStorage
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        raise ConfigError(f"--storage: vcr-hpo needs an RDB storage, got {type(storage).__name__}. "
+                          "Use sqlite:///... or postgresql://...")
+    return storage
+
+
+def _models():
+    from optuna.storages._rdb import models
+
+    return models
+
+
+def count_states(storage: optuna.storages.RDBStorage, study_id: int) -> dict[TrialState, int]:
+    """Number of trials in each state, counted by the database."""
+    import sqlalchemy as sa
+
+    storage = rdb_storage(storage)
+    m = _models()
+    query = (
+        sa.select(m.TrialModel.state, sa.func.count())
+        .where(m.TrialModel.study_id == study_id)
+        .group_by(m.TrialModel.state)
+    )
+    with storage.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    counts = {state: 0 for state in TrialState}
+    counts.update({TrialState[str(state.name)]: int(n) for state, n in rows})
+    return counts
+
+
+def finished_count(counts: Mapping[TrialState, int]) -> int:
+    """Trials that count toward `n_trials`: COMPLETE and PRUNED."""
+    return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+
+
+def top_trial_ids(
+    storage: optuna.storages.RDBStorage, study_id: int, k: int, *, maximize: bool, objective: int = 0
+) -> list[int]:
+    """Ids of the k best COMPLETE trials on one objective, ranked by the database."""
+    import sqlalchemy as sa
+
+    storage = rdb_storage(storage)
+    m = _models()
+    value = m.TrialValueModel.value
+    query = (
+        sa.select(m.TrialModel.trial_id)
+        .join(m.TrialValueModel, m.TrialValueModel.trial_id == m.TrialModel.trial_id)
+        .where(
+            m.TrialModel.study_id == study_id,
+            m.TrialModel.state == TrialState.COMPLETE,
+            m.TrialValueModel.objective == objective,
+            m.TrialValueModel.value_type == m.TrialValueModel.TrialValueType.FINITE,
+        )
+        .order_by(value.desc() if maximize else value.asc(), m.TrialModel.number.asc())
+        .limit(k)
+    )
+    with storage.engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(query).all()]
+
+
+def stale_running(
+    storage: optuna.storages.RDBStorage, study_id: int, grace_period: float
+) -> list[tuple[int, float | None]]:
+    """RUNNING trials whose last heartbeat is older than the grace period: (number, age seconds).
+
+    A RUNNING trial with no heartbeat at all (a run without heartbeats) has age None.
+    """
+    import sqlalchemy as sa
+
+    storage = rdb_storage(storage)
+    m = _models()
+    query = (
+        sa.select(m.TrialModel.number, m.TrialHeartbeatModel.heartbeat)
+        .outerjoin(m.TrialHeartbeatModel, m.TrialHeartbeatModel.trial_id == m.TrialModel.trial_id)
+        .where(m.TrialModel.study_id == study_id, m.TrialModel.state == TrialState.RUNNING)
+        .order_by(m.TrialModel.number)
+    )
+    with storage.engine.connect() as conn:
+        now = conn.execute(sa.select(sa.func.now())).scalar()
+        rows = conn.execute(query).all()
+    now = now.replace(tzinfo=None) if hasattr(now, "replace") else now
+    out = []
+    for number, beat in rows:
+        if beat is None:
+            out.append((int(number), None))
+            continue
+        age = (now - beat.replace(tzinfo=None)).total_seconds()
+        if age > grace_period:
+            out.append((int(number), age))
+    return out
+
+
+def _interrupted_numbers(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:
+    import sqlalchemy as sa
+
+    storage = rdb_storage(storage)
+    m = _models()
+    attr = m.TrialUserAttributeModel
+    query = (
+        sa.select(m.TrialModel.number)
+        .join(attr, attr.trial_id == m.TrialModel.trial_id)
+        .where(
+            m.TrialModel.study_id == study_id,
+            m.TrialModel.state == TrialState.FAIL,
+            attr.key == "interrupted",
+        )
+    )
+    with storage.engine.connect() as conn:
+        return sorted(int(r[0]) for r in conn.execute(query).all())
+
+
+# --------------------------------------------------------------------------- claiming trials
+
+_PG_LOCK_NAMESPACE = 0x56435248  # "VCRH": keeps our advisory locks apart from other users'
+
+
+@contextmanager
+def claim_lock(study: optuna.Study) -> Iterator[None]:
+    """Serialise "count the trials, then start one" across workers, so n_trials is exact.
+
+    SQLite (one machine): an flock on `<db>-lock` beside the file. PostgreSQL (many machines): a
+    session advisory lock keyed by the study. Other databases: no lock (a worker may overshoot).
+    """
+    storage = rdb_storage(study)
+    path = sqlite_path(storage.url)
+    if path is not None:
+        with open(path.with_name(path.name + "-lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif storage.engine.dialect.name == "postgresql":
+        import sqlalchemy as sa
+
+        key = {"ns": _PG_LOCK_NAMESPACE, "sid": study._study_id}
+        with storage.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :sid)"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :sid)"), key)
+                conn.commit()
+    else:
+        yield
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue again (WAITING, same params) every interrupted trial not queued yet.
+
+    Call under `claim_lock`. Returns the numbers of the trials queued now.
+    """
+    storage = rdb_storage(study)
+    done = set(storage.get_study_user_attrs(study._study_id).get(ATTR_REQUEUED, []))
+    todo = [n for n in _interrupted_numbers(storage, study._study_id) if n not in done]
+    for number in todo:
+        old = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        history = [*old.system_attrs.get("retry_history", []), old.number]
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=old.params,
+                distributions=old.distributions,
+                user_attrs={"retry_of": old.number},
+                # the keys RetryHeartbeatStaleTrialCallback uses, so its helpers read both kinds
+                system_attrs={"failed_trial": history[0], "retry_history": history},
+            )
+        )
+    if todo:
+        study.set_user_attr(ATTR_REQUEUED, sorted(done | set(todo)))
+    return todo
+
+
+def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
+    """Start the next trial, or return None when finished + running trials reach n_trials.
+
+    Under the claim lock: stale RUNNING trials become FAIL and are queued again (heartbeat
+    callback), interrupted ones are queued again, then a WAITING trial is popped or a new one made.
+    """
+    with claim_lock(study):
+        if is_heartbeat_enabled(study._storage):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        requeue_interrupted(study)
+        counts = count_states(rdb_storage(study), study._study_id)
+        if finished_count(counts) + counts[TrialState.RUNNING] >= n_trials:
+            return None
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats expect Study.optimize; run_one_trial beats instead
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            return study.ask()
+
+
+# --------------------------------------------------------------------------- running trials
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run (BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class DatabaseLockedError(VcrHpoError):
+    """SQLite stayed locked longer than the busy timeout."""
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """The first SIGINT/SIGTERM raises RunInterrupted in the main thread; a second exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        if seen:
+            os._exit(128 + signum)  # the user insists: no cleanup, the heartbeat retry covers it
+        seen.append(signum)
+        raise RunInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def translate_storage_errors(url: str) -> Iterator[None]:
+    """Turn SQLite's "database is locked" into a message that names the cause and the cure."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as exc:
+        chain, cause = [], exc
+        while cause is not None:
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        if any("database is locked" in text for text in chain):
+            raise DatabaseLockedError(
+                f"{url}: SQLite database is locked, got no write access within "
+                f"{SQLITE_BUSY_TIMEOUT} s. Another process holds it: stop it, or for several "
+                "workers or machines use PostgreSQL (--storage postgresql://user@host:5432/db)"
+            ) from exc
+        raise
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every interval from a thread while the trial runs."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+        self._storage, self._trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if is_heartbeat_enabled(self._storage):
+            self._thread = threading.Thread(target=self._beat, name="vcr-hpo-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        interval = self._storage.get_heartbeat_interval()
+        while True:
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # a missed beat is harmless; a dead thread would orphan the trial
+                pass
+            if self._stop.wait(interval):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _mark_interrupted(study: optuna.Study, trial: optuna.Trial, exc: RunInterrupted) -> None:
+    name = signal.Signals(exc.signum).name
+    trial.set_user_attr("interrupted", name)
+    trial.set_user_attr("fail_reason", f"interrupted by {name}; queued again on resume")
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def run_one_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) -> FrozenTrial:
+    """Run one claimed trial with a heartbeat; record pruning, failures and interruptions.
+
+    A failing trial is recorded with `fail_reason` and does not stop the study. An interruption
+    marks the trial FAIL with the user attr `interrupted` and re-raises.
+    """
+    import sqlalchemy.exc
+
+    values = None
+    state: TrialState | None = None
+    with _Heartbeat(study._storage, trial._trial_id):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except RunInterrupted as exc:
+            _mark_interrupted(study, trial, exc)
+            raise
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            raise  # the storage itself is gone: the trial stays RUNNING and the heartbeat retries it
+        except Exception as exc:
+            state = TrialState.FAIL
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            _logger.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a NaN value becomes FAIL; the trial row says so
+        return study.tell(trial, values, state=state, skip_if_finished=True)
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> int:
+    """Run trials until the study holds `n_trials` finished ones or `timeout` seconds pass.
+
+    Finished means COMPLETE or PRUNED, counted over the whole study (earlier runs and other
+    workers included), so a rerun at the same target adds nothing and a higher target tops up.
+
+    Returns:
+        The number of trials this call ran.
+
+    Raises:
+        RunInterrupted: a signal arrived (inside `interrupt_on_signals`).
+    """
+    start = time.monotonic()
+    ran = 0
+    while timeout is None or time.monotonic() - start < timeout:
+        trial = claim_trial(study, n_trials)
+        if trial is None:
+            break
+        frozen = run_one_trial(study, trial, objective)
+        ran += 1
+        if on_trial is not None:
+            on_trial(frozen)
+    return ran

@@ -1,0 +1,201 @@
+"""The run loop on real SQLite storages: exact n_trials, top-ups, retries, interruptions, locks."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import warnings
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.study import (
+    DatabaseLockedError,
+    RunInterrupted,
+    build_storage,
+    check_storage_url,
+    claim_trial,
+    count_states,
+    default_storage_url,
+    requeue_interrupted,
+    resume_view,
+    run_one_trial,
+    run_trials,
+    sampler_seed,
+    space_diff,
+    stale_running,
+    top_trial_ids,
+    translate_storage_errors,
+)
+from hpo.errors import ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def _study(tmp_path, name="s", direction="maximize", **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = build_storage(f"sqlite:///{tmp_path / 'study.db'}", **kw)
+    return optuna.create_study(storage=storage, study_name=name, direction=direction,
+                               sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+
+
+def _objective(trial):
+    x = trial.suggest_float("x", -1.0, 1.0)
+    if x < -0.8:
+        raise optuna.TrialPruned()
+    return 1.0 - x * x
+
+
+def test_run_trials_counts_finished_trials_over_the_whole_study(tmp_path):
+    study = _study(tmp_path)
+    assert run_trials(study, _objective, n_trials=3) == 3
+    assert run_trials(study, _objective, n_trials=3) == 0  # rerun at the target adds nothing
+    assert run_trials(study, _objective, n_trials=5) == 2  # a higher target tops up
+    counts = count_states(study._storage, study._study_id)
+    assert counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] == 5
+    assert sorted(t.number for t in study.trials) == list(range(5))
+
+
+def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
+    study = _study(tmp_path)
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if trial.number == 1:
+            raise RuntimeError("CUDA out of memory (simulated by the objective)")
+        return x
+
+    assert run_trials(study, objective, n_trials=3) == 4  # the failure does not count
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.number for t in failed] == [1]
+    assert failed[0].user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")
+
+
+def test_interrupted_trial_is_failed_and_queued_again_exactly_once(tmp_path):
+    study = _study(tmp_path)
+
+    def interrupted(trial):
+        trial.suggest_float("x", -1.0, 1.0)
+        trial.report(0.5, 0)
+        raise RunInterrupted(signal.SIGTERM)
+
+    trial = claim_trial(study, 3)
+    with pytest.raises(RunInterrupted) as info:
+        run_one_trial(study, trial, interrupted)
+    assert info.value.exit_code == 143
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["interrupted"] == "SIGTERM"
+    assert requeue_interrupted(study) == [0]
+    assert requeue_interrupted(study) == []  # once
+    run_trials(study, _objective, n_trials=3)
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retried) == 1
+    assert retried[0].params == first.params and retried[0].state == TrialState.COMPLETE
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retried[0]) == 0
+
+
+def test_stale_running_trial_is_failed_and_retried_with_same_params(tmp_path):
+    import time
+
+    study = _study(tmp_path, heartbeat_interval=1, grace_period=1)
+    orphan = study.ask()  # claimed by a "worker" that then died: one heartbeat, then silence
+    orphan.suggest_float("x", -1.0, 1.0)
+    study._storage.record_heartbeat(orphan._trial_id)
+    time.sleep(2.2)
+    assert [n for n, _ in stale_running(study._storage, study._study_id, 1)] == [0]
+    run_trials(study, _objective, n_trials=2)
+    trials = study.trials
+    assert trials[0].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retries) == 1 and retries[0].params == orphan.params
+    assert count_states(study._storage, study._study_id)[TrialState.COMPLETE] == 2
+
+
+def test_top_trial_ids_ranks_in_sql(tmp_path):
+    for direction, expect in (("maximize", [3, 1]), ("minimize", [0, 2])):
+        study = _study(tmp_path, name=direction, direction=direction)
+        for v in (0.1, 0.8, 0.3, 0.9):
+            study.add_trial(optuna.trial.create_trial(value=v))
+        ids = top_trial_ids(study._storage, study._study_id, 2, maximize=direction == "maximize")
+        assert [study._storage.get_trial(i).number for i in ids] == expect
+
+
+def test_sampler_seed_differs_after_resume_and_per_worker():
+    assert sampler_seed(None, 5, 1) is None
+    assert sampler_seed(42, 0, 0) == 42  # a fresh study uses the YAML seed as written
+    seeds = {sampler_seed(42, n, w) for n in (0, 3, 6) for w in (0, 1, 2)}
+    assert len(seeds) == 9
+    assert sampler_seed(42, 3, 1) == sampler_seed(42, 3, 1)  # deterministic
+
+
+def test_seeded_sampler_does_not_replay_after_resume(tmp_path):
+    study = _study(tmp_path)
+    run_trials(study, _objective, n_trials=3)
+    first = [t.params["x"] for t in study.trials]
+    # the same process would resume with the YAML seed; the derived seed draws new points
+    resumed = optuna.load_study(study_name="s", storage=study._storage,
+                                sampler=optuna.samplers.RandomSampler(seed=sampler_seed(0, 3, 0)))
+    run_trials(resumed, _objective, n_trials=6)
+    later = [t.params["x"] for t in resumed.trials[3:]]
+    assert not set(first) & set(later)
+    replay = optuna.load_study(study_name="s", storage=study._storage,
+                               sampler=optuna.samplers.RandomSampler(seed=0))
+    assert replay.sampler.sample_independent(replay, None, "x",
+                                             optuna.distributions.FloatDistribution(-1, 1)) == first[0]
+
+
+def test_space_diff_lists_changes_and_ignores_the_budget():
+    old = {"study": {"n_trials": 5, "direction": ["maximize"]},
+           "hyperparameters": {"lr": {"type": "float", "low": 0.001, "high": 0.1}}}
+    new = {"study": {"n_trials": 50, "direction": ["minimize"]},
+           "hyperparameters": {"lr": {"type": "float", "low": 0.001, "high": 0.3},
+                               "dropout": {"type": "float", "low": 0.0, "high": 0.5}}}
+    diff = space_diff(resume_view(old, {"data": "synthetic"}), resume_view(new, {"device": "cpu"}))
+    assert diff == [
+        "+ hyperparameters.dropout.high: 0.5",
+        "+ hyperparameters.dropout.low: 0.0",
+        "+ hyperparameters.dropout.type: \"float\"",
+        "~ hyperparameters.lr.high: 0.1 -> 0.3",
+        "- overrides.data: \"synthetic\"",
+        "~ study.direction: [\"maximize\"] -> [\"minimize\"]",
+    ]
+    assert space_diff(resume_view(old, {}), resume_view({**old, "study": {"n_trials": 9,
+                      "direction": ["maximize"]}}, {"device": "cuda"})) == []
+
+
+@pytest.mark.parametrize("url, rule", [
+    ("sqlite:///:memory:", "in-memory"),
+    ("sqlite:///no/such/folder/x.db", "folder of the SQLite file does not exist"),
+    ("redis://localhost/0", "unsupported database"),
+    ("not a url", "not a database URL"),
+])
+def test_check_storage_url_rejects(url, rule, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rule):
+        check_storage_url(url)
+    assert not list(tmp_path.iterdir())  # nothing created
+
+
+def test_default_storage_url_names_a_file():
+    assert default_storage_url("vcr-demo") == "sqlite:///studies/vcr-demo.db"
+    with pytest.raises(ConfigError, match="--study-name"):
+        default_storage_url("../evil")
+
+
+def test_locked_sqlite_says_so_and_suggests_postgresql(tmp_path, monkeypatch):
+    import hpo.study as S
+
+    monkeypatch.setattr(S, "SQLITE_BUSY_TIMEOUT", 0.2)
+    study = _study(tmp_path)
+    holder = sqlite3.connect(tmp_path / "study.db")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseLockedError, match="locked.*PostgreSQL"):
+            with translate_storage_errors("sqlite:///study.db"):
+                run_trials(study, _objective, n_trials=1)
+    finally:
+        holder.rollback()
+        holder.close()
