@@ -64,3 +64,14 @@ def postgres_cluster():
 def postgres_url(postgres_cluster) -> str:
     """URL of a fresh, empty database on the session's throwaway cluster."""
     return postgres_cluster.create_database()
+
+
+# --------------------------------------------------------------------------- data cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_cache(tmp_path_factory):
+    """Decoded datasets go to a session folder, never to the user's ~/.cache/vcr-hpo."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VCR_HPO_CACHE", str(tmp_path_factory.mktemp("vcr_hpo_cache")))
+        yield
