@@ -124,5 +124,42 @@ def _cmd_backbones(ns: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- validate
+
+
+def _validate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, metavar="FILE",
+                   help="search-space YAML (a bare name is also looked up in search_spaces/)")
+
+
+@command("validate", "check a search space and print its parameters, or every error", args=_validate_args)
+def _cmd_validate(ns: argparse.Namespace) -> int:
+    from .space import SearchSpaceError, load_search_space
+
+    try:
+        space = load_search_space(ns.space)
+    except SearchSpaceError as exc:
+        if getattr(ns, "debug", False):
+            raise
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        print(f"{len(exc.errors)} error(s); nothing was written to any study", file=sys.stderr)
+        return 2
+    st = space.study
+    objectives = ", ".join(f"{d} {m}" for d, m in zip(st.directions, st.metrics))
+    print(f"space:    {space.source}")
+    print(f"study:    {st.name}: {objectives}; n_trials {st.n_trials if st.n_trials else 'unlimited'}; "
+          f"timeout {f'{st.timeout:g} s' if st.timeout else 'none'}")
+    print(f"sampler:  {st.sampler.describe()}")
+    print(f"pruner:   {st.pruner.describe() if st.pruner else 'none'}")
+    fixed = ", ".join(f"{k}={v}" for k, v in space.fixed.items())
+    print(f"fixed:    {fixed or '-'}")
+    print(f"baseline: {space.default_params() or 'none (no defaults)'}")
+    print(f"fingerprint: {space.fingerprint[:16]}")
+    print()
+    _print_table(["name", "type", "range / choices", "log/step", "condition"], space.describe())
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())
