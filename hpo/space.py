@@ -615,6 +615,8 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
                     ok = False
 
     n_trials = raw.get("n_trials")
+    if isinstance(n_trials, float) and n_trials.is_integer():  # 1e3 is a whole number too
+        n_trials = int(n_trials)
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int)
                                  or n_trials < 1):
         errs.add(path + ("n_trials",), "must be a positive whole number or null", n_trials,

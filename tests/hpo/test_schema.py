@@ -1,0 +1,224 @@
+"""hpo/schema.json: generated from the registries and TrainConfig; shipped spaces validate against it.
+
+Regenerate after adding a backbone, field, sampler or pruner: `python tests/hpo/test_schema.py`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_algorithm_args
+from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
+from hpo.space import METRICS, PARAM_TYPES, _STUDY_NAME, schema
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+_JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _annotation_json_types(annotation) -> list[str] | None:
+    kinds = _annotation_kinds(annotation)
+    if kinds is None:
+        return None
+    names = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "None": "null"}
+    types = {names[k] for k in kinds}
+    if "number" in types:
+        types.discard("integer")
+    return sorted(types)
+
+
+def _aliases(name: str) -> list[str]:
+    return [name, *sorted(a for a, n in ALIASES.items() if n == name)]
+
+
+def _algorithm_defs(kind: str) -> dict:
+    reg = SAMPLERS if kind == "sampler" else PRUNERS
+    names = [a for n in reg.names() for a in _aliases(n)]
+    branches = []
+    for name in reg.names():
+        props: dict = {"type": {}}
+        for arg, p in inspect.signature(reg.get(name)).parameters.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if kind == "pruner" and name == "Patient" and arg == "wrapped_pruner":
+                props[arg] = {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/pruner"}]}
+                continue
+            if kind == "sampler" and name == "Grid" and arg == "search_space":
+                continue
+            types = _annotation_json_types(p.annotation)
+            if types is not None:
+                props[arg] = {"type": types}
+        if "seed" in props:
+            props["seed"] = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1}
+        required = [a for a, p in inspect.signature(reg.get(name)).parameters.items()
+                    if p.default is inspect.Parameter.empty and a in props]
+        branch = {"if": {"properties": {"type": {"enum": _aliases(name)}}},
+                  "then": {"properties": props, "additionalProperties": False}}
+        if required:
+            branch["then"]["required"] = required
+        branches.append(branch)
+    return {"type": "object", "required": ["type"],
+            "properties": {"type": {"enum": names}}, "allOf": branches}
+
+
+def _field_value(name: str) -> dict:
+    kind = field_type(name)
+    out: dict = {"type": [_JSON_TYPE[kind], "null"] if field_optional(name) else _JSON_TYPE[kind]}
+    if name in FIELD_REGISTRIES:
+        out["enum"] = FIELD_REGISTRIES[name].names() + ([None] if field_optional(name) else [])
+    return out
+
+
+def _field_param(name: str) -> dict:
+    kind = field_type(name)
+    value = _field_value(name)
+    extra: dict = {"properties": {"choices": {"items": value}, "default": value}}
+    if kind in (bool, str):
+        extra["properties"]["type"] = {"const": "categorical"}
+    elif kind is int:
+        extra["properties"]["type"] = {"enum": ["categorical", "int"]}
+    return {"allOf": [{"$ref": "#/$defs/param"}, extra]}
+
+
+def build_schema() -> dict:
+    """The schema the package should ship (draft 2020-12)."""
+    scalar = {"$ref": "#/$defs/scalar"}
+    number_keys = {
+        "float": {"low": {"type": "number"}, "high": {"type": "number"}, "log": {"type": "boolean"},
+                  "step": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                  "default": {"type": "number"}},
+        "int": {"low": {"type": "integer"}, "high": {"type": "integer"}, "log": {"type": "boolean"},
+                "step": {"type": ["integer", "null"], "minimum": 1}, "default": {"type": "integer"}},
+    }
+    defs: dict = {
+        "scalar": {"type": ["string", "number", "boolean", "null"]},
+        "when": {
+            "type": "object", "minProperties": 1,
+            "description": "enable this parameter only when each named categorical parameter "
+                           "takes the value (or one of the values) given",
+            "additionalProperties": {"anyOf": [scalar, {"type": "array", "minItems": 1,
+                                                        "uniqueItems": True, "items": scalar}]},
+        },
+        "categorical": {
+            "required": ["choices"], "additionalProperties": False,
+            "properties": {"type": {}, "choices": {"type": "array", "minItems": 2, "uniqueItems": True,
+                                                   "items": scalar},
+                           "default": scalar, "when": {"$ref": "#/$defs/when"}},
+        },
+        "param": {
+            "type": "object", "required": ["type"],
+            "properties": {"type": {"enum": list(PARAM_TYPES)}},
+            "allOf": [{"if": {"properties": {"type": {"const": t}}}, "then": {"$ref": f"#/$defs/{t}"}}
+                      for t in PARAM_TYPES],
+        },
+        "sampler": _algorithm_defs("sampler"),
+        "pruner": _algorithm_defs("pruner"),
+    }
+    for t in ("float", "int"):
+        defs[t] = {
+            "required": ["low", "high"], "additionalProperties": False,
+            "properties": {"type": {}, **number_keys[t], "when": {"$ref": "#/$defs/when"}},
+            "not": {"required": ["log", "step"],
+                    "properties": {"log": {"const": True}, "step": {"type": "number"}}},
+        }
+    sampler_names = [a for n in SAMPLERS.names() for a in _aliases(n)]
+    pruner_names = [a for n in PRUNERS.names() for a in _aliases(n)]
+    study = {
+        "type": ["object", "null"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": _STUDY_NAME.pattern},
+            "direction": {"enum": ["maximize", "minimize"]},
+            "directions": {"type": "array", "minItems": 1, "items": {"enum": ["maximize", "minimize"]}},
+            "metric": {"enum": list(METRICS)},
+            "metrics": {"type": "array", "minItems": 1, "uniqueItems": True,
+                        "items": {"enum": list(METRICS)}},
+            "n_trials": {"type": ["integer", "null"], "minimum": 1},
+            "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
+            "sampler": {"anyOf": [{"enum": sampler_names}, {"$ref": "#/$defs/sampler"}]},
+            "pruner": {"anyOf": [{"type": "null"}, {"enum": pruner_names}, {"$ref": "#/$defs/pruner"}]},
+        },
+        "not": {"anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "vcr-hpo search space",
+        "description": "study, hyperparameters (searched trainer fields) and fixed trainer fields. "
+                       "Generated by tests/hpo/test_schema.py; semantic rules (ranges, step divides "
+                       "the range, conditions, registries of samplers' values) are checked by "
+                       "`vcr-hpo validate`.",
+        "type": "object", "additionalProperties": False, "required": ["hyperparameters"],
+        "properties": {
+            "study": {"$ref": "#/$defs/study"},
+            "hyperparameters": {
+                "type": "object", "minProperties": 1,
+                "propertyNames": {"enum": list(FIELD_NAMES)},
+                "properties": {n: _field_param(n) for n in FIELD_NAMES},
+            },
+            "fixed": {
+                "type": ["object", "null"],
+                "propertyNames": {"enum": list(FIELD_NAMES)},
+                "properties": {n: _field_value(n) for n in FIELD_NAMES},
+            },
+        },
+        "$defs": {"study": study, **defs},
+    }
+
+
+def _load(path: Path):
+    from hpo.space import _read_yaml
+
+    data, _, errs = _read_yaml(path.read_text(), str(path))
+    assert not errs
+    return data
+
+
+def test_schema_is_current():
+    """The shipped file equals what the registries and TrainConfig generate."""
+    assert schema() == json.loads(json.dumps(build_schema())), \
+        "hpo/schema.json is stale: run python tests/hpo/test_schema.py"
+
+
+def test_schema_is_valid_draft_2020_12():
+    jsonschema.Draft202012Validator.check_schema(schema())
+    assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
+def test_shipped_space_validates_against_schema(path):
+    jsonschema.Draft202012Validator(schema()).validate(_load(path))
+
+
+def test_shipped_spaces_exist():
+    assert {p.name for p in SPACES} >= {"hyperparameters.yaml", "vcr_full.yaml"}
+
+
+def test_schema_lists_every_registered_name():
+    s = schema()
+    assert s["properties"]["hyperparameters"]["propertyNames"]["enum"] == list(FIELD_NAMES)
+    backbone = s["properties"]["fixed"]["properties"]["backbone"]["enum"]
+    assert backbone == FIELD_REGISTRIES["backbone"].names()
+    assert set(SAMPLERS.names()) <= set(s["$defs"]["sampler"]["properties"]["type"]["enum"])
+    assert set(PRUNERS.names()) <= set(s["$defs"]["pruner"]["properties"]["type"]["enum"])
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_schema_sampler_args_match_checker(name):
+    """Every argument the schema allows is one the parser accepts too (same signature source)."""
+    branch = next(b for b in schema()["$defs"]["sampler"]["allOf"]
+                  if name in b["if"]["properties"]["type"]["enum"])
+    for arg in branch["then"]["properties"]:
+        if arg != "type":
+            assert not [p for p in check_algorithm_args("sampler", name, {arg: None})
+                        if p.arg == arg and "not an argument" in p.rule]
+
+
+if __name__ == "__main__":
+    out = ROOT / "hpo" / "schema.json"
+    out.write_text(json.dumps(build_schema(), indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
