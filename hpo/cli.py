@@ -161,5 +161,497 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- run, status, best, train, dashboard, report
+# Heartbeat settings come from the environment so tests (and impatient users) can shorten them.
+
+_RESUME_HINT = "resume with: "
+
+
+def _env_seconds(name: str, default: int) -> int:
+    import os
+
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"${name}: must be a whole number of seconds >= 1, got {raw!r}. "
+                          f"Unset it (default {default}) or give e.g. {default}")
+    return int(raw)
+
+
+def _positive(kind: type, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, object]:
+    """`--set key=value` pairs; values are read as YAML scalars, then checked like TrainConfig fields."""
+    import yaml
+
+    from .config import check_field
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set: must be key=value, got {item!r}. Write e.g. --set epochs=2")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-3 as a string; a number is what anyone means here
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf") else value
+            except ValueError:
+                pass
+        out[key] = check_field(key, value, where=f"--set {key}")
+    return out
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, metavar="FILE",
+                   help="search-space YAML (a bare name is also looked up in search_spaces/)")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna RDB URL (default sqlite:///studies/<study>.db; postgresql://... for many machines)")
+    p.add_argument("--study-name", metavar="NAME", help="default: study.name of the space")
+    p.add_argument("--n-trials", type=_positive(int, "n_trials"), metavar="N",
+                   help="finished (complete + pruned) trials the study should hold; a rerun tops up")
+    p.add_argument("--timeout", type=_positive(float, "timeout"), metavar="S",
+                   help="stop starting trials after S seconds of this run")
+    p.add_argument("--data", metavar="D", help="synthetic, an ImageFolder directory or a .jsonl manifest")
+    p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=_positive(int, "workers"), default=1, metavar="N",
+                   help="N worker processes on one storage (each uses max(1, cores // N) threads)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a fixed TrainConfig field for every trial (repeatable)")
+    p.add_argument("--allow-space-change", action="store_true",
+                   help="resume even though the search space changed since the study started")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> str:
+    import shlex
+
+    argv = ["vcr-hpo", "run", "--space", ns.space, "--storage", storage, "--study-name", study_name]
+    for flag, value in (("--n-trials", ns.n_trials), ("--timeout", ns.timeout), ("--data", ns.data),
+                        ("--device", ns.device)):
+        if value is not None:
+            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if ns.workers != 1:
+        argv += ["--workers", str(ns.workers)]
+    for item in ns.set:
+        argv += ["--set", item]
+    if ns.allow_space_change:
+        argv.append("--allow-space-change")
+    return shlex.join(argv)
+
+
+def _prepare_run(ns: argparse.Namespace):
+    """Everything that can be checked before touching storage; raises ConfigError on bad input."""
+    from .config import check_field
+    from .data import check_data_source
+    from .space import load_search_space
+    from .study import check_storage_url, default_storage_url
+
+    space = load_search_space(ns.space)
+    overrides = _parse_sets(ns.set)
+    if ns.data is not None:
+        overrides["data"] = check_field("data", ns.data, where="--data")
+    if ns.device is not None:
+        overrides["device"] = check_field("device", ns.device, where="--device")
+    searched = sorted({p.name for p in space.params} & set(overrides))
+    if searched:
+        raise ConfigError(f"--set {searched[0]}: is searched by the space, got {overrides[searched[0]]!r}. "
+                          f"Narrow its choices in {space.source} instead, or move it to fixed:")
+    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    cfg = space.config_for(baseline, overrides)
+    check_data_source(cfg.data, where="--data" if "data" in overrides else f"{space.source}: fixed.data")
+    study_name = ns.study_name or space.study.name
+    url = check_storage_url(ns.storage) if ns.storage else default_storage_url(study_name)
+    n_trials = ns.n_trials or space.study.n_trials
+    if not n_trials:
+        raise ConfigError(f"{space.source}: study.n_trials: needed to know when to stop, got null. "
+                          "Set it in the space or pass --n-trials N")
+    timeout = ns.timeout if ns.timeout is not None else space.study.timeout
+    heartbeat = _env_seconds("VCR_HPO_HEARTBEAT", 10)
+    grace = _env_seconds("VCR_HPO_GRACE", 30)
+    if grace <= heartbeat:
+        raise ConfigError(f"$VCR_HPO_GRACE: must exceed the heartbeat interval ({heartbeat} s), got "
+                          f"{grace}. Give a grace period of at least twice the interval")
+    return space, overrides, cfg, study_name, url, n_trials, timeout, heartbeat, grace
+
+
+def _best_of(study) -> tuple[int, float] | None:
+    from .study import rdb_storage, top_trial_ids
+
+    ids = top_trial_ids(rdb_storage(study), study._study_id, 1,
+                        maximize=study.directions[0].name == "MAXIMIZE")
+    if not ids:
+        return None
+    t = rdb_storage(study).get_trial(ids[0])
+    return t.number, t.values[0]
+
+
+@command("run", "run or resume a study: same command again resumes; --workers N for parallel",
+         args=_run_args)
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import study as S
+    from .console import Progress, summary_lines
+
+    space, overrides, cfg, study_name, url, n_trials, timeout, hb, grace = _prepare_run(ns)
+    if not ns.storage:
+        Path("studies").mkdir(exist_ok=True)
+    if ns.workers > 1 and url.startswith("sqlite") and ns.worker_index == 0:
+        print(f"warning: {ns.workers} workers share SQLite: fine on one machine; for several "
+              "machines use a PostgreSQL --storage URL", file=sys.stderr)
+    if ns.threads:
+        import torch
+
+        torch.set_num_threads(ns.threads)
+    hint = _RESUME_HINT + _resume_command(ns, url, study_name)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it better
+    storage = S.build_storage(url, heartbeat_interval=hb, grace_period=grace)
+    with S.translate_storage_errors(url):
+        study = S.open_study(space, storage, study_name=study_name, overrides=overrides,
+                             allow_space_change=ns.allow_space_change, worker_index=ns.worker_index,
+                             n_trials=n_trials)
+        counts = S.count_states(storage, study._study_id)
+        progress = Progress(target=n_trials, metric=space.study.metrics[0],
+                            maximize=space.study.directions[0] == "maximize",
+                            finished=S.finished_count(counts), best=_best_of(study),
+                            epochs=cfg.epochs, enabled=not ns.quiet)
+        if ns.workers > 1:
+            code = _run_workers(ns, study, storage, url, study_name, n_trials, progress)
+            if code in (130, 143):
+                print(hint, file=sys.stderr)
+        else:
+            from .objective import Objective
+
+            objective = Objective(space, overrides=overrides, on_epoch=progress.epoch)
+            try:
+                with S.interrupt_on_signals():
+                    S.run_trials(study, objective, n_trials=n_trials, timeout=timeout,
+                                 on_trial=progress.trial)
+            except S.RunInterrupted as exc:
+                progress.close()
+                print(f"interrupted by {exc}: the running trial is marked interrupted and will be "
+                      f"retried; {hint}", file=sys.stderr)
+                return exc.exit_code
+            code = 0
+        progress.close()
+        if not ns.quiet:
+            print("\n".join(summary_lines(study)))
+    return code
+
+
+def _run_workers(ns, study, storage, url: str, study_name: str, n_trials: int, progress) -> int:
+    """Start N copies of this command (one trial loop each) and watch the storage until they end."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from . import study as S
+
+    threads = max(1, (os.cpu_count() or 1) // ns.workers)
+    argv = [sys.executable, "-m", "hpo.cli", "run", "--space", ns.space, "--storage", url,
+            "--study-name", study_name, "--n-trials", str(n_trials), "--workers", "1", "--quiet",
+            "--threads", str(threads)]
+    for flag, value in (("--timeout", ns.timeout), ("--data", ns.data), ("--device", ns.device)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for item in ns.set:
+        argv += ["--set", item]
+    if ns.allow_space_change:
+        argv.append("--allow-space-change")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    procs = [subprocess.Popen([*argv, "--worker-index", str(i)], env=env) for i in range(ns.workers)]
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)  # a second signal reaches them too: they exit at once
+        if len(received) > 1:
+            os._exit(128 + signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while any(p.poll() is None for p in procs):
+            counts = S.count_states(storage, study._study_id)
+            progress.poll(S.finished_count(counts), _best_of(study), counts[S.TrialState.RUNNING])
+            time.sleep(1.0)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    codes = [p.wait() for p in procs]
+    counts = S.count_states(storage, study._study_id)
+    progress.poll(S.finished_count(counts), _best_of(study), counts[S.TrialState.RUNNING])
+    if received:
+        return 128 + received[0]
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise VcrHpoError(f"{url}: {len(bad)} of {ns.workers} workers failed, got exit codes {codes}. "
+                          "Their errors are printed above")
+    return 0
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="URL", help="default: the files in studies/")
+    p.add_argument("--study-name", metavar="NAME", help="default: every study in the storage")
+
+
+def _storages(ns: argparse.Namespace) -> list[str]:
+    from pathlib import Path
+
+    from .study import check_storage_url, default_storage_url
+
+    if ns.storage:
+        return [check_storage_url(ns.storage)]
+    if ns.study_name:
+        url = default_storage_url(ns.study_name)
+        if not Path(f"studies/{ns.study_name}.db").is_file():
+            raise ConfigError(f"--study-name: no file studies/{ns.study_name}.db, got "
+                              f"{ns.study_name!r}. Pass --storage URL or run the study first")
+        return [url]
+    files = sorted(Path("studies").glob("*.db"))
+    if not files:
+        raise ConfigError("--storage: no study files in studies/, got none. Pass --storage URL "
+                          "or run `vcr-hpo run --space hyperparameters.yaml` first")
+    return [f"sqlite:///{f}" for f in files]
+
+
+def _open_existing(url: str):
+    """Storage without heartbeats (reading must not fail anyone's trials); the file must exist."""
+    from .study import build_storage, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"--storage: no such SQLite file, got {url!r}. Check the path")
+    return build_storage(url, heartbeat_interval=None, grace_period=None)
+
+
+def _load_one(ns: argparse.Namespace):
+    """The one study `best`, `report` and `dashboard` act on."""
+    import optuna
+
+    urls = _storages(ns)
+    found = []
+    for url in urls:
+        storage = _open_existing(url)
+        names = [s.study_name for s in storage.get_all_studies()]
+        if ns.study_name:
+            if ns.study_name in names:
+                found.append((url, storage, ns.study_name))
+        else:
+            found += [(url, storage, n) for n in names]
+    if len(found) != 1:
+        listing = ", ".join(f"{n} ({u})" for u, _, n in found) or "(none)"
+        rule = "no such study" if not found else "several studies match"
+        raise ConfigError(f"--study-name: {rule}, got {ns.study_name!r}. Studies: {listing}")
+    url, storage, name = found[0]
+    return url, optuna.load_study(study_name=name, storage=storage)
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--top", type=_positive(int, "top"), default=5, metavar="K", help="best K trials")
+
+
+@command("status", "studies: trial counts by state, best, top K, orphaned RUNNING trials",
+         args=_status_args)
+def _cmd_status(ns: argparse.Namespace) -> int:
+    from .console import format_params, format_table
+    from .study import GRACE_PERIOD, study_status
+
+    grace = _env_seconds("VCR_HPO_GRACE", GRACE_PERIOD)
+    shown = 0
+    for url in _storages(ns):
+        storage = _open_existing(url)
+        names = [s.study_name for s in storage.get_all_studies()]
+        if ns.study_name:
+            names = [n for n in names if n == ns.study_name]
+        for name in names:
+            st = study_status(storage, name, top=ns.top, grace_period=grace)
+            shown += 1
+            metrics = st.metric_names or tuple(f"value{i}" for i in range(len(st.directions)))
+            counts = ", ".join(f"{n} {s.lower()}" for s, n in st.counts.items() if n)
+            finished = st.counts.get("COMPLETE", 0) + st.counts.get("PRUNED", 0)
+            target = f"/{st.target}" if st.target else ""
+            print(f"study {name}  ({url})")
+            print(f"  {' '.join(f'{d} {m}' for d, m in zip(st.directions, metrics))}; "
+                  f"finished {finished}{target}; {counts or 'no trials'}")
+            if st.top:
+                best = st.top[0]
+                print(f"  best #{best.number}: "
+                      + " ".join(f"{m}={v:.4f}" for m, v in zip(metrics, best.values))
+                      + f"  {format_params(best.params)}")
+                keys = sorted({k for t in st.top for k in t.params})
+                rows = [[t.number, *t.values, *(t.params.get(k, "") for k in keys)] for t in st.top]
+                print(f"  top {len(st.top)}:")
+                for line in format_table(["#", *metrics, *keys], rows):
+                    print("    " + line)
+            for number, age in st.orphans:
+                when = "no heartbeat" if age is None else f"last heartbeat {age:.0f} s ago"
+                print(f"  orphaned RUNNING trial #{number} ({when}): the next `vcr-hpo run` on this "
+                      "study marks it FAIL and retries it")
+            print()
+    if not shown:
+        raise ConfigError(f"--study-name: no such study, got {ns.study_name!r}. "
+                          "Run `vcr-hpo status` without it to list the studies")
+    return 0
+
+
+def _best_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--per", metavar="PARAM", help="one file per value of PARAM (e.g. backbone)")
+    p.add_argument("-o", "--output", default="best.yaml", metavar="FILE",
+                   help="config file for `vcr-hpo train --config` (default best.yaml)")
+
+
+@command("best", "export the best trial's TrainConfig as YAML (optionally best per backbone)",
+         args=_best_args)
+def _cmd_best(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .console import format_params
+    from .export import best_per, best_trial, config_paths, trial_config, write_config
+
+    url, study = _load_one(ns)
+    if ns.per:
+        chosen = best_per(study, ns.per)
+        targets = config_paths(Path(ns.output), list(chosen))
+    else:
+        chosen = {None: best_trial(study)}
+        targets = {None: Path(ns.output)}
+    names = study.metric_names or ["value"]
+    for key, trial in chosen.items():
+        scores = " ".join(f"{n}={v:.4f}" for n, v in zip(names, trial.values))
+        header = (f"vcr-hpo best: study {study.study_name} ({url}), trial #{trial.number}: {scores}\n"
+                  f"train it with: vcr-hpo train --config {targets[key]}")
+        path = write_config(trial_config(study, trial), targets[key], header=header)
+        label = f"{ns.per}={key}: " if ns.per else ""
+        print(f"{label}trial #{trial.number} {scores} -> {path}  ({format_params(trial.params)})")
+    return 0
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="FILE", help="a file written by `vcr-hpo best`")
+    p.add_argument("--out", metavar="DIR", help="where model.pt, metrics.json and config.yaml go "
+                                                "(default runs/<experiment_name>-<config stem>)")
+    p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field (e.g. --set epochs=20)")
+
+
+@command("train", "full training of an exported config; saves the model and its metrics",
+         args=_train_args)
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import check_field
+    from .data import check_data_source
+    from .export import read_config
+
+    cfg = read_config(Path(ns.config))
+    changes = _parse_sets(ns.set)
+    if ns.device is not None:
+        changes["device"] = check_field("device", ns.device, where="--device")
+    if changes:
+        cfg = cfg.replace(**changes)
+    check_data_source(cfg.data, where=f"{ns.config}: data")
+    out = Path(ns.out) if ns.out else Path("runs") / f"{cfg.experiment_name}-{Path(ns.config).stem}"
+
+    from .train import save_run, train_model
+
+    def show(m) -> None:
+        print(f"epoch {m.epoch + 1}/{cfg.epochs}: train_loss {m.train_loss:.4f}  val_loss "
+              f"{m.val_loss:.4f}  val_acc {m.val_acc:.4f}  val_macro_f1 {m.val_macro_f1:.4f}  "
+              f"({m.seconds:.1f} s, {m.images_per_s:.0f} img/s)", file=sys.stderr, flush=True)
+
+    result = train_model(cfg, on_epoch=show)
+    path = save_run(result, cfg, out)
+    print(f"best epoch {result.best_epoch + 1}: val_acc {result.best.val_acc:.4f}  "
+          f"val_macro_f1 {result.best.val_macro_f1:.4f} -> {path}/model.pt, metrics.json, config.yaml")
+    return 0
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _dashboard_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (the dashboard has no authentication)")
+
+
+@command("dashboard", "optuna-dashboard on the study storage (127.0.0.1 unless --allow-remote)",
+         args=_dashboard_args)
+def _cmd_dashboard(ns: argparse.Namespace) -> int:
+    if ns.host not in _LOOPBACK and not ns.allow_remote:
+        raise ConfigError(f"--host: a non-loopback address exposes every study without "
+                          f"authentication, got {ns.host!r}. Add --allow-remote if you mean it, or "
+                          "use an SSH tunnel (ssh -L 8080:127.0.0.1:8080 host)")
+    if not 0 < ns.port < 65536:
+        raise ConfigError(f"--port: must lie in [1, 65535], got {ns.port}. Choose a free port")
+    urls = _storages(ns)
+    if len(urls) > 1:
+        raise ConfigError(f"--storage: the dashboard serves one storage, got {len(urls)} files in "
+                          f"studies/. Pass --storage or --study-name")
+    if ns.host not in _LOOPBACK:
+        print(f"warning: optuna-dashboard has no authentication; anyone who reaches "
+              f"{ns.host}:{ns.port} can read and change these studies", file=sys.stderr)
+    from optuna_dashboard import run_server
+
+    storage = _open_existing(urls[0])
+    print(f"optuna-dashboard on http://{ns.host}:{ns.port}/dashboard  ({urls[0]}); Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    run_server(storage, host=ns.host, port=ns.port)
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("-o", "--out", default="report", metavar="DIR", help="default report/")
+    p.add_argument("--format", choices=["png", "html"], default="png",
+                   help="png (matplotlib) or html (plotly, interactive)")
+
+
+@command("report", "plots: optimisation history, parameter importances, intermediate values",
+         args=_report_args)
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .export import write_report
+
+    url, study = _load_one(ns)
+    written, skipped = write_report(study, Path(ns.out), fmt=ns.format)
+    for path in written:
+        print(path)
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    return 0
+
+
+
 if __name__ == "__main__":
     sys.exit(main())

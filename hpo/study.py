@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +83,18 @@ def build_storage(
             "Use sqlite:///path.db or postgresql://user:pass@host:port/db"
         )
     callback = None
-    if heartbeat_interval is not None:
-        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=callback,
-    )
+    with warnings.catch_warnings():
+        # heartbeats and the retry callback are "experimental" since Optuna 2.8; we rely on them
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat_interval is not None:
+            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=callback,
+        )
 
 
 # --------------------------------------------------------------------------- storage URLs
@@ -157,6 +161,7 @@ ATTR_CANONICAL = "space_canonical"
 ATTR_OVERRIDES = "overrides"
 ATTR_VERSION = "vcr_hpo_version"
 ATTR_BASELINE = "baseline_enqueued"
+ATTR_TARGET = "n_trials"  # the latest run's target of finished trials
 ATTR_REQUEUED = "requeued_interrupted"  # numbers of interrupted trials already queued again
 
 # A budget is not part of what a trial means: raising n_trials or the timeout is a top-up.
@@ -216,6 +221,15 @@ def sampler_seed(base: int | None, n_existing: int, worker_index: int = 0) -> in
     return int(np.random.SeedSequence([int(base), int(n_existing), int(worker_index)]).generate_state(1)[0])
 
 
+def package_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("vcr-hpo")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _study_id(storage: optuna.storages.BaseStorage, name: str) -> int | None:
     try:
         return storage.get_study_id_from_name(name)
@@ -231,6 +245,7 @@ def open_study(
     overrides: Mapping[str, Any] | None = None,
     allow_space_change: bool = False,
     worker_index: int = 0,
+    n_trials: int | None = None,
     where: str = "--storage",
 ) -> optuna.Study:
     """Create the study or load it for a resume, after checking it still matches the space.
@@ -242,7 +257,6 @@ def open_study(
         ConfigError: the stored study optimises other directions.
         SpaceChangedError: the space or overrides changed and `allow_space_change` is False.
     """
-    from . import __version__
     from .algorithms import build_pruner, build_sampler
 
     overrides = dict(overrides or {})
@@ -283,11 +297,16 @@ def open_study(
         study.set_user_attr(ATTR_FINGERPRINT, space.fingerprint)
         study.set_user_attr(ATTR_CANONICAL, json.loads(json.dumps(space.canonical(), default=str)))
         study.set_user_attr(ATTR_OVERRIDES, overrides)
-    if attrs.get(ATTR_VERSION) != __version__:
-        study.set_user_attr(ATTR_VERSION, __version__)
+    if n_trials is not None and attrs.get(ATTR_TARGET) != n_trials:
+        study.set_user_attr(ATTR_TARGET, n_trials)
+    version = package_version()
+    if attrs.get(ATTR_VERSION) != version:
+        study.set_user_attr(ATTR_VERSION, version)
     metrics = list(space.study.metrics)
     if metrics and study.metric_names != metrics:
-        study.set_metric_names(metrics)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)
     if not attrs.get(ATTR_BASELINE):
         with claim_lock(study):
             if not study._storage.get_study_user_attrs(study._study_id).get(ATTR_BASELINE):
@@ -660,3 +679,52 @@ def run_trials(
         if on_trial is not None:
             on_trial(frozen)
     return ran
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """What `vcr-hpo status` shows about one study, gathered with a handful of queries."""
+
+    name: str
+    study_id: int
+    directions: tuple[str, ...]
+    metric_names: tuple[str, ...]
+    counts: Mapping[str, int]
+    top: tuple[FrozenTrial, ...]
+    orphans: tuple[tuple[int, float | None], ...]
+    target: int | None
+
+
+def study_status(
+    storage: optuna.storages.RDBStorage, name: str, *, top: int = 5, grace_period: float = GRACE_PERIOD
+) -> StudyStatus:
+    """Counts by state, the `top` best COMPLETE trials (first objective) and orphaned trials.
+
+    Raises:
+        ConfigError: no study of that name in the storage.
+    """
+    storage = rdb_storage(storage)
+    study_id = _study_id(storage, name)
+    if study_id is None:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        raise ConfigError(f"--study-name: no study {name!r} in this storage, got {name!r}. "
+                          f"Studies: {', '.join(names) or '(none)'}")
+    directions = tuple(d.name.lower() for d in storage.get_study_directions(study_id))
+    system = storage.get_study_system_attrs(study_id)
+    metrics = tuple(system.get("study:metric_names") or ())
+    counts = count_states(storage, study_id)
+    ids = top_trial_ids(storage, study_id, top, maximize=directions[0] == "maximize")
+    target = storage.get_study_user_attrs(study_id).get(ATTR_TARGET)
+    return StudyStatus(
+        name=name,
+        study_id=study_id,
+        directions=directions,
+        metric_names=metrics,
+        counts={s.name: n for s, n in counts.items()},
+        top=tuple(storage.get_trial(i) for i in ids),
+        orphans=tuple(stale_running(storage, study_id, grace_period)),
+        target=target if isinstance(target, int) else None,
+    )

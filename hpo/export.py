@@ -1,0 +1,201 @@
+"""Out of a finished study: best configurations as train-ready YAML, and report plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import TrainConfig
+from .errors import ConfigError, VcrHpoError
+from .study import ATTR_OVERRIDES, ATTR_SPACE_YAML
+
+__all__ = [
+    "best_trial",
+    "best_per",
+    "trial_config",
+    "write_config",
+    "read_config",
+    "config_paths",
+    "write_report",
+    "REPORT_PLOTS",
+]
+
+#: Report plots: file stem -> (plotly function, matplotlib function) in optuna.visualization.
+REPORT_PLOTS: dict[str, str] = {
+    "history": "plot_optimization_history",
+    "importances": "plot_param_importances",
+    "intermediate": "plot_intermediate_values",
+}
+
+
+def _completed(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values is not None and all(math.isfinite(v) for v in t.values)]
+
+
+def _rank_key(study: optuna.Study):
+    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    # Several objectives: rank by the first (the study's main metric), ties by trial number.
+    return lambda t: (-sign * t.values[0], t.number)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    """The best COMPLETE trial on the first objective.
+
+    Raises:
+        VcrHpoError: no trial has completed yet.
+    """
+    done = _completed(study)
+    if not done:
+        raise VcrHpoError(f"study {study.study_name!r}: no COMPLETE trial yet, got "
+                          f"{len(study.trials)} trial(s). Run or resume the study first")
+    return min(done, key=_rank_key(study))
+
+
+def _value_of(study: optuna.Study, trial: FrozenTrial, name: str) -> Any:
+    if name in trial.params:
+        return trial.params[name]
+    return trial_config(study, trial).to_dict().get(name)
+
+
+def best_per(study: optuna.Study, name: str) -> dict[Any, FrozenTrial]:
+    """The best COMPLETE trial for each value of a parameter or fixed field (e.g. backbone).
+
+    Raises:
+        ConfigError: `name` is not a TrainConfig field.
+        VcrHpoError: no trial has completed yet.
+    """
+    from .config import FIELD_NAMES
+
+    if name not in FIELD_NAMES:
+        raise ConfigError(f"--per: not a trainer field, got {name!r}. Use a parameter name such as backbone")
+    best_trial(study)  # raises when nothing completed
+    groups: dict[Any, FrozenTrial] = {}
+    key = _rank_key(study)
+    for t in sorted(_completed(study), key=key):
+        groups.setdefault(_value_of(study, t, name), t)
+    return groups
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrainConfig:
+    """The TrainConfig the trial trained: the study's stored space (fixed + params) + overrides."""
+    from .space import parse_search_space
+
+    attrs = study.user_attrs
+    text = attrs.get(ATTR_SPACE_YAML)
+    if not isinstance(text, str):
+        raise VcrHpoError(f"study {study.study_name!r}: no stored search space, got none. "
+                          "Only studies made by `vcr-hpo run` can be exported")
+    space = parse_search_space(text, source=f"study {study.study_name}")
+    return space.config_for(trial.params, attrs.get(ATTR_OVERRIDES) or {})
+
+
+def config_paths(out: Path, keys: list[Any]) -> dict[Any, Path]:
+    """One file per key beside `out`: best.yaml -> best-resnet18.yaml, best-resnet50.yaml."""
+    out = Path(out)
+    return {k: out.with_name(f"{out.stem}-{k}{out.suffix or '.yaml'}") for k in keys}
+
+
+def write_config(cfg: TrainConfig, path: Path, *, header: str = "") -> Path:
+    """Write a TrainConfig as flat YAML (field: value) that `read_config` and `vcr-hpo train` accept."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"# {line}\n" for line in header.splitlines())
+    path.write_text(lines + yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def read_config(path: Path) -> TrainConfig:
+    """Read a TrainConfig YAML file (as `write_config` or `save_run` writes it).
+
+    Raises:
+        ConfigError: missing file, not a mapping, unknown fields or bad values.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config, got {exc.strerror}. "
+                          "Give a file written by `vcr-hpo best`") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML, got {getattr(exc, 'problem', exc)}. "
+                          "Fix the syntax") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: must be a mapping of TrainConfig fields, got {data!r}. "
+                          "Write one field: value per line")
+    return TrainConfig.from_dict(data, where=str(path))
+
+
+def _importances_ok(study: optuna.Study) -> str | None:
+    done = _completed(study)
+    if len(done) < 2:
+        return f"needs 2 COMPLETE trials, got {len(done)}"
+    varied = {k for t in done for k in t.params if len({repr(u.params.get(k)) for u in done}) > 1}
+    return None if varied else "no parameter varies across COMPLETE trials"
+
+
+def write_report(
+    study: optuna.Study, out_dir: Path, *, fmt: Literal["png", "html"] = "png"
+) -> tuple[list[Path], dict[str, str]]:
+    """Optimisation history, parameter importances and intermediate values as PNG or HTML.
+
+    PNG uses Optuna's matplotlib backend (Agg), HTML its plotly backend.
+
+    Returns:
+        (files written, {plot: why it was skipped}).
+    """
+    if fmt not in ("png", "html"):
+        raise ConfigError(f"--format: must be png or html, got {fmt!r}. Pick one of those")
+    if not study.trials:
+        raise VcrHpoError(f"study {study.study_name!r}: no trials, got 0. Run the study first")
+    import warnings
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped: dict[str, str] = {}
+    if (why := _importances_ok(study)) is not None:
+        skipped["importances"] = why
+    if not any(t.intermediate_values for t in study.trials):
+        skipped["intermediate"] = "no trial reported intermediate values"
+    written = []
+    target = None
+    if len(study.directions) > 1:  # plots need one number per trial: the first metric
+        target = lambda t: t.values[0]  # noqa: E731
+    names = study.metric_names or ["value"]
+    for stem, fn_name in REPORT_PLOTS.items():
+        if stem in skipped:
+            continue
+        kwargs: dict[str, Any] = {}
+        if stem != "intermediate":
+            kwargs = {"target": target, "target_name": names[0]} if target else {"target_name": names[0]}
+        path = out_dir / f"{stem}.{fmt}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
+            if fmt == "png":
+                import matplotlib
+
+                matplotlib.use("Agg", force=True)
+                import matplotlib.pyplot as plt
+
+                from optuna.visualization import matplotlib as mpl_vis
+
+                ax = getattr(mpl_vis, fn_name)(study, **kwargs)
+                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                fig.set_size_inches(9, 5.5)
+                fig.tight_layout()
+                fig.savefig(path, dpi=100)
+                plt.close(fig)
+            else:
+                from optuna import visualization as vis
+
+                getattr(vis, fn_name)(study, **kwargs).write_html(path, include_plotlyjs=True)
+        written.append(path)
+    return written, skipped
