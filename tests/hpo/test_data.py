@@ -1,0 +1,255 @@
+"""Data sources: synthetic set, ImageFolder, JSONL manifests, caching, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from hpo import data as data_mod
+from hpo.config import TrainConfig
+from hpo.data import (
+    COLOUR_CLASSES,
+    cache_dir,
+    check_data_source,
+    clear_memory_cache,
+    load_dataset,
+    make_synthetic,
+)
+from hpo.errors import ConfigError
+
+COLOURS = {"red": (200, 30, 30), "blue": (30, 40, 200), "white": (235, 235, 235)}
+
+
+def _write(path, rgb, size=(40, 30), fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, rgb).save(path, format=fmt)
+    return path
+
+
+def _imagefolder(root, per_class=4):
+    for name, rgb in COLOURS.items():
+        for i in range(per_class):
+            ext = ".png" if i % 2 else ".jpg"
+            _write(root / name / f"{i}{ext}", rgb)
+    return root
+
+
+def _cfg(data, **kw):
+    return TrainConfig(data=str(data), image_size=kw.pop("image_size", 32), **kw)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCR_HPO_CACHE", str(tmp_path / "cache"))
+    clear_memory_cache()
+    yield
+    clear_memory_cache()
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def test_synthetic_is_deterministic_for_a_seed():
+    a, la = make_synthetic(48, 32, seed=3)
+    b, lb = make_synthetic(48, 32, seed=3)
+    c, _ = make_synthetic(48, 32, seed=4)
+    assert a.dtype == torch.uint8 and a.shape == (48, 3, 32, 32)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    assert not torch.equal(a, c)
+
+
+def test_synthetic_classes_are_long_tailed_with_close_pairs():
+    names = [c[0] for c in COLOUR_CLASSES]
+    assert len(names) == 10
+    assert {"white", "silver", "grey", "red", "orange", "brown"} <= set(names)
+    _, labels = make_synthetic(1000, 32, seed=0)
+    counts = torch.bincount(labels, minlength=10)
+    assert counts.sum() == 1000
+    assert counts.max() >= 8 * counts.min()  # white vs yellow: real traffic's long tail
+    assert counts.tolist() == sorted(counts.tolist(), reverse=True)
+
+
+def test_synthetic_images_vary_and_paint_follows_the_label():
+    images, labels = make_synthetic(400, 48, seed=0)
+    x = images.float() / 255
+    assert x.std(dim=(1, 2, 3)).min() > 0.05  # clutter, shading and noise: never a flat image
+    # The car's paint sits in the middle band; its mean colour separates red from blue on average.
+    band = x[:, :, 24:34, 14:34].mean(dim=(2, 3))
+    red, blue = band[labels == 5].mean(0), band[labels == 4].mean(0)
+    assert red[0] > red[2] + 0.1 and blue[2] > blue[0] + 0.1
+    white, black = band[labels == 0].mean(), band[labels == 1].mean()
+    assert white > black + 0.2
+
+
+def test_load_dataset_synthetic_splits_every_class():
+    cfg = TrainConfig(data="synthetic", synthetic_size=300, image_size=32, val_fraction=0.2)
+    splits = load_dataset(cfg)
+    n_train, n_val = len(splits.train_labels), len(splits.val_labels)
+    assert n_train + n_val == 300 and 50 <= n_val <= 70
+    assert splits.train_images.shape == (n_train, 3, 32, 32)
+    assert set(splits.val_labels.tolist()) == set(range(10))
+    assert splits.class_counts == tuple(torch.bincount(splits.train_labels, minlength=10).tolist())
+    assert splits.class_names == tuple(c[0] for c in COLOUR_CLASSES)
+
+
+def test_max_train_samples_caps_train_split_only():
+    cfg = TrainConfig(synthetic_size=300, image_size=32, max_train_samples=100)
+    splits = load_dataset(cfg)
+    assert len(splits.train_labels) == 100
+    assert sum(splits.class_counts) == 100
+    assert len(splits.val_labels) == len(load_dataset(cfg.replace(max_train_samples=None)).val_labels)
+
+
+def test_load_dataset_reuses_memory_then_disk_cache(monkeypatch):
+    cfg = TrainConfig(synthetic_size=64, image_size=32)
+    first = load_dataset(cfg)
+    files = list(cache_dir().glob("*.pt"))
+    assert len(files) == 1
+
+    def never(*a, **k):
+        raise AssertionError("regenerated instead of reusing the cache")
+
+    monkeypatch.setattr(data_mod, "make_synthetic", never)
+    files[0].unlink()  # only the in-process cache is left
+    assert torch.equal(load_dataset(cfg).train_images, first.train_images)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("VCR_HPO_CACHE", str(files[0].parent))
+    load_dataset(cfg.replace(image_size=40))  # writes a new entry
+    clear_memory_cache()
+    monkeypatch.setattr(data_mod, "make_synthetic", never)
+    assert load_dataset(cfg.replace(image_size=40)).image_size == 40  # from disk
+
+
+def test_disk_cache_can_be_turned_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("VCR_HPO_CACHE", "off")
+    assert cache_dir() is None
+    load_dataset(TrainConfig(synthetic_size=40, image_size=32))
+    assert not (tmp_path / "cache").exists()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_imagefolder_loads_classes_and_pixels(tmp_path):
+    root = _imagefolder(tmp_path / "cars")
+    splits = load_dataset(_cfg(root, val_fraction=0.25))
+    assert splits.class_names == ("blue", "red", "white")
+    assert len(splits.train_labels) + len(splits.val_labels) == 12
+    assert sorted(splits.class_counts) == [3, 3, 3]
+    for images, labels in ((splits.train_images, splits.train_labels),
+                           (splits.val_images, splits.val_labels)):
+        assert images.shape[1:] == (3, 32, 32)
+        for img, lab in zip(images, labels):
+            rgb = COLOURS[splits.class_names[lab]]
+            assert (img.float().mean(dim=(1, 2)) - torch.tensor(rgb)).abs().max() < 8  # JPEG slack
+
+
+def test_imagefolder_train_val_layout_is_honoured(tmp_path):
+    root = tmp_path / "cars"
+    _imagefolder(root / "train", per_class=3)
+    _imagefolder(root / "val", per_class=1)
+    splits = load_dataset(_cfg(root, val_fraction=0.5))
+    assert len(splits.train_labels) == 9 and len(splits.val_labels) == 3
+    assert sorted(splits.val_labels.tolist()) == [0, 1, 2]
+
+
+def test_manifest_loads_paths_labels_and_splits(tmp_path):
+    lines = []
+    for name, rgb in COLOURS.items():
+        for i in range(3):
+            p = _write(tmp_path / "img" / f"{name}{i}.png", rgb)
+            lines.append({"path": f"img/{p.name}", "label": name,
+                          "split": "val" if i == 0 else "train"})
+    manifest = tmp_path / "cars.jsonl"
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    check_data_source(str(manifest))
+    splits = load_dataset(_cfg(manifest))
+    assert splits.class_names == ("blue", "red", "white")
+    assert len(splits.train_labels) == 6 and len(splits.val_labels) == 3
+    red = splits.class_names.index("red")
+    assert splits.val_images[splits.val_labels == red].float().mean(dim=(0, 2, 3))[0] > 180
+
+
+def test_manifest_without_split_uses_val_fraction(tmp_path):
+    rows = []
+    for name, rgb in COLOURS.items():
+        for i in range(4):
+            rows.append({"path": str(_write(tmp_path / f"{name}{i}.png", rgb)), "label": name})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    splits = load_dataset(_cfg(manifest, val_fraction=0.25))
+    assert len(splits.val_labels) == 3 and sorted(splits.val_labels.tolist()) == [0, 1, 2]
+
+
+def test_corrupt_image_error_names_the_file(tmp_path):
+    root = _imagefolder(tmp_path / "cars")
+    bad = root / "red" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    truncated = root / "blue" / "cut.png"
+    truncated.write_bytes((root / "blue" / "1.png").read_bytes()[:40])
+    with pytest.raises(ConfigError) as err:
+        load_dataset(_cfg(root))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "2 unreadable" in msg and str(bad) in msg and str(truncated) in msg
+    assert msg.endswith("Remove or replace these files")
+    assert not any(cache_dir().glob("*.pt"))  # nothing half-decoded was cached
+
+
+def test_changed_file_invalidates_the_disk_cache(tmp_path):
+    root = _imagefolder(tmp_path / "cars", per_class=2)
+    cfg = _cfg(root, val_fraction=0.5)
+    before = load_dataset(cfg)
+    target = root / "red" / "0.jpg"
+    _write(target, (10, 200, 10))
+    os.utime(target, ns=(1, 1))  # a different mtime even on coarse filesystems
+    clear_memory_cache()
+    after = load_dataset(cfg)
+    assert len(list(cache_dir().glob("*.pt"))) == 2
+    assert not torch.equal(torch.cat([before.train_images, before.val_images]),
+                           torch.cat([after.train_images, after.val_images]))
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p / "nope", r"no such file or folder\)\. Fix the path"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", r"needs at least 2 classes with images, got 0"),
+        (lambda p: _write(p / "one" / "red" / "a.png", (1, 2, 3)).parents[1],
+         r"needs at least 2 classes with images, got 1 \(red\)"),
+        (lambda p: (_imagefolder(p / "d"), (p / "d" / "green").mkdir())[0],
+         r"every class folder must hold images, got no image in .*green"),
+        (lambda p: (p / "x.csv").write_text("a,b") and p / "x.csv",
+         r"a data file must be a \.jsonl manifest, got"),
+        (lambda p: (p / "m.jsonl").write_text('{"path": "a.png", "label": "r"}\nnot json\n')
+         and p / "m.jsonl", r"m\.jsonl:2: each line must be one JSON object, got 'not json'"),
+        (lambda p: (p / "m.jsonl").write_text('{"label": "r"}\n') and p / "m.jsonl",
+         r"m\.jsonl:1: each line needs a string 'path' and a 'label'"),
+        (lambda p: (p / "m.jsonl").write_text('{"path": "gone.png", "label": "r"}\n')
+         and p / "m.jsonl", r"every path must be an existing file, got 1 missing: .*gone\.png"),
+        (lambda p: (_write(p / "a.png", (1, 1, 1)), (p / "m.jsonl").write_text(
+            '{"path": "a.png", "label": "r", "split": "test"}\n'))[0].parent / "m.jsonl",
+         r"m\.jsonl:1: split must be train or val, got 'test'"),
+        (lambda p: (_write(p / "a.png", (1, 1, 1)), (p / "m.jsonl").write_text(
+            '{"path": "a.png", "label": "r", "split": "val"}\n{"path": "a.png", "label": "b"}\n'))[0]
+         .parent / "m.jsonl", r"split must be given on every line or on none, got a mix"),
+    ],
+    ids=["missing", "empty", "one-class", "empty-class", "not-jsonl", "bad-json", "no-path",
+         "missing-file", "bad-split", "mixed-split"],
+)
+def test_check_data_source_rejects_with_one_clear_line(tmp_path, make, expected):
+    target = make(tmp_path)
+    with pytest.raises(ConfigError, match=expected) as err:
+        check_data_source(str(target))
+    msg = str(err.value)
+    assert msg.startswith("data: ") and "\n" not in msg and ", got " in msg
+
+
+def test_check_data_source_accepts_synthetic_and_good_sources(tmp_path):
+    check_data_source("synthetic")
+    check_data_source(str(_imagefolder(tmp_path / "cars", per_class=1)))
