@@ -406,7 +406,7 @@ class _Errors:
             if path in self.lines:
                 return self.lines[path]
             if not path:
-                return None
+                return 1  # the document itself starts on line 1
             path = path[:-1]
 
     def __bool__(self) -> bool:
@@ -445,6 +445,9 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int], _Errors]:
         if id(node) in stack:
             errs.add(path, "a YAML alias refers to itself", fix="Remove the recursive alias")
             return None
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            errs.add(path, "unsupported YAML tag", node.tag, "Remove the tag")
+            return None
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
             out: dict[Any, Any] = {}
@@ -482,12 +485,12 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int], _Errors]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        problem = exc.problem or exc.context or "syntax error"
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "syntax error"
         where = f"{source}: (line {line})" if line else source
-        errs.items.append((line or 0, 0, f"{where}: not valid YAML: {problem}. Fix the YAML syntax"))
+        errs.items.append((line or 0, 0, f"{where}: not valid YAML, got {problem}. Fix the YAML syntax"))
         data = None
     except yaml.YAMLError as exc:
-        errs.items.append((0, 0, f"{source}: not valid YAML: {exc}. Fix the YAML syntax"))
+        errs.items.append((0, 0, f"{source}: not valid YAML, got {exc}. Fix the YAML syntax"))
         data = None
     except RecursionError:
         errs.add((), "nested too deeply", fix="Flatten the document")
@@ -495,6 +498,9 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int], _Errors]:
     finally:
         loader.dispose()
     return data, lines, errs
+
+
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _TooBig(Exception):
@@ -778,7 +784,7 @@ def _parse_param(errs: _Errors, name: Any, raw: Any) -> tuple[Param | None, dict
             owners = [t for t in PARAM_TYPES if key in _PARAM_KEYS[t]]
             if owners:
                 errs.add(path + (key,), f"not a key of a {ptype} parameter", key,
-                         f"{key} belongs to {' and '.join(owners)} parameters; remove it")
+                         f"Remove it ({key} belongs to {' and '.join(owners)} parameters)")
             else:
                 _unknown_key(errs, path + (key,), key, _PARAM_KEYS[ptype], f"a {ptype} parameter")
             ok = False
@@ -919,8 +925,8 @@ def _parse_numeric(errs: _Errors, path: tuple, name: str, ptype: str, raw: Mappi
         return None
     low, high = bounds["low"], bounds["high"]
     if low >= high:
-        errs.add(path + ("high",), "must be greater than low", high,
-                 f"low is {_fmt(low)}; swap them, or put a single value under fixed:")
+        errs.add(path + ("high",), f"must be greater than low ({_fmt(low)})", high,
+                 "Swap them, or put a single value under fixed:")
         return None
     if log and low <= 0:
         errs.add(path + ("low",), "must be > 0 on a log scale", low, "Raise low or set log: false")
