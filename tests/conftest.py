@@ -75,3 +75,42 @@ def _data_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VCR_HPO_CACHE", str(tmp_path_factory.mktemp("vcr_hpo_cache")))
         yield
+
+
+# --------------------------------------------------------------------------- tiny study space
+
+TINY_SPACE = """\
+study:
+  name: tiny
+  metric: val_acc
+  direction: maximize
+  n_trials: 3
+  sampler: {type: Random, seed: 7}
+  pruner: null
+hyperparameters:
+  backbone: {type: categorical, choices: [resnet10t, mobilenetv3_large_100], default: resnet10t}
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
+  dropout: {type: float, low: 0.0, high: 0.5}
+fixed:
+  epochs: {epochs}
+  image_size: 32
+  max_train_samples: 64
+  synthetic_size: 160
+  batch_size: 32
+  device: cpu
+"""
+
+
+@pytest.fixture
+def tiny_space(tmp_path):
+    """A search space whose trials take a few seconds: 32 px, 64 images, resnet10t/mobilenet.
+
+    Call it with the number of epochs; returns the YAML path (in tmp_path).
+    """
+
+    def write(epochs: int = 2, name: str = "tiny.yaml"):
+        path = tmp_path / name
+        path.write_text(TINY_SPACE.replace("{epochs}", str(epochs)))
+        return path
+
+    return write
