@@ -52,7 +52,11 @@ class NonFiniteLossError(VcrHpoError):
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """Metrics after one epoch. `epoch` is 0-based: the step reported to a pruner."""
+    """Metrics after one epoch. `epoch` is 0-based: the step reported to a pruner.
+
+    `seconds` covers training and validation; `images_per_s` training only; `lr` is the rate of
+    the epoch's last step.
+    """
 
     epoch: int
     train_loss: float
@@ -256,6 +260,14 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _epoch_order(n: int, count: int, weights: torch.Tensor | None,
+                 gen: torch.Generator) -> torch.Tensor:
+    """Indices for one epoch: a permutation, or `count` weighted draws with replacement."""
+    if weights is not None:
+        return torch.multinomial(weights, count, replacement=True, generator=gen)
+    return torch.randperm(n, generator=gen, device=gen.device)
+
+
 def _is_better(a: EpochMetrics, b: EpochMetrics, monitor: str) -> bool:
     if monitor == "val_loss":
         return a.val_loss < b.val_loss
@@ -347,11 +359,7 @@ def train_model(
         t0 = time.perf_counter()
         criterion.set_epoch(epoch, cfg.epochs)
         model.train()
-        if sample_weights is not None:
-            order = torch.multinomial(sample_weights, steps * batch, replacement=True,
-                                      generator=gen)
-        else:
-            order = torch.randperm(n_train, generator=gen, device=gen.device)
+        order = _epoch_order(n_train, steps * batch, sample_weights, gen)
         running = torch.zeros((), device=device, dtype=torch.float64)
         for step in range(steps):
             idx = order[step * batch:(step + 1) * batch]
@@ -367,6 +375,7 @@ def train_model(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            last_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()
             running += loss.detach().double()
             if (step + 1) % check_every == 0 or step == steps - 1:
@@ -389,7 +398,7 @@ def train_model(
             val_macro_f1=val_f1,
             seconds=time.perf_counter() - t0,
             images_per_s=steps * batch / train_seconds if train_seconds > 0 else float("inf"),
-            lr=optimizer.param_groups[0]["lr"],
+            lr=last_lr,
         )
         history.append(m)
         if best is None or _is_better(m, best, monitor):
