@@ -176,7 +176,8 @@ def check_algorithm_args(kind: str, name: str, args: Mapping[str, Any]) -> list[
             elif not _value_fits(value, kinds):
                 problems.append(ArgProblem(arg, f"must be {' or '.join(sorted(_kind_word(k) for k in kinds))}",
                                            value, "Fix the value"))
-    supplied = {n for (k, c, n) in _SUPPLIED if k == kind and c == name}
+    # The toolkit fills these in: Grid's grid, and a nested pruner that defaults to none.
+    supplied = {n for (k, c, n) in [*_SUPPLIED, *_NESTED_PRUNER] if k == kind and c == name}
     for arg, p in sig.items():
         if p.default is inspect.Parameter.empty and arg not in args and arg not in supplied:
             problems.append(ArgProblem(arg, f"{cls.__name__} requires {arg}", fix=f"Add {arg}"))
@@ -212,6 +213,9 @@ def _instantiate(kind: str, name: str, args: Mapping[str, Any], *, grid: Mapping
     kwargs = dict(args)
     if kind == "sampler" and name == "Grid":
         kwargs["search_space"] = dict(grid or {})
+    for k, c, n in _NESTED_PRUNER:
+        if (k, c) == (kind, name):
+            kwargs.setdefault(n, None)
     for key, value in kwargs.items():
         if isinstance(value, AlgorithmSpec):
             kwargs[key] = build_pruner(value)

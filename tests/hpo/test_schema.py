@@ -57,7 +57,7 @@ def _algorithm_defs(kind: str) -> dict:
         if "seed" in props:
             props["seed"] = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1}
         required = [a for a, p in inspect.signature(reg.get(name)).parameters.items()
-                    if p.default is inspect.Parameter.empty and a in props]
+                    if p.default is inspect.Parameter.empty and a in props and a != "wrapped_pruner"]
         branch = {"if": {"properties": {"type": {"enum": _aliases(name)}}},
                   "then": {"properties": props, "additionalProperties": False}}
         if required:
