@@ -114,3 +114,24 @@ def tiny_space(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """A finished 3-trial study of the tiny space, made by `vcr-hpo run` in-process. Read-only.
+
+    Returns (storage URL, study name, space path).
+    """
+    from hpo.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_study")
+    space = root / "tiny.yaml"
+    space.write_text(TINY_SPACE.replace("{epochs}", "2"))
+    url = f"sqlite:///{root / 'tiny.db'}"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["run", "--space", str(space), "--storage", url, "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return url, "tiny", space
