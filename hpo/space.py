@@ -434,7 +434,11 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int], _Errors]:
     """Parse YAML into plain data plus a map from each value's path to its 1-based line."""
     lines: dict[tuple, int] = {}
     errs = _Errors(source, lines)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        errs.items.append((0, 0, f"{source}: not valid YAML, got {_yaml_problem(exc)}. Fix the YAML text"))
+        return None, lines, errs
     budget = [_MAX_NODES]
 
     def convert(node: yaml.Node, path: tuple, stack: frozenset) -> Any:
@@ -490,7 +494,7 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int], _Errors]:
         errs.items.append((line or 0, 0, f"{where}: not valid YAML, got {problem}. Fix the YAML syntax"))
         data = None
     except yaml.YAMLError as exc:
-        errs.items.append((0, 0, f"{source}: not valid YAML, got {exc}. Fix the YAML syntax"))
+        errs.items.append((0, 0, f"{source}: not valid YAML, got {_yaml_problem(exc)}. Fix the YAML syntax"))
         data = None
     except RecursionError:
         errs.add((), "nested too deeply", fix="Flatten the document")
@@ -498,6 +502,10 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int], _Errors]:
     finally:
         loader.dispose()
     return data, lines, errs
+
+
+def _yaml_problem(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:120]
 
 
 _COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")

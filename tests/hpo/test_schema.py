@@ -143,7 +143,8 @@ def build_schema() -> dict:
             "sampler": {"anyOf": [{"enum": sampler_names}, {"$ref": "#/$defs/sampler"}]},
             "pruner": {"anyOf": [{"type": "null"}, {"enum": pruner_names}, {"$ref": "#/$defs/pruner"}]},
         },
-        "not": {"anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
+        "not": {"type": "object",  # `required` alone holds vacuously for study: null
+                "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
