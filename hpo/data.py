@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLOUR_CLASSES",
-    "DatasetSplits",
     "IMAGE_EXTENSIONS",
+    "DatasetSplits",
     "cache_dir",
     "check_data_source",
     "clear_memory_cache",
@@ -118,8 +118,10 @@ def _class_dirs(root: Path, where: str) -> list[Path]:
     try:
         return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     except OSError as exc:
-        raise ConfigError(f"{where}: folder must be readable, got {str(root)!r} ({exc.strerror}). "
-                          "Check the path and its permissions") from None
+        raise ConfigError(
+            f"{where}: folder must be readable, got {str(root)!r} ({exc.strerror}). "
+            "Check the path and its permissions"
+        ) from None
 
 
 def _folder_items(root: Path, split: str | None, where: str) -> list[_Item]:
@@ -131,9 +133,11 @@ def _folder_items(root: Path, split: str | None, where: str) -> list[_Item]:
             empty.append(d.name)
         items += [_Item(p, d.name, split) for p in files]
     if empty:
-        raise ConfigError(f"{where}: every class folder must hold images, got no image in "
-                          f"{', '.join(repr(str(root / e)) for e in empty[:5])}. Add images "
-                          f"({', '.join(IMAGE_EXTENSIONS)}) or remove the folder")
+        raise ConfigError(
+            f"{where}: every class folder must hold images, got no image in "
+            f"{', '.join(repr(str(root / e)) for e in empty[:5])}. Add images "
+            f"({', '.join(IMAGE_EXTENSIONS)}) or remove the folder"
+        )
     return items
 
 
@@ -151,8 +155,10 @@ def _manifest_items(path: Path, where: str) -> list[_Item]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: manifest must be a readable UTF-8 file, got {str(path)!r} "
-                          f"({exc}). Check the path") from None
+        raise ConfigError(
+            f"{where}: manifest must be a readable UTF-8 file, got {str(path)!r} "
+            f"({exc}). Check the path"
+        ) from None
     items: list[_Item] = []
     missing: list[str] = []
     for n, line in enumerate(lines, start=1):
@@ -162,33 +168,44 @@ def _manifest_items(path: Path, where: str) -> list[_Item]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{loc}: each line must be one JSON object, got {line[:60]!r} "
-                              f"({exc.msg}). Write {{\"path\": ..., \"label\": ...}}") from None
+            raise ConfigError(
+                f"{loc}: each line must be one JSON object, got {line[:60]!r} "
+                f'({exc.msg}). Write {{"path": ..., "label": ...}}'
+            ) from None
         if not isinstance(row, dict) or not isinstance(row.get("path"), str) or "label" not in row:
-            raise ConfigError(f"{loc}: each line needs a string 'path' and a 'label', got "
-                              f"{line[:60]!r}. Write {{\"path\": \"img.jpg\", \"label\": \"red\"}}")
+            raise ConfigError(
+                f"{loc}: each line needs a string 'path' and a 'label', got "
+                f'{line[:60]!r}. Write {{"path": "img.jpg", "label": "red"}}'
+            )
         label = row["label"]
         if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise ConfigError(f"{loc}: label must be a string or an integer, got {label!r}. "
-                              "Use the class name")
+            raise ConfigError(
+                f"{loc}: label must be a string or an integer, got {label!r}. Use the class name"
+            )
         split = row.get("split")
         if split is not None:
             split = {"train": "train", "val": "val", "valid": "val", "validation": "val"}.get(split)
             if split is None:
-                raise ConfigError(f"{loc}: split must be train or val, got {row['split']!r}. "
-                                  "Use train or val, or leave it out")
+                raise ConfigError(
+                    f"{loc}: split must be train or val, got {row['split']!r}. "
+                    "Use train or val, or leave it out"
+                )
         p = Path(row["path"]).expanduser()
         p = p if p.is_absolute() else path.parent / p
         if not p.is_file():
             missing.append(str(p))
         items.append(_Item(p, str(label), split))
     if missing:
-        raise ConfigError(f"{where}: {path}: every path must be an existing file, got {len(missing)} "
-                          f"missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. "
-                          "Fix the paths (relative paths start at the manifest's folder)")
+        raise ConfigError(
+            f"{where}: {path}: every path must be an existing file, got {len(missing)} "
+            f"missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. "
+            "Fix the paths (relative paths start at the manifest's folder)"
+        )
     if items and len({i.split is None for i in items}) > 1:
-        raise ConfigError(f"{where}: {path}: split must be given on every line or on none, got "
-                          "a mix. Add split to every line, or remove it to split by val_fraction")
+        raise ConfigError(
+            f"{where}: {path}: split must be given on every line or on none, got "
+            "a mix. Add split to every line, or remove it to split by val_fraction"
+        )
     return items
 
 
@@ -196,20 +213,26 @@ def _source_items(data: str, where: str) -> list[_Item]:
     """Resolve a data source to its items, without decoding anything."""
     path = Path(data).expanduser()
     if not path.exists():
-        raise ConfigError(f"{where}: must be synthetic, an ImageFolder directory or a .jsonl "
-                          f"manifest, got {data!r} (no such file or folder). Fix the path")
+        raise ConfigError(
+            f"{where}: must be synthetic, an ImageFolder directory or a .jsonl "
+            f"manifest, got {data!r} (no such file or folder). Fix the path"
+        )
     if path.is_dir():
         items = _imagefolder_items(path, where)
     elif path.suffix.lower() == ".jsonl":
         items = _manifest_items(path, where)
     else:
-        raise ConfigError(f"{where}: a data file must be a .jsonl manifest, got {data!r}. "
-                          "Give an ImageFolder directory or a .jsonl manifest")
+        raise ConfigError(
+            f"{where}: a data file must be a .jsonl manifest, got {data!r}. "
+            "Give an ImageFolder directory or a .jsonl manifest"
+        )
     classes = {i.label for i in items}
     if len(classes) < 2:
-        raise ConfigError(f"{where}: needs at least 2 classes with images, got "
-                          f"{len(classes)} ({', '.join(sorted(classes)) or 'none'}) in {data!r}. "
-                          "Use class/xxx.jpg folders, train/ + val/, or a manifest with labels")
+        raise ConfigError(
+            f"{where}: needs at least 2 classes with images, got "
+            f"{len(classes)} ({', '.join(sorted(classes)) or 'none'}) in {data!r}. "
+            "Use class/xxx.jpg folders, train/ + val/, or a manifest with labels"
+        )
     return items
 
 
@@ -283,8 +306,12 @@ def _draw(labels: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor
     half_w = cab_bot_w - (cab_bot_w - cab_top_w) * t
     in_cab_rows = (y >= body_top - cab_h) & (y <= body_top + 0.01)
     cabin = in_cab_rows & ((x - cab_cx).abs() <= half_w)
-    window = ((y >= body_top - cab_h * 0.85) & (y <= body_top - cab_h * 0.12)
-              & ((x - cab_cx).abs() <= half_w - 0.025) & ((x - cab_cx).abs() >= 0.012))
+    window = (
+        (y >= body_top - cab_h * 0.85)
+        & (y <= body_top - cab_h * 0.12)
+        & ((x - cab_cx).abs() <= half_w - 0.025)
+        & ((x - cab_cx).abs() >= 0.012)
+    )
     paint_mask = (body | cabin) & ~window
 
     wheel_dx = length * u(0.29, 0.33)
@@ -337,7 +364,7 @@ def make_synthetic(n: int, image_size: int, seed: int = 0) -> tuple[torch.Tensor
     gen = torch.Generator().manual_seed(seed)
     labels = _class_sequence(n, gen)
     chunk = max(16, (1 << 21) // (image_size * image_size))  # bounded temporaries at any size
-    parts = [_draw(labels[i:i + chunk], image_size, gen) for i in range(0, n, chunk)]
+    parts = [_draw(labels[i : i + chunk], image_size, gen) for i in range(0, n, chunk)]
     return torch.cat(parts), labels
 
 
@@ -352,7 +379,7 @@ def _decode_one(path: Path, size: int) -> torch.Tensor | str:
         with Image.open(path) as im:
             im = im.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    except Exception as exc:  # PIL raises many types for bad files; all mean "unreadable"
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types; all mean "unreadable"
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
     return data.view(size, size, 3).permute(2, 0, 1).contiguous()
 
@@ -365,8 +392,10 @@ def _decode_items(items: Sequence[_Item], size: int, data: str, workers: int) ->
     if bad:
         shown = "; ".join(f"{p} ({r})" for p, r in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise ConfigError(f"data: {data}: every image must decode, got {len(bad)} unreadable: "
-                          f"{shown}{more}. Remove or replace these files")
+        raise ConfigError(
+            f"data: {data}: every image must decode, got {len(bad)} unreadable: "
+            f"{shown}{more}. Remove or replace these files"
+        )
     return out  # type: ignore[return-value]
 
 
@@ -380,8 +409,9 @@ def _source_key(cfg: TrainConfig, items: Sequence[_Item] | None) -> str:
     else:
         for it in items:
             st = it.path.stat()
-            h.update(f"{it.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{it.label}|{it.split}\n"
-                     .encode())
+            h.update(
+                f"{it.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{it.label}|{it.split}\n".encode()
+            )
     h.update(f"|size={cfg.image_size}".encode())
     return h.hexdigest()[:24]
 
@@ -393,7 +423,7 @@ def _read_disk(key: str) -> _Decoded | None:
     try:
         blob = torch.load(folder / f"{key}.pt", map_location="cpu", weights_only=True)
         return _Decoded(blob["images"], blob["labels"], blob["split"], tuple(blob["class_names"]))
-    except Exception:  # a partial or stale file is only a cache miss
+    except Exception:  # noqa: BLE001 - a partial or stale file is only a cache miss
         return None
 
 
@@ -404,8 +434,15 @@ def _write_disk(key: str, dec: _Decoded) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp"
-        torch.save({"images": dec.images, "labels": dec.labels, "split": dec.split,
-                    "class_names": list(dec.class_names)}, tmp)
+        torch.save(
+            {
+                "images": dec.images,
+                "labels": dec.labels,
+                "split": dec.split,
+                "class_names": list(dec.class_names),
+            },
+            tmp,
+        )
         os.replace(tmp, folder / f"{key}.pt")  # atomic: concurrent workers never see half a file
     except OSError:
         pass  # a read-only home only costs the next process a re-decode
@@ -428,8 +465,9 @@ def _decode_source(cfg: TrainConfig) -> _Decoded:
             index = {name: i for i, name in enumerate(names)}
             images = torch.stack(_decode_items(items, cfg.image_size, cfg.data, cfg.num_workers))
             labels = torch.tensor([index[it.label] for it in items], dtype=torch.int64)
-            split = torch.tensor([{"train": 0, "val": 1, None: -1}[it.split] for it in items],
-                                 dtype=torch.int8)
+            split = torch.tensor(
+                [{"train": 0, "val": 1, None: -1}[it.split] for it in items], dtype=torch.int8
+            )
         dec = _Decoded(images, labels, split, names)
         _write_disk(key, dec)
     _MEMORY[key] = dec
@@ -474,22 +512,31 @@ def load_dataset(cfg: TrainConfig) -> DatasetSplits:
         keep = torch.randperm(len(train_idx), generator=gen)[: cfg.max_train_samples]
         train_idx = train_idx[keep.sort().values]
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ConfigError(f"data: {cfg.data}: needs images in both splits, got {len(train_idx)} "
-                          f"train and {len(val_idx)} val. Add images or change val_fraction")
+        raise ConfigError(
+            f"data: {cfg.data}: needs images in both splits, got {len(train_idx)} "
+            f"train and {len(val_idx)} val. Add images or change val_fraction"
+        )
     train_labels = dec.labels[train_idx]
     counts = torch.bincount(train_labels, minlength=len(dec.class_names))
     return DatasetSplits(
-        train_images=dec.images[train_idx], train_labels=train_labels,
-        val_images=dec.images[val_idx], val_labels=dec.labels[val_idx],
-        class_names=dec.class_names, class_counts=tuple(int(c) for c in counts),
-        source=cfg.data, image_size=cfg.image_size,
+        train_images=dec.images[train_idx],
+        train_labels=train_labels,
+        val_images=dec.images[val_idx],
+        val_labels=dec.labels[val_idx],
+        class_names=dec.class_names,
+        class_counts=tuple(int(c) for c in counts),
+        source=cfg.data,
+        image_size=cfg.image_size,
     )
 
 
 def describe(splits: DatasetSplits) -> str:
     """One line: sizes and the class balance of the training split."""
     total = max(1, sum(splits.class_counts))
-    tail = ", ".join(f"{n} {c / total:.0%}" for n, c in zip(splits.class_names, splits.class_counts))
-    return (f"{splits.source} @ {splits.image_size}px: {len(splits.train_labels)} train, "
-            f"{len(splits.val_labels)} val; {tail}")
-
+    tail = ", ".join(
+        f"{n} {c / total:.0%}" for n, c in zip(splits.class_names, splits.class_counts)
+    )
+    return (
+        f"{splits.source} @ {splits.image_size}px: {len(splits.train_labels)} train, "
+        f"{len(splits.val_labels)} val; {tail}"
+    )

@@ -11,7 +11,7 @@ from torch import nn
 from backbones import LEVELS, BaseBackbone
 from backbones.registry import Registry
 
-__all__ = ["HEADS", "LastHead", "ConcatHead", "MSFFHead", "VcrClassifier", "build_head"]
+__all__ = ["HEADS", "ConcatHead", "LastHead", "MSFFHead", "VcrClassifier", "build_head"]
 
 HEADS: Registry = Registry("fusion")
 
@@ -58,8 +58,14 @@ class MSFFHead(nn.Module):
         width = min(256, channels["c5"])
         self.lateral = nn.ModuleDict({k: nn.Conv2d(channels[k], width, 1) for k in LEVELS})
         self.smooth = nn.ModuleDict(
-            {k: nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width),
-                              nn.ReLU(inplace=True)) for k in LEVELS}
+            {
+                k: nn.Sequential(
+                    nn.Conv2d(width, width, 3, padding=1),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                )
+                for k in LEVELS
+            }
         )
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(width * len(LEVELS), num_classes)

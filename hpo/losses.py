@@ -22,7 +22,7 @@ LOSSES: Registry = Registry("loss")
 class EpochAware(nn.Module):
     """A loss whose behaviour may depend on training progress; `set_epoch` is called each epoch."""
 
-    def set_epoch(self, epoch: int, epochs: int) -> None:  # noqa: B027 - default is a no-op
+    def set_epoch(self, epoch: int, epochs: int) -> None:
         pass
 
 
@@ -40,7 +40,9 @@ class CrossEntropy(EpochAware):
 class FocalLoss(EpochAware):
     """Multi-class focal loss: mean of alpha * (1 - p_t)^gamma * CE; equals CE at gamma 0, alpha 1."""
 
-    def __init__(self, gamma: float = 2.0, alpha: float | None = None, label_smoothing: float = 0.0):
+    def __init__(
+        self, gamma: float = 2.0, alpha: float | None = None, label_smoothing: float = 0.0
+    ):
         super().__init__()
         self.gamma, self.alpha, self.label_smoothing = gamma, alpha, label_smoothing
 
@@ -77,7 +79,9 @@ class SmoothModulationLoss(EpochAware):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(
-            logits.float(), target, weight=self.weights.to(logits.device),
+            logits.float(),
+            target,
+            weight=self.weights.to(logits.device),
             label_smoothing=self.label_smoothing,
         )
 

@@ -15,7 +15,7 @@ from .train import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, train
 if TYPE_CHECKING:
     from .space import SearchSpace
 
-__all__ = ["Objective", "EPOCH_METRICS", "library_versions", "metric_values"]
+__all__ = ["EPOCH_METRICS", "Objective", "library_versions", "metric_values"]
 
 #: Metrics measured every epoch (a pruner can watch them); the others are fixed per model.
 EPOCH_METRICS = ("val_acc", "val_macro_f1", "val_loss")
@@ -34,8 +34,13 @@ def library_versions() -> dict[str, str]:
         own = importlib.metadata.version("vcr-hpo")
     except importlib.metadata.PackageNotFoundError:
         own = "unknown"
-    return {"vcr_hpo": own, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "optuna": optuna.__version__}
+    return {
+        "vcr_hpo": own,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "optuna": optuna.__version__,
+    }
 
 
 def metric_values(result: TrainResult, metrics: tuple[str, ...]) -> tuple[float, ...]:
@@ -48,10 +53,14 @@ def metric_values(result: TrainResult, metrics: tuple[str, ...]) -> tuple[float,
             out.append(result.params_m)
         elif name == "latency_ms":
             if result.latency_ms is None:
-                raise ValueError("latency_ms was not measured (train_model(measure_latency_ms=True))")
+                raise ValueError(
+                    "latency_ms was not measured (train_model(measure_latency_ms=True))"
+                )
             out.append(result.latency_ms)
         else:
-            raise ValueError(f"unknown metric {name!r}; known: {EPOCH_METRICS + ('params_m', 'latency_ms')}")
+            raise ValueError(
+                f"unknown metric {name!r}; known: {EPOCH_METRICS + ('params_m', 'latency_ms')}"
+            )
     return tuple(out)
 
 
@@ -76,8 +85,13 @@ class Objective:
         on_epoch: `on_epoch(trial_number, metrics)` after each epoch, for progress display.
     """
 
-    def __init__(self, space: SearchSpace, *, overrides: Mapping[str, Any] | None = None,
-                 on_epoch: Callable[[int, EpochMetrics], None] | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+    ) -> None:
         self.space = space
         self.overrides = dict(overrides or {})
         self.on_epoch = on_epoch
@@ -97,8 +111,12 @@ class Objective:
                     ("feature_channels", info.feature_channels),
                     ("feature_strides", info.feature_strides),
                     ("num_params", info.num_params),
-                    ("device", f"{info.device} ({info.device_name})" if info.device_name
-                     != info.device else info.device),
+                    (
+                        "device",
+                        f"{info.device} ({info.device_name})"
+                        if info.device_name != info.device
+                        else info.device,
+                    ),
                     ("versions", library_versions()),
                 ):
                     trial.set_user_attr(key, value)
@@ -112,8 +130,13 @@ class Objective:
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
-            result = train_model(cfg, on_epoch=epoch_done, on_start=started, monitor=self.monitor,
-                                 measure_latency_ms="latency_ms" in self.metrics)
+            result = train_model(
+                cfg,
+                on_epoch=epoch_done,
+                on_start=started,
+                monitor=self.monitor,
+                measure_latency_ms="latency_ms" in self.metrics,
+            )
         except optuna.TrialPruned:
             raise
         except NonFiniteLossError as exc:
@@ -134,8 +157,13 @@ class Objective:
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("params_m", round(result.params_m, 4))
         best = result.best
-        trial.set_user_attr("best_metrics", {k: round(float(getattr(best, k)), 5) for k in
-                                             ("val_acc", "val_macro_f1", "val_loss", "train_loss")})
+        trial.set_user_attr(
+            "best_metrics",
+            {
+                k: round(float(getattr(best, k)), 5)
+                for k in ("val_acc", "val_macro_f1", "val_loss", "train_loss")
+            },
+        )
         if result.latency_ms is not None:
             trial.set_user_attr("latency_ms", round(result.latency_ms, 3))
         values = metric_values(result, self.metrics)

@@ -17,7 +17,9 @@ SCHEDULERS: Registry = Registry("scheduler")
 
 @OPTIMIZERS.register("sgd")
 def _sgd(params, lr: float, weight_decay: float, momentum: float):
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
+    )
 
 
 @OPTIMIZERS.register("adam")
@@ -46,13 +48,20 @@ def _step(progress: float) -> float:
     return 0.1 ** min(int(progress * 3), 2)
 
 
-def build_optimizer(name: str, params: Iterable, *, lr: float, weight_decay: float = 0.0,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, params: Iterable, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     return OPTIMIZERS.get(name)([p for p in params if p.requires_grad], lr, weight_decay, momentum)
 
 
-def build_scheduler(name: str, optimizer: torch.optim.Optimizer, *, epochs: int,
-                    steps_per_epoch: int, warmup_epochs: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: int = 0,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-batch LambdaLR: linear warmup over `warmup_epochs`, then the named decay."""
     shape = SCHEDULERS.get(name)
     total = max(1, epochs * steps_per_epoch)

@@ -139,12 +139,16 @@ def resolve_device(spec: str) -> torch.device:
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (dev.index or 0) >= count:
-            raise ConfigError(f"device: must be a CUDA device present here, got {spec!r} "
-                              f"({count} CUDA device(s) visible). Use device: auto or cpu")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
-                                  and torch.backends.mps.is_available()):
-        raise ConfigError(f"device: must be available, got {spec!r} (no MPS here). "
-                          "Use device: auto or cpu")
+            raise ConfigError(
+                f"device: must be a CUDA device present here, got {spec!r} "
+                f"({count} CUDA device(s) visible). Use device: auto or cpu"
+            )
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ConfigError(
+            f"device: must be available, got {spec!r} (no MPS here). Use device: auto or cpu"
+        )
     return dev
 
 
@@ -190,8 +194,12 @@ def augment(images: torch.Tensor, gen: torch.Generator | None = None) -> torch.T
     ox = (rand(n) * (2 * pad + 1)).long()
     rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-    x = xp[torch.arange(n, device=dev)[:, None, None, None],
-           torch.arange(3, device=dev)[None, :, None, None], rows, cols]
+    x = xp[
+        torch.arange(n, device=dev)[:, None, None, None],
+        torch.arange(3, device=dev)[None, :, None, None],
+        rows,
+        cols,
+    ]
     grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2)).view(n, 1, 1, 1)
     contrast = (0.9 + 0.2 * rand(n)).view(n, 1, 1, 1)
     brightness = (0.9 + 0.2 * rand(n)).view(n, 1, 1, 1)
@@ -199,9 +207,17 @@ def augment(images: torch.Tensor, gen: torch.Generator | None = None) -> torch.T
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-             device: torch.device, batch_size: int = 256, amp_dtype: torch.dtype | None = None,
-             channels_last: bool = False) -> tuple[float, float, float]:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float, float]:
     """Cross-entropy, accuracy and macro-F1 of `model` on uint8 `images`.
 
     The loss is plain cross-entropy whatever the training loss, so trials compare on one scale.
@@ -211,30 +227,41 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_c
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     for i in range(0, len(labels), batch_size):
-        x = normalise(images[i:i + batch_size].to(device, non_blocking=True))
-        y = labels[i:i + batch_size].to(device, non_blocking=True)
+        x = normalise(images[i : i + batch_size].to(device, non_blocking=True))
+        y = labels[i : i + batch_size].to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
             logits = model(x)
         total_loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
         pred = logits.argmax(dim=1)
         confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(
-            num_classes, num_classes)
+            num_classes, num_classes
+        )
     conf = confusion.cpu().double()
     tp = conf.diag()
     support, predicted = conf.sum(1), conf.sum(0)
     present = (support + predicted) > 0
     f1 = 2 * tp / (support + predicted).clamp_min(1)
     n = max(1, len(labels))
-    return (float(total_loss) / n, float(tp.sum()) / n,
-            float(f1[present].mean()) if present.any() else 0.0)
+    return (
+        float(total_loss) / n,
+        float(tp.sum()) / n,
+        float(f1[present].mean()) if present.any() else 0.0,
+    )
 
 
 @torch.no_grad()
-def measure_latency(model: nn.Module, image_size: int, device: torch.device, *,
-                    runs: int = 20, channels_last: bool = False) -> float:
+def measure_latency(
+    model: nn.Module,
+    image_size: int,
+    device: torch.device,
+    *,
+    runs: int = 20,
+    channels_last: bool = False,
+) -> float:
     """Median milliseconds of one batch-1 forward pass at `image_size` on `device`."""
     model.eval()
     x = torch.zeros(1, 3, image_size, image_size, device=device)
@@ -260,8 +287,9 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _epoch_order(n: int, count: int, weights: torch.Tensor | None,
-                 gen: torch.Generator) -> torch.Tensor:
+def _epoch_order(
+    n: int, count: int, weights: torch.Tensor | None, gen: torch.Generator
+) -> torch.Tensor:
     """Indices for one epoch: a permutation, or `count` weighted draws with replacement."""
     if weights is not None:
         return torch.multinomial(weights, count, replacement=True, generator=gen)
@@ -329,14 +357,24 @@ def train_model(
         on_start(info)
 
     criterion = build_loss(cfg, data.class_counts).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
-                                weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    optimizer = build_optimizer(
+        cfg.optimizer,
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+    )
     n_train = len(data.train_labels)
     # Drop a ragged last batch (BatchNorm cannot train on one image); keep one batch when tiny.
     steps = max(1, n_train // cfg.batch_size)
     batch = min(cfg.batch_size, n_train)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, epochs=cfg.epochs, steps_per_epoch=steps,
-                                warmup_epochs=cfg.warmup_epochs)
+    scheduler = build_scheduler(
+        cfg.scheduler,
+        optimizer,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps,
+        warmup_epochs=cfg.warmup_epochs,
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     on_device = device.type != "cpu" and data.train_images.nbytes < _DEVICE_DATA_LIMIT
@@ -362,14 +400,15 @@ def train_model(
         order = _epoch_order(n_train, steps * batch, sample_weights, gen)
         running = torch.zeros((), device=device, dtype=torch.float64)
         for step in range(steps):
-            idx = order[step * batch:(step + 1) * batch]
+            idx = order[step * batch : (step + 1) * batch]
             x = train_x[idx].to(device, non_blocking=True)
             y = train_y[idx.to(device)]
             x = normalise(augment(x, aug_gen) if cfg.augment else x)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
                 loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -378,18 +417,26 @@ def train_model(
             last_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()
             running += loss.detach().double()
-            if (step + 1) % check_every == 0 or step == steps - 1:
-                if not math.isfinite(float(running)):
-                    raise NonFiniteLossError(
-                        f"loss became {float(loss.detach())} at epoch {epoch} step {step} "
-                        f"(lr={cfg.lr:g}, optimizer={cfg.optimizer}, loss_fn={cfg.loss_fn}). "
-                        "Lower lr or add warmup")
+            checking = (step + 1) % check_every == 0 or step == steps - 1
+            if checking and not math.isfinite(float(running)):
+                raise NonFiniteLossError(
+                    f"loss became {float(loss.detach())} at epoch {epoch} step {step} "
+                    f"(lr={cfg.lr:g}, optimizer={cfg.optimizer}, loss_fn={cfg.loss_fn}). "
+                    "Lower lr or add warmup"
+                )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0
         val_loss, val_acc, val_f1 = evaluate(
-            model, val_x, data.val_labels, data.num_classes, device=device,
-            batch_size=max(256, cfg.batch_size), amp_dtype=amp_dtype, channels_last=channels_last)
+            model,
+            val_x,
+            data.val_labels,
+            data.num_classes,
+            device=device,
+            batch_size=max(256, cfg.batch_size),
+            amp_dtype=amp_dtype,
+            channels_last=channels_last,
+        )
         m = EpochMetrics(
             epoch=epoch,
             train_loss=float(running) / steps,
@@ -410,8 +457,15 @@ def train_model(
     latency = None
     if measure_latency_ms:
         latency = measure_latency(model, cfg.image_size, device, channels_last=channels_last)
-    return TrainResult(model=model, info=info, history=history, best_epoch=best.epoch, best=best,
-                       latency_ms=latency, monitor=monitor)
+    return TrainResult(
+        model=model,
+        info=info,
+        history=history,
+        best_epoch=best.epoch,
+        best=best,
+        latency_ms=latency,
+        monitor=monitor,
+    )
 
 
 def save_run(result: TrainResult, cfg: TrainConfig, out_dir: Path) -> Path:

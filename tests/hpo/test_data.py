@@ -101,7 +101,9 @@ def test_max_train_samples_caps_train_split_only():
     splits = load_dataset(cfg)
     assert len(splits.train_labels) == 100
     assert sum(splits.class_counts) == 100
-    assert len(splits.val_labels) == len(load_dataset(cfg.replace(max_train_samples=None)).val_labels)
+    assert len(splits.val_labels) == len(
+        load_dataset(cfg.replace(max_train_samples=None)).val_labels
+    )
 
 
 def test_load_dataset_reuses_memory_then_disk_cache(monkeypatch):
@@ -141,8 +143,10 @@ def test_imagefolder_loads_classes_and_pixels(tmp_path):
     assert splits.class_names == ("blue", "red", "white")
     assert len(splits.train_labels) + len(splits.val_labels) == 12
     assert sorted(splits.class_counts) == [3, 3, 3]
-    for images, labels in ((splits.train_images, splits.train_labels),
-                           (splits.val_images, splits.val_labels)):
+    for images, labels in (
+        (splits.train_images, splits.train_labels),
+        (splits.val_images, splits.val_labels),
+    ):
         assert images.shape[1:] == (3, 32, 32)
         for img, lab in zip(images, labels):
             rgb = COLOURS[splits.class_names[lab]]
@@ -163,8 +167,9 @@ def test_manifest_loads_paths_labels_and_splits(tmp_path):
     for name, rgb in COLOURS.items():
         for i in range(3):
             p = _write(tmp_path / "img" / f"{name}{i}.png", rgb)
-            lines.append({"path": f"img/{p.name}", "label": name,
-                          "split": "val" if i == 0 else "train"})
+            lines.append(
+                {"path": f"img/{p.name}", "label": name, "split": "val" if i == 0 else "train"}
+            )
     manifest = tmp_path / "cars.jsonl"
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     check_data_source(str(manifest))
@@ -211,36 +216,86 @@ def test_changed_file_invalidates_the_disk_cache(tmp_path):
     clear_memory_cache()
     after = load_dataset(cfg)
     assert len(list(cache_dir().glob("*.pt"))) == 2
-    assert not torch.equal(torch.cat([before.train_images, before.val_images]),
-                           torch.cat([after.train_images, after.val_images]))
+    assert not torch.equal(
+        torch.cat([before.train_images, before.val_images]),
+        torch.cat([after.train_images, after.val_images]),
+    )
 
 
 @pytest.mark.parametrize(
     "make, expected",
     [
         (lambda p: p / "nope", r"no such file or folder\)\. Fix the path"),
-        (lambda p: (p / "empty").mkdir() or p / "empty", r"needs at least 2 classes with images, got 0"),
-        (lambda p: _write(p / "one" / "red" / "a.png", (1, 2, 3)).parents[1],
-         r"needs at least 2 classes with images, got 1 \(red\)"),
-        (lambda p: (_imagefolder(p / "d"), (p / "d" / "green").mkdir())[0],
-         r"every class folder must hold images, got no image in .*green"),
-        (lambda p: (p / "x.csv").write_text("a,b") and p / "x.csv",
-         r"a data file must be a \.jsonl manifest, got"),
-        (lambda p: (p / "m.jsonl").write_text('{"path": "a.png", "label": "r"}\nnot json\n')
-         and p / "m.jsonl", r"m\.jsonl:2: each line must be one JSON object, got 'not json'"),
-        (lambda p: (p / "m.jsonl").write_text('{"label": "r"}\n') and p / "m.jsonl",
-         r"m\.jsonl:1: each line needs a string 'path' and a 'label'"),
-        (lambda p: (p / "m.jsonl").write_text('{"path": "gone.png", "label": "r"}\n')
-         and p / "m.jsonl", r"every path must be an existing file, got 1 missing: .*gone\.png"),
-        (lambda p: (_write(p / "a.png", (1, 1, 1)), (p / "m.jsonl").write_text(
-            '{"path": "a.png", "label": "r", "split": "test"}\n'))[0].parent / "m.jsonl",
-         r"m\.jsonl:1: split must be train or val, got 'test'"),
-        (lambda p: (_write(p / "a.png", (1, 1, 1)), (p / "m.jsonl").write_text(
-            '{"path": "a.png", "label": "r", "split": "val"}\n{"path": "a.png", "label": "b"}\n'))[0]
-         .parent / "m.jsonl", r"split must be given on every line or on none, got a mix"),
+        (
+            lambda p: (p / "empty").mkdir() or p / "empty",
+            r"needs at least 2 classes with images, got 0",
+        ),
+        (
+            lambda p: _write(p / "one" / "red" / "a.png", (1, 2, 3)).parents[1],
+            r"needs at least 2 classes with images, got 1 \(red\)",
+        ),
+        (
+            lambda p: (_imagefolder(p / "d"), (p / "d" / "green").mkdir())[0],
+            r"every class folder must hold images, got no image in .*green",
+        ),
+        (
+            lambda p: (p / "x.csv").write_text("a,b") and p / "x.csv",
+            r"a data file must be a \.jsonl manifest, got",
+        ),
+        (
+            lambda p: (
+                (p / "m.jsonl").write_text('{"path": "a.png", "label": "r"}\nnot json\n')
+                and p / "m.jsonl"
+            ),
+            r"m\.jsonl:2: each line must be one JSON object, got 'not json'",
+        ),
+        (
+            lambda p: (p / "m.jsonl").write_text('{"label": "r"}\n') and p / "m.jsonl",
+            r"m\.jsonl:1: each line needs a string 'path' and a 'label'",
+        ),
+        (
+            lambda p: (
+                (p / "m.jsonl").write_text('{"path": "gone.png", "label": "r"}\n') and p / "m.jsonl"
+            ),
+            r"every path must be an existing file, got 1 missing: .*gone\.png",
+        ),
+        (
+            lambda p: (
+                (
+                    _write(p / "a.png", (1, 1, 1)),
+                    (p / "m.jsonl").write_text(
+                        '{"path": "a.png", "label": "r", "split": "test"}\n'
+                    ),
+                )[0].parent
+                / "m.jsonl"
+            ),
+            r"m\.jsonl:1: split must be train or val, got 'test'",
+        ),
+        (
+            lambda p: (
+                (
+                    _write(p / "a.png", (1, 1, 1)),
+                    (p / "m.jsonl").write_text(
+                        '{"path": "a.png", "label": "r", "split": "val"}\n{"path": "a.png", "label": "b"}\n'
+                    ),
+                )[0].parent
+                / "m.jsonl"
+            ),
+            r"split must be given on every line or on none, got a mix",
+        ),
     ],
-    ids=["missing", "empty", "one-class", "empty-class", "not-jsonl", "bad-json", "no-path",
-         "missing-file", "bad-split", "mixed-split"],
+    ids=[
+        "missing",
+        "empty",
+        "one-class",
+        "empty-class",
+        "not-jsonl",
+        "bad-json",
+        "no-path",
+        "missing-file",
+        "bad-split",
+        "mixed-split",
+    ],
 )
 def test_check_data_source_rejects_with_one_clear_line(tmp_path, make, expected):
     target = make(tmp_path)

@@ -25,8 +25,14 @@ from hpo.train import (
     train_model,
 )
 
-TINY = dict(backbone="resnet18", synthetic_size=80, image_size=32, batch_size=16, epochs=1,
-            device="cpu")
+TINY = {
+    "backbone": "resnet18",
+    "synthetic_size": 80,
+    "image_size": 32,
+    "batch_size": 16,
+    "epochs": 1,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +47,18 @@ def _one_thread():
 
 @pytest.mark.slow
 def test_resnet18_learns_synthetic_colours_and_bad_lr_scores_lower():
-    base = TrainConfig(backbone="resnet18", synthetic_size=500, image_size=32, epochs=3,
-                       batch_size=32, lr=3e-3, optimizer="adamw", scheduler="cosine", seed=0,
-                       device="cpu")
+    base = TrainConfig(
+        backbone="resnet18",
+        synthetic_size=500,
+        image_size=32,
+        epochs=3,
+        batch_size=32,
+        lr=3e-3,
+        optimizer="adamw",
+        scheduler="cosine",
+        seed=0,
+        device="cpu",
+    )
     seen: list[EpochMetrics] = []
     good = train_model(base, on_epoch=seen.append)
     bad = train_model(base.replace(lr=1e-5))
@@ -97,10 +112,18 @@ def test_same_seed_same_run_and_on_start_reports_backbone():
 
 
 def test_every_loss_fusion_and_optimizer_trains_one_step():
-    for fields in ({"loss_fn": "focal", "fusion": "msff", "optimizer": "sgd", "scheduler": "step"},
-                   {"loss_fn": "smooth_modulation", "fusion": "simple_concat", "optimizer": "adam",
-                    "use_weighted_sampler": True, "warmup_epochs": 1, "augment": False},
-                   {"freeze_backbone": True, "dropout": 0.3, "label_smoothing": 0.1}):
+    for fields in (
+        {"loss_fn": "focal", "fusion": "msff", "optimizer": "sgd", "scheduler": "step"},
+        {
+            "loss_fn": "smooth_modulation",
+            "fusion": "simple_concat",
+            "optimizer": "adam",
+            "use_weighted_sampler": True,
+            "warmup_epochs": 1,
+            "augment": False,
+        },
+        {"freeze_backbone": True, "dropout": 0.3, "label_smoothing": 0.1},
+    ):
         r = train_model(TrainConfig(**TINY, **fields))
         assert math.isfinite(r.history[0].train_loss), fields
 
@@ -115,8 +138,9 @@ def test_frozen_backbone_is_not_updated():
 
 
 def test_augment_never_changes_hue():
-    colours = torch.tensor([[180, 60, 40], [40, 150, 90], [90, 90, 200], [120, 120, 120]],
-                           dtype=torch.uint8)
+    colours = torch.tensor(
+        [[180, 60, 40], [40, 150, 90], [90, 90, 200], [120, 120, 120]], dtype=torch.uint8
+    )
     images = colours.view(4, 3, 1, 1).expand(4, 3, 32, 32).contiguous()
     gen = torch.Generator().manual_seed(0)
     for _ in range(5):
@@ -174,9 +198,11 @@ def test_weighted_sampler_draws_classes_evenly():
 @pytest.mark.parametrize(
     "name, expected",
     # 3 epochs x 2 steps, 1 warmup epoch: linear ramp 1/3, 2/3, then the decay over 4 steps
-    [("none", [1 / 3, 2 / 3, 1.0, 1.0, 1.0, 1.0]),
-     ("cosine", [1 / 3, 2 / 3, 1.0, 0.8535534, 0.5, 0.1464466]),
-     ("step", [1 / 3, 2 / 3, 1.0, 1.0, 0.1, 0.01])],
+    [
+        ("none", [1 / 3, 2 / 3, 1.0, 1.0, 1.0, 1.0]),
+        ("cosine", [1 / 3, 2 / 3, 1.0, 0.8535534, 0.5, 0.1464466]),
+        ("step", [1 / 3, 2 / 3, 1.0, 1.0, 0.1, 0.01]),
+    ],
 )
 def test_schedulers_warm_up_then_decay(name, expected):
     opt = build_optimizer("sgd", [nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -194,8 +220,11 @@ def test_resolve_device():
     auto = resolve_device("auto")
     assert auto.type == "cuda" if torch.cuda.is_available() else auto.type in ("cpu", "mps")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    with pytest.raises(ConfigError, match=rf"device: must be a CUDA device present here, "
-                                          rf"got 'cuda:{count + 3}' \({count} CUDA device"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"device: must be a CUDA device present here, "
+        rf"got 'cuda:{count + 3}' \({count} CUDA device",
+    ):
         resolve_device(f"cuda:{count + 3}")
 
 
