@@ -18,16 +18,16 @@ if TYPE_CHECKING:
     from .space import SearchSpace
 
 __all__ = [
-    "SAMPLERS",
-    "PRUNERS",
     "ALIASES",
     "FINITE_SPACE_SAMPLERS",
+    "PRUNERS",
+    "SAMPLERS",
     "SINGLE_OBJECTIVE_SAMPLERS",
     "ArgProblem",
+    "build_pruner",
+    "build_sampler",
     "canonical_algorithm_name",
     "check_algorithm_args",
-    "build_sampler",
-    "build_pruner",
 ]
 
 SAMPLERS: Registry = Registry("sampler")

@@ -52,12 +52,12 @@ from .config import FIELD_NAMES, FIELD_REGISTRIES, TrainConfig, check_field, fie
 from .errors import ConfigError, SearchSpaceError, UnknownNameError
 
 __all__ = [
-    "SearchSpaceError",
+    "METRICS",
     "AlgorithmSpec",
-    "StudySpec",
     "Param",
     "SearchSpace",
-    "METRICS",
+    "SearchSpaceError",
+    "StudySpec",
     "load_search_space",
     "parse_search_space",
     "schema",
@@ -220,7 +220,7 @@ class Param:
         if step:
             mid = lo + round((mid - lo) / step) * step
             mid = min(max(mid, lo), hi)
-        return int(round(mid)) if self.type == "int" else float(mid)
+        return round(mid) if self.type == "int" else float(mid)
 
     def grid_values(self) -> tuple[Any, ...]:
         """Every value of a finite parameter (Grid/BruteForce); ValueError if continuous."""
@@ -230,7 +230,7 @@ class Param:
             return tuple(range(self.low, self.high + 1, self.step or 1))
         if self.step is None:
             raise ValueError(f"{self.name}: a float without step has no finite grid")
-        n = int(round((self.high - self.low) / self.step))
+        n = round((self.high - self.low) / self.step)
         # Same arithmetic as Optuna's FloatDistribution, so every grid value is "contained".
         return tuple(float(min(self.low + i * self.step, self.high)) for i in range(n + 1))
 
@@ -238,7 +238,7 @@ class Param:
         if self.type == "categorical":
             return len(self.choices or ())
         step = self.step or 1
-        return int(round((self.high - self.low) / step)) + 1
+        return round((self.high - self.low) / step) + 1
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
@@ -891,6 +891,14 @@ def _parse_categorical(errs: _Errors, path: tuple, name: str, raw: Mapping) -> P
     return Param(name, "categorical", choices=tuple(clean), default=default, has_default=has_default)
 
 
+def _divides(span: float, step: float, integer: bool) -> bool:
+    """Whether `span` is a whole number of `step`s (float: up to rounding, as Optuna checks)."""
+    if integer:
+        return span % step == 0
+    n = span / step
+    return abs(n - round(n)) <= 1e-9 * max(1.0, abs(n))
+
+
 def _parse_numeric(errs: _Errors, path: tuple, name: str, ptype: str, raw: Mapping) -> Param | None:
     integer = ptype == "int"
     ok = True
@@ -941,11 +949,7 @@ def _parse_numeric(errs: _Errors, path: tuple, name: str, ptype: str, raw: Mappi
         return None
     if step is not None:
         n = (high - low) / step
-        if integer:
-            divides = (high - low) % step == 0
-        else:
-            divides = abs(n - round(n)) <= 1e-9 * max(1.0, abs(n)) and round(n) >= 1
-        if not divides:
+        if not _divides(high - low, step, integer):
             k = max(1, math.floor(n + 1e-9))
             errs.add(path + ("step",), f"must divide high - low ({_fmt(high - low)})", step,
                      f"Set high to {_fmt(low + k * step)} or choose a step that divides the range")
@@ -956,7 +960,8 @@ def _parse_numeric(errs: _Errors, path: tuple, name: str, ptype: str, raw: Mappi
         if d is _MISSING:
             return None
         d = d if integer else float(d)
-        if not param.distribution()._contains(param.distribution().to_internal_repr(d)) or not low <= d <= high:
+        on_grid = step is None or _divides(d - low, step, integer)
+        if not (low <= d <= high and on_grid):
             where = f"[{_fmt(low)}, {_fmt(high)}]" + (f" on step {_fmt(step)}" if step is not None else "")
             errs.add(path + ("default",), f"must lie in {where}", raw["default"],
                      "Choose a default inside the range")
@@ -1039,11 +1044,10 @@ def _check_conditions(errs: _Errors, params: dict[str, Param], whens: dict[str, 
                 vv, _ = _field_problem(parent, v)
                 if _key(vv) not in keys:
                     vpath = path + ((i,) if isinstance(values, list) else ())
-                    close = [c for c in keys.values() if isinstance(c, str) and isinstance(v, str)]
-                    hint = _did_you_mean(v, [str(c) for c in close]) if close else \
-                        f"Options: {', '.join(_fmt(c) for c in keys.values())}"
+                    close = _closest(v, [c for c in keys.values() if isinstance(c, str)])
                     errs.add(vpath, f"impossible condition: {parent} never takes this value", v,
-                             hint if "Options" in hint else f"{hint}")
+                             (f"Did you mean {close!r}? " if close else "")
+                             + f"{parent} choices: {', '.join(_fmt(c) for c in keys.values())}")
                     ok = False
                     continue
                 if keys[_key(vv)] in chosen:
@@ -1132,7 +1136,7 @@ def parse_search_space(text: str, *, source: str = "<string>") -> SearchSpace:
     Raises:
         SearchSpaceError: with every problem found, one line each.
     """
-    data, lines, errs = _read_yaml(text, source)
+    data, _, errs = _read_yaml(text, source)
     if errs:
         raise errs.error()
     if data is None:

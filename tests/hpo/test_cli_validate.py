@@ -85,12 +85,12 @@ def test_installed_console_script_validates(tmp_path):
     exe = shutil.which("vcr-hpo")
     cmd = [exe] if exe else [sys.executable, "-m", "hpo.cli"]
     ok = subprocess.run([*cmd, "validate", "--space", "vcr_full.yaml"], cwd=tmp_path,
-                        capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "vcr-full" in ok.stdout and "loss_fn=smooth_modulation" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("hyperparameters:\n  lr: {type: float, low: '1e-5', high: 0.1}\n")
     res = subprocess.run([*cmd, "validate", "--space", str(bad)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "hyperparameters.lr.low (line 2): must be a number, not a quoted string" in res.stderr

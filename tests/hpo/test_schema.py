@@ -15,7 +15,7 @@ import pytest
 
 from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_algorithm_args
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
-from hpo.space import METRICS, PARAM_TYPES, _STUDY_NAME, schema
+from hpo.space import _STUDY_NAME, METRICS, PARAM_TYPES, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))

@@ -42,10 +42,10 @@ GOOD = [
     ("optimizer: {type: categorical, choices: [sgd, adam, adamw], default: adam}",
      {"optimizer": C(["sgd", "adam", "adamw"])}),
     ("device: {type: categorical, choices: [cpu, 'cuda:0']}", {"device": C(["cpu", "cuda:0"])}),
-    ("loss_fn: {type: categorical, choices: [cross_entropy, focal]}\n"
+    ("loss_fn: {type: categorical, choices: [cross_entropy, focal]}\n"  # noqa: ISC004
      "focal_gamma: {type: float, low: 0.5, high: 4.0, when: {loss_fn: focal}}",
      {"loss_fn": C(["cross_entropy", "focal"]), "focal_gamma": F(0.5, 4.0)}),
-    ("optimizer: {type: categorical, choices: [sgd, adam, adamw]}\n"
+    ("optimizer: {type: categorical, choices: [sgd, adam, adamw]}\n"  # noqa: ISC004
      "momentum: {type: float, low: 0.8, high: 0.99, when: {optimizer: [sgd]}}",
      {"optimizer": C(["sgd", "adam", "adamw"]), "momentum": F(0.8, 0.99)}),
     ("lr:\n  type: float\n  low: 1.0e-5\n  high: 1.0e-2\n  log: true\n  default: 1.0e-3",

@@ -61,8 +61,8 @@ def _check(space, trials, n_trials):
         for name in (q.name for q in space.params):
             assert (name in p) == _holds(name, p), (t.number, name, p)
         assert space.active(p) == set(p)
-        for name in seen:
-            seen[name][name in p] += 1
+        for name, counts in seen.items():
+            counts[name in p] += 1
     # Every conditional parameter was both on and off at some point: the test exercised both ways.
     assert all(on > 0 and off > 0 for off, on in seen.values()), seen
     assert trials[0].params == space.default_params()  # the enqueued baseline came first
@@ -95,7 +95,7 @@ def test_shipped_spaces_conditionals_match_their_when():
     for name in ("hyperparameters.yaml", "vcr_full.yaml"):
         space = load_search_space(name)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-        study.optimize(lambda t: 0.0 if space.suggest(t) else 1.0, n_trials=40)
+        study.optimize(lambda t, s=space: 0.0 if s.suggest(t) else 1.0, n_trials=40)
         for t in study.trials:
             for p in space.params:
                 expect = all(parent in t.params and t.params[parent] in allowed

@@ -257,7 +257,7 @@ def test_bad_corpus_is_large_and_unique():
 
 @pytest.mark.parametrize("case", BAD, ids=_IDS)
 def test_space_bad_snippet_names_path_line_and_rule(case):
-    _, kind, doc, path, rule = case
+    _, _, doc, path, rule = case
     with pytest.raises(SearchSpaceError) as info:
         parse_search_space(doc, source="t.yaml")
     errors = info.value.errors

@@ -123,8 +123,8 @@ def test_unmutated_good_spaces_parse():
 def test_hostile_yaml_is_a_config_error():
     bombs = [
         "a: &a [*a]\n",  # self-referencing alias
-        "a: &x [1,2,3,4,5,6,7,8,9]\nb: &y [*x,*x,*x,*x,*x,*x,*x,*x,*x]\nc: &z [*y,*y,*y,*y,*y,*y,*y,*y,*y]\n"
-        "d: &w [*z,*z,*z,*z,*z,*z,*z,*z,*z]\ne: &v [*w,*w,*w,*w,*w,*w,*w,*w,*w]\nf: [*v,*v,*v,*v,*v,*v,*v,*v,*v]\n",
+        ("a: &x [1,2,3,4,5,6,7,8,9]\nb: &y [*x,*x,*x,*x,*x,*x,*x,*x,*x]\nc: &z [*y,*y,*y,*y,*y,*y,*y,*y,*y]\n"
+         "d: &w [*z,*z,*z,*z,*z,*z,*z,*z,*z]\ne: &v [*w,*w,*w,*w,*w,*w,*w,*w,*w]\nf: [*v,*v,*v,*v,*v,*v,*v,*v,*v]\n"),
         "[" * 5000 + "]" * 5000,
         "hyperparameters:\n  lr: !!float nope\n",
         "hyperparameters:\n  <<: {lr: {type: float, low: 0.1, high: 0.2}}\n  ? [a]\n  : 1\n",
