@@ -134,6 +134,8 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 
 @command("validate", "check a search space and print its parameters, or every error", args=_validate_args)
 def _cmd_validate(ns: argparse.Namespace) -> int:
+    import json
+
     from .space import SearchSpaceError, load_search_space
 
     try:
@@ -152,9 +154,12 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
           f"timeout {f'{st.timeout:g} s' if st.timeout else 'none'}")
     print(f"sampler:  {st.sampler.describe()}")
     print(f"pruner:   {st.pruner.describe() if st.pruner else 'none'}")
-    fixed = ", ".join(f"{k}={v}" for k, v in space.fixed.items())
-    print(f"fixed:    {fixed or '-'}")
-    print(f"baseline: {space.default_params() or 'none (no defaults)'}")
+    def scalars(values: dict) -> str:  # YAML spelling: true/false/null, as in the file
+        return ", ".join(f"{k}={json.dumps(v) if v is None or isinstance(v, bool) else v}"
+                         for k, v in values.items())
+
+    print(f"fixed:    {scalars(dict(space.fixed)) or '-'}")
+    print(f"baseline: {scalars(space.default_params() or {}) or 'none (no defaults)'}")
     print(f"fingerprint: {space.fingerprint[:16]}")
     print()
     _print_table(["name", "type", "range / choices", "log/step", "condition"], space.describe())
