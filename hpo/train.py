@@ -179,27 +179,27 @@ def augment(images: torch.Tensor, gen: torch.Generator | None = None) -> torch.T
     Returns:
         float images in [0, 1].
     """
-    x = images.float() / 255.0
-    n, _, h, w = x.shape
-    dev = x.device
+    n, _, h, w = images.shape
+    dev = images.device
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(shape, generator=gen, device=dev)
 
-    flip = rand(n) < 0.5
-    x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+    # Flip and shift in one gather on uint8: clamped indices act as replicate padding.
     pad = max(1, h // 8)
-    xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    oy = (rand(n) * (2 * pad + 1)).long()
-    ox = (rand(n) * (2 * pad + 1)).long()
-    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-    x = xp[
+    oy = (rand(n) * (2 * pad + 1)).long() - pad
+    ox = (rand(n) * (2 * pad + 1)).long() - pad
+    rows = (oy[:, None] + torch.arange(h, device=dev)).clamp(0, h - 1)
+    cols = (ox[:, None] + torch.arange(w, device=dev)).clamp(0, w - 1)
+    flip = rand(n) < 0.5
+    cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    x = images[
         torch.arange(n, device=dev)[:, None, None, None],
         torch.arange(3, device=dev)[None, :, None, None],
-        rows,
-        cols,
+        rows[:, None, :, None],
+        cols[:, None, None, :],
     ]
+    x = x.float() / 255.0
     grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2)).view(n, 1, 1, 1)
     contrast = (0.9 + 0.2 * rand(n)).view(n, 1, 1, 1)
     brightness = (0.9 + 0.2 * rand(n)).view(n, 1, 1, 1)
