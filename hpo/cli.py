@@ -348,11 +348,18 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         else:
             from .objective import Objective
 
+            from .algorithms import build_sampler
+
             objective = Objective(space, overrides=overrides, on_epoch=progress.epoch)
+            seed = space.study.sampler.args.get("seed")
+
+            def reseed(n_existing: int):
+                return build_sampler(space, seed=S.sampler_seed(seed, n_existing, ns.worker_index))
+
             try:
                 with S.interrupt_on_signals():
                     S.run_trials(study, objective, n_trials=n_trials, timeout=timeout,
-                                 on_trial=progress.trial)
+                                 on_trial=progress.trial, reseed=reseed)
             except S.RunInterrupted as exc:
                 progress.close()
                 print(f"interrupted by {exc}: the running trial is marked interrupted and will be "

@@ -208,11 +208,12 @@ def space_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 def sampler_seed(base: int | None, n_existing: int, worker_index: int = 0) -> int | None:
-    """The seed for one run of one worker.
+    """The sampler seed for one process joining a study.
 
     A fresh study's first worker uses the space's seed as written; a resumed run (trials already
     exist) or another worker gets a seed derived from all three, so a seeded sampler does not
-    replay the configurations it drew before.
+    replay the configurations drawn before. `run_trials(reseed=...)` counts `n_existing` under
+    the claim lock, so concurrent processes (even on several machines) get different seeds too.
     """
     if base is None:
         return None
@@ -499,11 +500,22 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     return todo
 
 
-def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
+def claim_trial(
+    study: optuna.Study,
+    n_trials: int,
+    *,
+    reseed: Callable[[int], optuna.samplers.BaseSampler] | None = None,
+) -> optuna.Trial | None:
     """Start the next trial, or return None when finished + running trials reach n_trials.
 
     Under the claim lock: stale RUNNING trials become FAIL and are queued again (heartbeat
     callback), interrupted ones are queued again, then a WAITING trial is popped or a new one made.
+
+    Args:
+        reseed: `reseed(n)` returns the sampler to use from now on, where n counts the study's
+            trials that are not WAITING. Called under the lock, so every process that joins a
+            study (a resume, another worker, another machine) sees a different n: with a seed
+            derived from n, no two of them replay the same draws.
     """
     with claim_lock(study):
         if is_heartbeat_enabled(study._storage):
@@ -514,6 +526,8 @@ def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
         counts = count_states(rdb_storage(study), study._study_id)
         if finished_count(counts) + counts[TrialState.RUNNING] >= n_trials:
             return None
+        if reseed is not None:
+            study.sampler = reseed(sum(counts.values()) - counts[TrialState.WAITING])
         with warnings.catch_warnings():
             # Optuna warns that heartbeats expect Study.optimize; run_one_trial beats instead
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -656,11 +670,15 @@ def run_trials(
     n_trials: int,
     timeout: float | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
+    reseed: Callable[[int], optuna.samplers.BaseSampler] | None = None,
 ) -> int:
     """Run trials until the study holds `n_trials` finished ones or `timeout` seconds pass.
 
     Finished means COMPLETE or PRUNED, counted over the whole study (earlier runs and other
     workers included), so a rerun at the same target adds nothing and a higher target tops up.
+
+    Args:
+        reseed: see `claim_trial`; used on this call's first claim only.
 
     Returns:
         The number of trials this call ran.
@@ -671,7 +689,7 @@ def run_trials(
     start = time.monotonic()
     ran = 0
     while timeout is None or time.monotonic() - start < timeout:
-        trial = claim_trial(study, n_trials)
+        trial = claim_trial(study, n_trials, reseed=reseed if ran == 0 else None)
         if trial is None:
             break
         frozen = run_one_trial(study, trial, objective)
