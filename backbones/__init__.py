@@ -3,7 +3,13 @@
 from ._builders import BACKBONES, BackboneEntry, register_backbone
 from .base import LEVEL_STRIDES, LEVELS, BaseBackbone, FeatureSpec
 from .errors import ConfigError, UnknownNameError, VcrHpoError, WeightsNotFoundError
-from .factory import BACKBONE_OPTIONS, BackboneFactory, create_backbone, list_backbones
+from .factory import (
+    BACKBONE_OPTIONS,
+    BackboneFactory,
+    create_backbone,
+    find_pretrained_weights,
+    list_backbones,
+)
 from .registry import Registry
 from .resnet import ResNetBackbone
 from .timm_backbone import EfficientNetBackbone, TimmBackbone
@@ -26,6 +32,7 @@ __all__ = [
     "VcrHpoError",
     "WeightsNotFoundError",
     "create_backbone",
+    "find_pretrained_weights",
     "list_backbones",
     "register_backbone",
 ]

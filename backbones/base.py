@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, WeightsNotFoundError
 
 __all__ = ["BaseBackbone", "FeatureSpec", "LEVELS", "LEVEL_STRIDES", "Output"]
 
@@ -50,6 +51,18 @@ class BaseBackbone(nn.Module, abc.ABC):
         self.name = name
         self.output = output
         self._specs: dict[str, FeatureSpec] = {}
+
+    @classmethod
+    def locate_weights(cls, name: str) -> Path:
+        """The local file of `name`'s pretrained weights; families override this. Never networks.
+
+        Raises:
+            WeightsNotFoundError: not on this machine; the message says where to put it.
+        """
+        raise WeightsNotFoundError(
+            f"{name}: no pretrained weights are known for this backbone family. "
+            "Pass weights: <state_dict file>."
+        )
 
     @abc.abstractmethod
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ._builders import BACKBONES
 from .base import BaseBackbone
-from .errors import ConfigError
+from .errors import ConfigError, WeightsNotFoundError
 
-__all__ = ["BackboneFactory", "create_backbone", "list_backbones", "BACKBONE_OPTIONS"]
+__all__ = ["BackboneFactory", "create_backbone", "find_pretrained_weights", "list_backbones",
+           "BACKBONE_OPTIONS"]
 
 BACKBONE_OPTIONS = ("pretrained", "weights", "output")
 
@@ -33,6 +36,26 @@ def create_backbone(name: str, **cfg: Any) -> BaseBackbone:
             f"backbone {name}: unknown option, got {unknown}. Options: {', '.join(BACKBONE_OPTIONS)}"
         )
     return entry.build(name, **cfg)
+
+
+def find_pretrained_weights(name: str, weights: str | os.PathLike | None = None) -> Path:
+    """The local weight file `create_backbone(name, pretrained=True, weights=weights)` would load.
+
+    Cheap (no model is built) and offline, so callers can check before any training starts.
+
+    Raises:
+        UnknownNameError: unknown backbone.
+        WeightsNotFoundError: the file is not on this machine; the message says where to put it.
+    """
+    entry = BACKBONES.get(name)
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"weights: file not found, got {str(path)!r}. Give the path of a state_dict file."
+            )
+        return path
+    return entry.build.locate_weights(name)
 
 
 def list_backbones() -> list[str]:

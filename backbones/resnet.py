@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torchvision
@@ -63,22 +64,32 @@ class ResNetBackbone(BaseBackbone):
         if weights is not None:
             _load_into(model, load_state_dict_file(weights), repr(str(weights)))
         elif pretrained:
-            path = self.expected_weights_path(name)
-            if not path.is_file():
-                url = torchvision.models.get_model_weights(name).DEFAULT.url
-                raise WeightsNotFoundError(
-                    f"{name}: pretrained ImageNet weights not found, expected {path}. "
-                    f"Download {url} on a machine with network and copy it there "
-                    f"(or set TORCH_HOME, or pass weights: <file>)."
-                )
+            path = self.locate_weights(name)
             _load_into(model, load_state_dict_file(path), str(path))
         self.stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         self.layer1, self.layer2 = model.layer1, model.layer2
         self.layer3, self.layer4 = model.layer3, model.layer4
         self._specs = self._measure()
 
+    @classmethod
+    def locate_weights(cls, name: str) -> Path:
+        """The local file of torchvision's ImageNet weights for `name`. Never networks.
+
+        Raises:
+            WeightsNotFoundError: not in the torch hub cache; the message says where to put it.
+        """
+        path = cls.expected_weights_path(name)
+        if not path.is_file():
+            url = torchvision.models.get_model_weights(name).DEFAULT.url
+            raise WeightsNotFoundError(
+                f"{name}: pretrained ImageNet weights not found, expected {path}. "
+                f"Download {url} on a machine with network and copy it there "
+                f"(or set TORCH_HOME, or pass weights: <file>)."
+            )
+        return path
+
     @staticmethod
-    def expected_weights_path(name: str):
+    def expected_weights_path(name: str) -> Path:
         """The torch hub cache file torchvision would download for `name`."""
         return hub_checkpoint_path(torchvision.models.get_model_weights(name).DEFAULT.url)
 

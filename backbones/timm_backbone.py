@@ -65,6 +65,11 @@ class TimmBackbone(BaseBackbone):
 
     family = "timm"
 
+    @classmethod
+    def locate_weights(cls, name: str) -> Path:
+        """The local file of timm's ImageNet weights for `name` (see `resolve_timm_weights`)."""
+        return resolve_timm_weights(name)
+
     def __init__(
         self,
         name: str,
@@ -79,7 +84,7 @@ class TimmBackbone(BaseBackbone):
             file = Path(weights).expanduser()
             load_state_dict_file(file)  # fail here with our message rather than deep in timm
         elif pretrained:
-            file = resolve_timm_weights(name)
+            file = self.locate_weights(name)
         kwargs = {}
         if file is not None:
             kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(file)}}

@@ -145,7 +145,8 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
             raise
         for line in exc.errors:
             print(line, file=sys.stderr)
-        print(f"{len(exc.errors)} error(s); nothing was written to any study", file=sys.stderr)
+        if len(exc.errors) > 1:  # a single error stays a single line
+            print(f"{len(exc.errors)} errors; nothing was written to any study", file=sys.stderr)
         return 2
     st = space.study
     objectives = ", ".join(f"{d} {m}" for d, m in zip(st.directions, st.metrics))

@@ -39,6 +39,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from backbones import find_pretrained_weights
+
 from .algorithms import _MISSING as _ARG_MISSING
 from .algorithms import (
     FINITE_SPACE_SAMPLERS,
@@ -49,7 +51,7 @@ from .algorithms import (
     check_algorithm_args,
 )
 from .config import FIELD_NAMES, FIELD_REGISTRIES, TrainConfig, check_field, field_type
-from .errors import ConfigError, SearchSpaceError, UnknownNameError
+from .errors import ConfigError, SearchSpaceError, UnknownNameError, WeightsNotFoundError
 
 __all__ = [
     "METRICS",
@@ -1185,6 +1187,8 @@ def parse_search_space(text: str, *, source: str = "<string>") -> SearchSpace:
 
     if study is not None and ordered is not None and not failed:
         _check_study_against_params(errs, study, ordered)
+    if ordered is not None and not failed and fixed is not None:
+        _check_pretrained_weights(errs, {p.name: p for p in ordered}, fixed)
 
     if errs:
         raise errs.error()
@@ -1200,6 +1204,30 @@ def parse_search_space(text: str, *, source: str = "<string>") -> SearchSpace:
                                        separators=(",", ":")).encode()).hexdigest()
     return SearchSpace(source=source, text=text, study=study, params=space.params,
                        fixed=space.fixed, fingerprint=digest)
+
+
+def _check_pretrained_weights(errs: _Errors, params: Mapping[str, Param],
+                              fixed: Mapping[str, Any]) -> None:
+    """Pretrained weights that a trial may ask for must be on this machine before any training."""
+    if "pretrained" in params:
+        may_pretrain = True in params["pretrained"].choices
+    else:
+        may_pretrain = fixed.get("pretrained", TrainConfig.pretrained) is True
+    if not may_pretrain:
+        return
+    weights = fixed.get("weights")
+    if "backbone" in params:
+        candidates = [(name, ("hyperparameters", "backbone", "choices", i))
+                      for i, name in enumerate(params["backbone"].choices)]
+    else:
+        candidates = [(fixed.get("backbone", TrainConfig.backbone), ("fixed", "backbone"))]
+    for name, path in candidates:
+        try:
+            find_pretrained_weights(name, weights)
+        except WeightsNotFoundError as exc:
+            errs.add_text(("fixed", "weights") if weights is not None else path, str(exc))
+            if weights is not None:
+                return
 
 
 def _check_study_against_params(errs: _Errors, study: StudySpec, params: list[Param]) -> None:

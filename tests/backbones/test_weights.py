@@ -10,7 +10,14 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from backbones import BackboneFactory, ResNetBackbone, WeightsNotFoundError, create_backbone
+from backbones import (
+    BACKBONES,
+    BackboneFactory,
+    ResNetBackbone,
+    WeightsNotFoundError,
+    create_backbone,
+    find_pretrained_weights,
+)
 
 
 def _assert_params_equal(backbone, state, prefix_map):
@@ -122,3 +129,23 @@ def test_missing_weights_fail_fast_offline(name, weight_caches, no_network):
 def test_missing_explicit_file(tmp_path, no_network):
     with pytest.raises(WeightsNotFoundError, match="file not found"):
         create_backbone("resnet18", weights=str(tmp_path / "nope.pth"))
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_find_pretrained_weights_offline(name, weight_caches, no_network):
+    """Every backbone answers "where are your weights?" at once, without building a model."""
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as info:
+        find_pretrained_weights(name)
+    assert time.perf_counter() - start < 2.0
+    assert name in str(info.value) and "weights:" in str(info.value)
+
+
+def test_find_pretrained_weights_present(weight_caches, tmp_path):
+    path = ResNetBackbone.expected_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    assert find_pretrained_weights("resnet18") == path
+    explicit = tmp_path / "w.pth"
+    explicit.write_bytes(b"x")
+    assert find_pretrained_weights("efficientnet_b6", explicit) == explicit

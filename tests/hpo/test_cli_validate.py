@@ -62,7 +62,7 @@ def test_validate_prints_every_error(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"{f}: hyperparameters.lr.high (line 2): must be greater than low")
     assert err[1].startswith(f"{f}: hyperparameters.epoch (line 3): not a trainer field")
-    assert err[2] == "2 error(s); nothing was written to any study"
+    assert err[2] == "2 errors; nothing was written to any study"
 
 
 def test_validate_debug_shows_traceback(tmp_path):
