@@ -1,0 +1,145 @@
+"""best -> train round trip, best per backbone, report plots and status on a real study."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import optuna
+import pytest
+import sqlalchemy
+import yaml
+from optuna.trial import TrialState
+
+from hpo.cli import main
+from hpo.config import TrainConfig
+from hpo.export import read_config, trial_config
+from hpo.space import load_search_space
+from hpo.study import build_storage, study_status
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def _study(url, name="tiny"):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _best(trials):
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    return max(done, key=lambda t: (t.value, -t.number))
+
+
+@pytest.mark.slow
+def test_best_then_train_round_trip(tiny_study, tmp_path, capsys):
+    url, name, space_file = tiny_study
+    out = tmp_path / "best.yaml"
+    assert main(["best", "--storage", url, "-o", str(out)]) == 0
+    best = _best(_study(url).trials)
+    assert f"trial #{best.number}" in capsys.readouterr().out
+    exported = read_config(out)
+    # what the objective trained: the space's fixed values + the trial's params (no overrides)
+    assert exported == load_search_space(space_file).config_for(best.params)
+    assert exported == TrainConfig.from_dict(yaml.safe_load(out.read_text()))
+    assert exported.backbone == best.params["backbone"] and exported.lr == best.params["lr"]
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(out), "--out", str(run_dir)]) == 0  # accepted unchanged
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["history"]) == exported.epochs
+    assert (run_dir / "model.pt").stat().st_size > 100_000
+    assert read_config(run_dir / "config.yaml") == exported
+
+
+def test_best_per_backbone_writes_one_file_per_backbone(tiny_study, tmp_path, capsys):
+    url, _, _ = tiny_study
+    study = _study(url)
+    assert main(["best", "--storage", url, "--per", "backbone", "-o", str(tmp_path / "best.yaml")]) == 0
+    by_backbone = {}
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            by_backbone.setdefault(t.params["backbone"], []).append(t)
+    files = sorted(p.name for p in tmp_path.glob("best-*.yaml"))
+    assert files == sorted(f"best-{b}.yaml" for b in by_backbone)
+    for backbone, trials in by_backbone.items():
+        cfg = read_config(tmp_path / f"best-{backbone}.yaml")
+        assert cfg == trial_config(study, _best(trials))
+
+
+def test_best_without_a_completed_trial_exits_1(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(study_name="empty", storage=url)
+    assert main(["best", "--storage", url]) == 1
+    err = capsys.readouterr().err
+    assert "no COMPLETE trial yet" in err and not (tmp_path / "best.yaml").exists()
+
+
+@pytest.mark.parametrize("content, rule", [
+    ("lr: 0.1\nbogus: 3\n", "bogus: not a trainer field"),
+    ("- a\n- b\n", "must be a mapping of TrainConfig fields"),
+    ("epochs: 0\n", "epochs: must lie in"),
+])
+def test_train_rejects_a_bad_config_with_exit_2(content, rule, tmp_path, capsys):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(content)
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and rule in err[0] and str(path) in err[0]
+
+
+@pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("html", b"<!doctype html>")])
+def test_report_writes_history_importances_and_intermediate_plots(fmt, magic, tiny_study, tmp_path):
+    url, _, _ = tiny_study
+    assert main(["report", "--storage", url, "-o", str(tmp_path), "--format", fmt]) == 0
+    for stem in ("history", "importances", "intermediate"):
+        data = (tmp_path / f"{stem}.{fmt}").read_bytes()
+        assert data.startswith(magic) and len(data) > 5_000, stem
+        if fmt == "html":
+            assert b"Plotly.newPlot" in data
+
+
+def test_status_shows_counts_best_and_top(tiny_study, capsys):
+    url, _, _ = tiny_study
+    study = _study(url)
+    best = _best(study.trials)
+    assert main(["status", "--storage", url, "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "finished 3/3; 3 complete" in out
+    assert f"best #{best.number}: val_acc={best.value:.4f}" in out
+    table = out.split("top 2:")[1].strip().splitlines()
+    assert len(table) == 4 and table[2].split()[0] == str(best.number)
+
+
+def _queries(storage, name) -> int:
+    seen = []
+    listener = lambda *a, **k: seen.append(a[2])  # noqa: E731
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", listener)
+    try:
+        st = study_status(storage, name, top=3)
+    finally:
+        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", listener)
+    return len(seen), st
+
+
+def test_status_issues_the_same_queries_for_30_or_600_trials(tmp_path):
+    """Storage-level counting: the work of `status` does not grow with the study."""
+    counts = []
+    for n in (30, 600):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = build_storage(f"sqlite:///{tmp_path / f'{n}.db'}", heartbeat_interval=None)
+        study = optuna.create_study(study_name="big", storage=storage, direction="maximize")
+        study.add_trials([
+            optuna.trial.create_trial(
+                state=TrialState.COMPLETE if i % 3 else TrialState.PRUNED, value=(i * 37 % 101) / 100,
+                params={"lr": 1e-3 * (1 + i % 7)},
+                distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)},
+                intermediate_values={0: 0.1})
+            for i in range(n)])
+        queries, st = _queries(storage, "big")
+        counts.append(queries)
+        assert st.counts["COMPLETE"] == sum(1 for i in range(n) if i % 3)
+        assert st.counts["PRUNED"] == sum(1 for i in range(n) if not i % 3)
+        expected = sorted((t for t in study.trials if t.state == TrialState.COMPLETE),
+                          key=lambda t: (-t.value, t.number))[:3]
+        assert [t.number for t in st.top] == [t.number for t in expected]
+    assert counts[0] == counts[1]
