@@ -1,0 +1,505 @@
+"""Reliability campaign: SIGKILL storms and concurrent workers on the installed `vcr-hpo run`.
+
+Kill storm: start `vcr-hpo run` on one storage, SIGKILL it at a seeded random moment while its
+trials run, audit the storage, repeat; then resume to a target and audit again. Load: one
+`vcr-hpo run --workers N` to a target and audit. The audit checks `PRAGMA integrity_check`
+(SQLite), that every acknowledged trial (printed as finished by a killed process, or finished at
+an earlier audit) is still there unchanged, and that every finished trial is well formed
+(state, values, params inside the space, intermediate values). tests/reliability runs the same
+functions at small counts.
+
+    python bench/reliability.py                         # 100 kill rounds + 8 workers, SQLite
+    python bench/reliability.py --rounds 20 --workers 4 --trials 60
+    python bench/reliability.py --postgres              # the same on a throwaway PostgreSQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FAST_SPACE",
+    "LoadReport",
+    "StormReport",
+    "acknowledged_in_output",
+    "audit",
+    "integrity",
+    "kill_storm",
+    "load_run",
+    "run_env",
+    "trial_problems",
+    "write_space",
+]
+
+#: A search space whose trials take about a second on one core: resnet10t, 32 px, 32 images.
+#: A conditional parameter and a pruner, so finished trials come as COMPLETE and PRUNED.
+FAST_SPACE = """\
+study:
+  name: {name}
+  metric: val_acc
+  direction: maximize
+  n_trials: 4
+  sampler: {{type: {sampler}, seed: 11}}
+  pruner: {{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}}
+hyperparameters:
+  lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}}
+  dropout: {{type: float, low: 0.0, high: 0.5, step: 0.1}}
+  loss_fn: {{type: categorical, choices: [cross_entropy, focal]}}
+  focal_gamma: {{type: float, low: 0.5, high: 3.0, when: {{loss_fn: focal}}}}
+  optimizer: {{type: categorical, choices: [sgd, adam]}}
+fixed:
+  backbone: resnet10t
+  epochs: {epochs}
+  image_size: 32
+  synthetic_size: {synthetic}
+  max_train_samples: {samples}
+  batch_size: 16
+  device: cpu
+"""
+
+_FINISHED = ("COMPLETE", "PRUNED")
+_ACK_LINE = re.compile(r"\| trial (\d+) (COMPLETE|PRUNED)(?: val_acc=(\d+\.\d+))?")
+
+
+def write_space(folder: Path, *, name: str = "rel", epochs: int = 2, samples: int = 32,
+                sampler: str = "Random") -> Path:
+    """Write FAST_SPACE to `folder/<name>.yaml` and return the path."""
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(FAST_SPACE.format(name=name, epochs=epochs, samples=samples,
+                                      synthetic=max(20, samples + samples // 2), sampler=sampler))
+    return path
+
+
+def vcr_executable() -> str:
+    """The installed console script; the campaign runs it as a user would."""
+    exe = shutil.which("vcr-hpo")
+    if exe is None:
+        raise SystemExit("vcr-hpo is not on PATH: pip install -e .")
+    return exe
+
+
+def run_env(*, heartbeat: int = 1, grace: int = 2, **extra: str) -> dict[str, str]:
+    """Environment for the runs: short heartbeat and grace so orphans are reclaimed at once."""
+    return {**os.environ, "VCR_HPO_HEARTBEAT": str(heartbeat), "VCR_HPO_GRACE": str(grace),
+            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore", **extra}
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def _storage(url: str):
+    from hpo.study import build_storage
+
+    return build_storage(url, heartbeat_interval=None, grace_period=None)  # reading fails no one
+
+
+def _study_trials(storage, study_name: str) -> list:
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def integrity(url: str) -> str | None:
+    """`PRAGMA integrity_check` of an SQLite storage ("ok" when sound); None for other databases."""
+    from hpo.study import sqlite_path
+
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        conn.close()
+    return "; ".join(str(r[0]) for r in rows)
+
+
+def trial_problems(trial, space, epochs: int) -> list[str]:
+    """What is wrong with one finished trial: state, values, params, intermediate values."""
+    out: list[str] = []
+    tag = f"trial {trial.number}"
+    state = trial.state.name
+    if state not in _FINISHED:
+        return [f"{tag}: not finished, got {state}"]
+    dists = space.distributions()
+    active = space.active(trial.params)
+    if set(trial.params) != active:
+        out.append(f"{tag}: params {sorted(trial.params)} but the space makes {sorted(active)} active")
+    for name, value in trial.params.items():
+        dist = dists.get(name)
+        if dist is None:
+            continue
+        if trial.distributions.get(name) != dist:
+            out.append(f"{tag}: {name} stored with {trial.distributions.get(name)}, space has {dist}")
+        elif not dist._contains(dist.to_internal_repr(value)):
+            out.append(f"{tag}: {name}={value!r} outside {dist}")
+    steps = sorted(trial.intermediate_values)
+    values = [trial.intermediate_values[s] for s in steps]
+    if not all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values):
+        out.append(f"{tag}: intermediate values outside [0, 1]: {values}")
+    if state == "COMPLETE":
+        if steps != list(range(epochs)):
+            out.append(f"{tag}: COMPLETE with intermediate steps {steps}, expected 0..{epochs - 1}")
+        if trial.values is None or len(trial.values) != 1 or not math.isfinite(trial.values[0]):
+            out.append(f"{tag}: COMPLETE with values {trial.values}")
+        elif values and trial.values[0] != max(values):  # the value is the best epoch's val_acc
+            out.append(f"{tag}: value {trial.values[0]} is not the best epoch's {max(values)}")
+        if set(trial.user_attrs.get("feature_channels", {})) != {"c2", "c3", "c4", "c5"}:
+            out.append(f"{tag}: COMPLETE without feature_channels user attr")
+    else:
+        if trial.values is not None:
+            out.append(f"{tag}: PRUNED with values {trial.values}")
+        if not steps or steps != list(range(len(steps))) or len(steps) > epochs:
+            out.append(f"{tag}: PRUNED with intermediate steps {steps}")
+    if trial.datetime_complete is None:
+        out.append(f"{tag}: {state} without datetime_complete")
+    return out
+
+
+def _fingerprint(trial) -> tuple:
+    """What must never change once a trial is acknowledged."""
+    return (trial.state.name, tuple(trial.values or ()), tuple(sorted(trial.params.items())),
+            tuple(sorted(trial.intermediate_values.items())))
+
+
+def acknowledged_in_output(text: str) -> dict[int, tuple[str, float | None]]:
+    """Trials a run printed as finished (the non-terminal progress lines): number -> (state, value)."""
+    return {int(n): (state, float(v) if v else None) for n, state, v in _ACK_LINE.findall(text)}
+
+
+@dataclass
+class Audit:
+    """One look at the storage after a fault."""
+
+    integrity: str | None
+    trials: list
+    problems: list[str]
+    lost: list[int]
+    changed: list[int]
+
+    def count(self, state: str) -> int:
+        return sum(1 for t in self.trials if t.state.name == state)
+
+    @property
+    def finished(self) -> int:
+        return self.count("COMPLETE") + self.count("PRUNED")
+
+
+def audit(url: str, study_name: str, space, epochs: int, acknowledged: dict[int, tuple],
+          printed: Mapping[int, tuple[str, float | None]] = {}) -> Audit:
+    """Check the storage; then add every finished trial to `acknowledged` (number -> fingerprint).
+
+    Args:
+        acknowledged: fingerprints of trials acknowledged earlier; each must be present, unchanged.
+        printed: trials a killed process printed as finished; each must be stored so.
+    """
+    check = integrity(url)
+    trials = _study_trials(_storage(url), study_name)
+    by_number = {t.number: t for t in trials}
+    problems: list[str] = []
+    if check not in (None, "ok"):
+        problems.append(f"integrity_check: {check}")
+    numbers = sorted(by_number)
+    if numbers != list(range(len(trials))):
+        problems.append(f"trial numbers not dense: {numbers}")
+    lost = sorted(n for n in acknowledged if n not in by_number)
+    changed = sorted(n for n in acknowledged
+                     if n in by_number and _fingerprint(by_number[n]) != acknowledged[n])
+    for n, (state, value) in printed.items():
+        t = by_number.get(n)
+        if t is None:
+            lost.append(n)
+        elif t.state.name != state or (value is not None and round(t.values[0], 4) != value):
+            problems.append(f"trial {n}: printed {state} {value}, stored {t.state.name} {t.values}")
+    for t in trials:
+        if t.state.name in _FINISHED:
+            problems += trial_problems(t, space, epochs)
+            acknowledged.setdefault(t.number, _fingerprint(t))
+    return Audit(check, trials, problems, sorted(set(lost)), changed)
+
+
+# --------------------------------------------------------------------------- kill storm
+
+
+@dataclass
+class StormReport:
+    """Figures of one kill storm and its final resume."""
+
+    url: str
+    rounds: int = 0
+    kills: int = 0  # processes killed while alive (the others exited first: a problem)
+    orphans_made: int = 0  # RUNNING trials left behind by a kill
+    integrity_failures: int = 0
+    lost: list[int] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    target: int = 0
+    finished: int = 0
+    running_after_resume: int = -1
+    waiting_after_resume: int = 0
+    failed: int = 0
+    retries: int = 0
+    resume_code: int | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        return [
+            f"kill storm on {self.url.split('://')[0]}: {self.rounds} rounds, {self.kills} SIGKILLs "
+            f"of a live run, {self.orphans_made} left a RUNNING trial behind",
+            f"  integrity failures {self.integrity_failures}, lost acknowledged trials "
+            f"{len(self.lost)}, changed acknowledged trials {len(self.changed)}, other problems "
+            f"{len(self.problems)}",
+            f"  final resume: exit {self.resume_code}, finished {self.finished}/{self.target}, "
+            f"RUNNING (orphans) {self.running_after_resume}, WAITING {self.waiting_after_resume}, "
+            f"FAIL {self.failed} (retried {self.retries})",
+            f"  {self.seconds:.0f} s wall",
+        ]
+
+
+def _pump(stream, sink: list[str]) -> threading.Thread:
+    def read() -> None:
+        for line in stream:
+            sink.append(line)
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _running(storage, study_name: str) -> set[int]:
+    return {t.number for t in _study_trials(storage, study_name) if t.state.name == "RUNNING"}
+
+
+def kill_storm(url: str, space_path: Path, workdir: Path, *, rounds: int, seed: int = 0,
+               study_name: str = "rel", epochs: int = 2, window: float = 3.0, extra: int = 2,
+               start_timeout: float = 240.0, log: Callable[[str], None] | None = None) -> StormReport:
+    """SIGKILL `vcr-hpo run` `rounds` times at random moments, auditing after each; then resume.
+
+    Each round starts the installed `vcr-hpo run` (a target it cannot reach), waits until it
+    has claimed a trial of its own, sleeps a seeded uniform [0, window) seconds and kills it.
+    The final resume runs to `extra` more finished trials than the storm left.
+    """
+    from hpo.space import load_search_space
+
+    space = load_search_space(space_path)
+    rng = random.Random(seed)
+    env = run_env()
+    exe = vcr_executable()
+    argv = [exe, "run", "--space", str(space_path), "--storage", url, "--study-name", study_name]
+    report = StormReport(url=url)
+    acknowledged: dict[int, tuple] = {}
+    seen: set[str] = set()
+    storage = _storage(url)
+    start = time.monotonic()
+    for r in range(rounds):
+        before = _running(storage, study_name)  # orphans of earlier kills: not this run's trials
+        proc = subprocess.Popen([*argv, "--n-trials", "100000"], cwd=workdir, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = _pump(proc.stderr, lines)
+        deadline = time.monotonic() + start_timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _running(storage, study_name) - before:
+                break
+            time.sleep(0.1)
+        delay = rng.uniform(0.0, window)
+        time.sleep(delay)
+        alive = proc.poll() is None
+        if alive:
+            proc.send_signal(signal.SIGKILL)
+            report.kills += 1
+        proc.wait()
+        reader.join(timeout=30)
+        text = "".join(lines)
+        if not alive:
+            report.problems.append(f"round {r}: the run exited {proc.returncode} before the kill: "
+                                   f"{text.strip().splitlines()[-3:]}")
+        got = audit(url, study_name, space, epochs, acknowledged, acknowledged_in_output(text))
+        report.rounds += 1
+        report.integrity_failures += got.integrity not in (None, "ok")
+        report.lost += got.lost
+        report.changed += got.changed
+        report.problems += [f"round {r}: {p}" for p in got.problems if p not in seen]
+        seen.update(got.problems)  # a malformed trial is reported once, not every round
+        orphans = {t.number for t in got.trials if t.state.name == "RUNNING"} - before
+        report.orphans_made += len(orphans)
+        if log:
+            log(f"round {r + 1}/{rounds}: killed after {delay:.2f} s, {got.finished} finished, "
+                f"orphans {sorted(orphans)}, integrity {got.integrity}")
+    target = sum(1 for t in _study_trials(storage, study_name)
+                 if t.state.name in _FINISHED) + extra
+    resume = subprocess.run([*argv, "--n-trials", str(target), "--quiet"], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=600)
+    report.resume_code = resume.returncode
+    if resume.returncode != 0:
+        report.problems.append(f"resume exited {resume.returncode}: {resume.stderr[-2000:]}")
+    got = audit(url, study_name, space, epochs, acknowledged)
+    report.integrity_failures += got.integrity not in (None, "ok")
+    report.lost += got.lost
+    report.changed += got.changed
+    report.problems += [f"after resume: {p}" for p in got.problems]
+    report.target = target
+    report.finished = got.finished
+    report.running_after_resume = got.count("RUNNING")
+    report.waiting_after_resume = got.count("WAITING")
+    report.failed = got.count("FAIL")
+    report.retries = sum(1 for t in got.trials if "failed_trial" in t.system_attrs)
+    report.lost = sorted(set(report.lost))
+    report.changed = sorted(set(report.changed))
+    report.seconds = time.monotonic() - start
+    return report
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadReport:
+    """Figures of one multi-worker run."""
+
+    url: str
+    workers: int
+    target: int
+    code: int = -1
+    finished: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    dense: bool = False
+    problems: list[str] = field(default_factory=list)
+    max_concurrent: int = 0
+    worker_errors: int = 0
+    seconds: float = 0.0
+    stderr: str = ""
+
+    @property
+    def trials_per_hour(self) -> float:
+        return 3600.0 * self.finished / self.seconds if self.seconds else 0.0
+
+    def lines(self) -> list[str]:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(self.states.items()) if v)
+        return [
+            f"load on {self.url.split('://')[0]}: {self.workers} workers x "
+            f"{self.target // self.workers} trials: exit {self.code}, finished "
+            f"{self.finished}/{self.target} ({states}), numbering dense {self.dense}",
+            f"  worker errors {self.worker_errors}, out-of-space or malformed trials "
+            f"{len(self.problems)}, at most {self.max_concurrent} trials running at once",
+            f"  {self.seconds:.0f} s wall (8 s imports included), {self.trials_per_hour:.0f} trials/hour",
+        ]
+
+
+def _max_overlap(trials) -> int:
+    events = []
+    for t in trials:
+        if t.datetime_start and t.datetime_complete:
+            events += [(t.datetime_start, 1), (t.datetime_complete, -1)]
+    level = best = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):
+        level += step
+        best = max(best, level)
+    return best
+
+
+def load_run(url: str, space_path: Path, workdir: Path, *, workers: int, n_trials: int,
+             study_name: str = "load", epochs: int = 1, timeout: float = 1800.0) -> LoadReport:
+    """`vcr-hpo run --workers N --n-trials M` on a fresh study, then audit every trial."""
+    from hpo.space import load_search_space
+
+    space = load_search_space(space_path)
+    report = LoadReport(url=url, workers=workers, target=n_trials)
+    argv = [vcr_executable(), "run", "--space", str(space_path), "--storage", url,
+            "--study-name", study_name, "--n-trials", str(n_trials), "--workers", str(workers)]
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=workdir, env=run_env(heartbeat=5, grace=30),
+                          capture_output=True, text=True, timeout=timeout)
+    report.seconds = time.monotonic() - start
+    report.code, report.stderr = proc.returncode, proc.stderr
+    failed = re.findall(r"(\d+) of \d+ workers failed", proc.stderr)  # the parent's summary
+    report.worker_errors = sum(int(n) for n in failed) + proc.stderr.count("Traceback")
+    got = audit(url, study_name, space, epochs, {})
+    report.states = {s: got.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
+    report.finished = got.finished
+    report.dense = sorted(t.number for t in got.trials) == list(range(len(got.trials)))
+    report.problems = got.problems
+    report.max_concurrent = _max_overlap(got.trials)
+    return report
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=100, help="kill rounds (default 100)")
+    p.add_argument("--workers", type=int, default=8, help="load workers (default 8)")
+    p.add_argument("--trials", type=int, default=0,
+                   help="load trials in all (default 30 per worker)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL, not SQLite")
+    p.add_argument("--skip-storm", action="store_true")
+    p.add_argument("--skip-load", action="store_true")
+    ns = p.parse_args(argv)
+    trials = ns.trials or 30 * ns.workers
+    import optuna
+    import torch
+
+    print(f"$ python {shlex.join(['bench/reliability.py', *(argv if argv is not None else sys.argv[1:])])}")
+    one, five, _ = os.getloadavg()
+    print(f"# {os.cpu_count()} CPU cores, torch {torch.__version__}, optuna {optuna.__version__}, "
+          f"load {one:.1f}/{five:.1f}", flush=True)
+    cluster = None
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="vcr-rel-") as tmp:
+        root = Path(tmp)
+        os.environ.setdefault("VCR_HPO_CACHE", str(root / "cache"))
+        if ns.postgres:
+            from hpo.testing import PostgresCluster
+
+            cluster = PostgresCluster()
+
+        def url_for(name: str) -> str:
+            return cluster.create_database() if cluster else f"sqlite:///{root / name}.db"
+
+        try:
+            if not ns.skip_storm:
+                space = write_space(root, name="rel", epochs=2)
+                rep = kill_storm(url_for("storm"), space, root, rounds=ns.rounds, seed=ns.seed,
+                                 log=lambda s: print("  " + s, flush=True))
+                print("\n".join(rep.lines()))
+                for line in rep.problems[:20]:
+                    print("  problem: " + line)
+                failed |= bool(rep.integrity_failures or rep.lost or rep.changed or rep.problems
+                               or rep.running_after_resume or rep.finished != rep.target)
+            if not ns.skip_load:
+                space = write_space(root, name="load", epochs=1, samples=16, sampler="TPE")
+                rep = load_run(url_for("load"), space, root, workers=ns.workers, n_trials=trials)
+                print("\n".join(rep.lines()), flush=True)
+                for line in rep.problems[:20]:
+                    print("  problem: " + line)
+                failed |= bool(rep.code or rep.problems or rep.worker_errors
+                               or rep.finished != rep.target or not rep.dense)
+        finally:
+            if cluster:
+                cluster.stop()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())
