@@ -1,0 +1,190 @@
+"""Shared helpers of the search-efficiency benchmarks: command line, conditions, tables, spaces."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ROOT",
+    "TrialRecord",
+    "conditions",
+    "format_table",
+    "load_text",
+    "print_header",
+    "print_table",
+    "run_study_loop",
+    "runner_threads",
+    "shipped_space",
+    "tiny_overrides",
+    "warm_up",
+    "with_study",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_text() -> str:
+    """The 1-, 5- and 15-minute load averages: wall times on a shared machine need them beside."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
+
+
+def runner_threads(workers: int) -> int:
+    """Torch threads per worker, by the rule `vcr-hpo run --workers N` applies (hpo/cli.py)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def conditions() -> str:
+    """One line on the machine a figure was measured on."""
+    import optuna
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.node()}: {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} thread(s)), optuna {optuna.__version__}, python "
+            f"{platform.python_version()}, {load_text()}")
+
+
+def print_header(title: str) -> None:
+    """The exact command line that produced the figures below it, then the conditions."""
+    script = os.path.relpath(sys.argv[0], os.getcwd()) if sys.argv and sys.argv[0] else "?"
+    print(f"# {title}")
+    print(f"$ python {shlex.join([script, *sys.argv[1:]])}")
+    print(f"# {conditions()}")
+    sys.stdout.flush()
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Columns padded to width; numbers right-aligned. The smoke test parses this shape."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    numeric = [all(_is_number(r[i]) for r in rows) if rows else False for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)]
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    print("\n".join(format_table(headers, rows)))
+    sys.stdout.flush()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def shipped_space(name: str):
+    """A search space shipped in `search_spaces/`, parsed by the project's parser."""
+    from hpo.space import load_search_space
+
+    return load_search_space(ROOT / "search_spaces" / name)
+
+
+def with_study(space, **changes: Any):
+    """`space` with its study block changed (pruner, sampler, n_trials): a frozen copy."""
+    return dataclasses.replace(space, study=dataclasses.replace(space.study, **changes))
+
+
+def tiny_overrides(*, epochs: int, image_size: int, train: int, val: int) -> dict[str, Any]:
+    """Fixed TrainConfig fields that shrink a shipped space to a bench run on this CPU."""
+    total = train + val
+    return {"epochs": epochs, "image_size": image_size, "synthetic_size": total,
+            "val_fraction": round(val / total, 6), "max_train_samples": train, "device": "auto"}
+
+
+def warm_up(space, overrides: Mapping[str, Any]) -> None:
+    """Draw the dataset and build each searched backbone once, so the first timed run is not
+    charged for what every later run gets from a cache (data, lazy imports, kernels)."""
+    from backbones import create_backbone
+    from hpo.data import load_dataset
+
+    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    cfg = space.config_for(baseline, overrides)  # bad overrides: ConfigError before any trial
+    load_dataset(cfg)
+    names = {cfg.backbone}
+    if any(p.name == "backbone" for p in space.params):
+        names |= set(space.param("backbone").choices or ())
+    for name in sorted(names):
+        create_backbone(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRecord:
+    """What one finished trial cost and scored, in the order the study ran it."""
+
+    number: int
+    state: str
+    value: float | None
+    epochs: int  # epochs trained = values reported to the pruner
+    seconds: float  # claim + train + tell, as the runner spends it
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    import optuna
+
+    old = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(old)
+
+
+def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials: int,
+                   stop=None, name: str = "bench") -> list[TrialRecord]:
+    """Run `space` as `vcr-hpo run` does (open_study, claim_trial, run_one_trial, Objective).
+
+    Args:
+        url: storage URL; the storage is built by `hpo.study.build_storage`.
+        max_trials: finished trials (complete + pruned) after which the loop stops.
+        stop: `stop(records) -> bool`, asked after each trial; True ends the loop early.
+
+    Returns:
+        One record per trial, in the order they ran.
+    """
+    from hpo import study as S
+    from hpo.objective import Objective
+
+    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    space.config_for(baseline, overrides)  # bad overrides: ConfigError now, not one FAIL per trial
+    records: list[TrialRecord] = []
+    with _quiet_optuna():
+        storage = S.build_storage(url)
+        study = S.open_study(space, storage, study_name=name, overrides=dict(overrides),
+                             n_trials=max_trials)
+        objective = Objective(space, overrides=dict(overrides))
+        while True:
+            t0 = time.perf_counter()
+            trial = S.claim_trial(study, max_trials)
+            if trial is None:
+                break
+            frozen = S.run_one_trial(study, trial, objective)
+            if frozen.state.name == "FAIL":  # a bench figure over failed trials would mislead
+                raise RuntimeError(f"trial {frozen.number} failed: {frozen.user_attrs.get('fail_reason')}")
+            records.append(TrialRecord(
+                number=frozen.number, state=frozen.state.name,
+                value=frozen.value if frozen.state.name == "COMPLETE" else None,
+                epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - t0))
+            if stop is not None and stop(records):
+                break
+    return records
