@@ -82,19 +82,31 @@ def build_storage(
             f"--storage: unsupported storage URL, got {url!r}. "
             "Use sqlite:///path.db or postgresql://user:pass@host:port/db"
         )
+    import sqlalchemy.exc
+
     callback = None
     with warnings.catch_warnings():
         # heartbeats and the retry callback are "experimental" since Optuna 2.8; we rely on them
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if heartbeat_interval is not None:
             callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=callback,
-        )
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=callback,
+            )
+        except sqlalchemy.exc.OperationalError as exc:  # no server, refused login, unopenable file
+            from sqlalchemy.engine import make_url
+
+            shown = make_url(url).render_as_string(hide_password=True)
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"--storage: cannot open the database, got {shown!r} ({reason}). Check the path, "
+                "or that the server runs and the host, port, user and password are right"
+            ) from None
 
 
 # --------------------------------------------------------------------------- storage URLs
@@ -593,7 +605,27 @@ def translate_storage_errors(url: str) -> Iterator[None]:
                 f"{SQLITE_BUSY_TIMEOUT} s. Another process holds it: stop it, or for several "
                 "workers or machines use PostgreSQL (--storage postgresql://user@host:5432/db)"
             ) from exc
+        # Faults of the disk under the database: one line and exit 1, not a traceback. What was
+        # committed stays; a trial cut short stays RUNNING and is retried on resume.
+        for needle, problem in _STORAGE_FAULTS:
+            if any(needle in text for text in chain):
+                raise StorageFaultError(
+                    f"{url}: {problem}, got {needle!r}. Fix it and run the same command again: "
+                    "finished trials are kept and any interrupted trial is retried"
+                ) from exc
         raise
+
+
+_STORAGE_FAULTS = (
+    ("readonly database", "the database is read-only (file, folder or file system)"),
+    ("database or disk is full", "the disk holding the database is full"),
+    ("disk I/O error", "the disk holding the database failed a read or write"),
+    ("unable to open database file", "the database file cannot be opened or created"),
+)
+
+
+class StorageFaultError(VcrHpoError):
+    """The database cannot be written: read-only, disk full, I/O error."""
 
 
 class _Heartbeat:
