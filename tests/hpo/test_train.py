@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -73,8 +74,12 @@ def test_resnet18_learns_synthetic_colours_and_bad_lr_scores_lower():
 
 
 def test_nan_loss_raises_naming_epoch_and_step():
-    with pytest.raises(NonFiniteLossError, match=r"at epoch 0 step \d+ \(lr=1e\+06"):
-        train_model(TrainConfig(**TINY, lr=1e6, optimizer="sgd", scheduler="none"))
+    cfg = TrainConfig(**{**TINY, "epochs": 3}, lr=1e6, optimizer="sgd", scheduler="none")
+    seen = []
+    with pytest.raises(NonFiniteLossError, match=r"at epoch (\d+) step \d+ \(lr=1e\+06") as err:
+        train_model(cfg, on_epoch=seen.append)
+    nan_epoch = int(re.search(r"at epoch (\d+)", str(err.value)).group(1))
+    assert [m.epoch for m in seen] == list(range(nan_epoch))  # stopped in that epoch
 
 
 def test_on_epoch_exception_stops_training():
