@@ -283,6 +283,7 @@ def _prepare_run(ns: argparse.Namespace):
                           f"Narrow its choices in {space.source} instead, or move it to fixed:")
     baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
     cfg = space.config_for(baseline, overrides)
+    _check_weight_overrides(space, overrides, cfg)
     check_data_source(cfg.data, where="--data" if "data" in overrides else f"{space.source}: fixed.data")
     study_name = ns.study_name or space.study.name
     url = check_storage_url(ns.storage) if ns.storage else default_storage_url(study_name)
@@ -297,6 +298,22 @@ def _prepare_run(ns: argparse.Namespace):
         raise ConfigError(f"$VCR_HPO_GRACE: must exceed the heartbeat interval ({heartbeat} s), got "
                           f"{grace}. Give a grace period of at least twice the interval")
     return space, overrides, cfg, study_name, url, n_trials, timeout, heartbeat, grace
+
+
+def _check_weight_overrides(space, overrides, cfg) -> None:
+    """`--set weights=`/`pretrained=` must name files on this machine, like the space's own."""
+    from backbones import WeightsNotFoundError, find_pretrained_weights
+
+    key = "weights" if "weights" in overrides else "pretrained" if "pretrained" in overrides else None
+    if key is None or not (cfg.pretrained or cfg.weights):
+        return
+    searched = {p.name: p for p in space.params}
+    names = searched["backbone"].choices if "backbone" in searched else (cfg.backbone,)
+    for name in names:
+        try:
+            find_pretrained_weights(name, cfg.weights)
+        except WeightsNotFoundError as exc:
+            raise ConfigError(f"--set {key}: {exc}") from None
 
 
 def _best_of(study) -> tuple[int, float] | None:

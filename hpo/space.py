@@ -1213,9 +1213,9 @@ def _check_pretrained_weights(errs: _Errors, params: Mapping[str, Param],
         may_pretrain = True in params["pretrained"].choices
     else:
         may_pretrain = fixed.get("pretrained", TrainConfig.pretrained) is True
-    if not may_pretrain:
-        return
     weights = fixed.get("weights")
+    if not may_pretrain and weights is None:  # a weights file loads even without pretrained
+        return
     if "backbone" in params:
         candidates = [(name, ("hyperparameters", "backbone", "choices", i))
                       for i, name in enumerate(params["backbone"].choices)]
