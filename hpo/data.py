@@ -143,9 +143,16 @@ def _folder_items(root: Path, split: str | None, where: str) -> list[_Item]:
 
 def _imagefolder_items(root: Path, where: str) -> list[_Item]:
     train, val = root / "train", root / "val"
-    if train.is_dir():
-        items = _folder_items(train, "train" if val.is_dir() else None, where)
-        if val.is_dir():
+    try:
+        has_train, has_val = train.is_dir(), val.is_dir()
+    except OSError as exc:  # a folder without search permission: stat of its entries fails
+        raise ConfigError(
+            f"{where}: folder must be readable, got {str(root)!r} ({exc.strerror}). "
+            "Check the path and its permissions"
+        ) from None
+    if has_train:
+        items = _folder_items(train, "train" if has_val else None, where)
+        if has_val:
             items += _folder_items(val, "val", where)
         return items
     return _folder_items(root, None, where)
