@@ -411,7 +411,10 @@ def _run_workers(ns, study, storage, url: str, study_name: str, n_trials: int, p
     if ns.allow_space_change:
         argv.append("--allow-space-change")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen([*argv, "--worker-index", str(i)], env=env) for i in range(ns.workers)]
+    # Own sessions: a terminal Ctrl-C reaches only this parent, which forwards it once (a
+    # doubled signal would make the workers exit without marking their trials interrupted).
+    procs = [subprocess.Popen([*argv, "--worker-index", str(i)], env=env, start_new_session=True)
+             for i in range(ns.workers)]
     received: list[int] = []
 
     def forward(signum, frame):

@@ -199,3 +199,43 @@ def test_locked_sqlite_says_so_and_suggests_postgresql(tmp_path, monkeypatch):
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_claim_lock_excludes_other_holders(tmp_path):
+    import threading
+    import time
+
+    from hpo.study import claim_lock
+
+    study = _study(tmp_path)
+    order: list[str] = []
+    inside = threading.Event()
+
+    def other():
+        inside.wait()
+        with claim_lock(study):  # its own open file: blocks until the main thread lets go
+            order.append("other")
+
+    t = threading.Thread(target=other)
+    t.start()
+    with claim_lock(study):
+        inside.set()
+        time.sleep(0.5)
+        order.append("main")
+    t.join(timeout=30)
+    assert order == ["main", "other"]
+    assert (tmp_path / "study.db-lock").exists()  # beside the file, ignored by git (*.db-*)
+
+
+def test_reseed_sees_a_different_trial_count_on_every_first_claim(tmp_path):
+    study = _study(tmp_path)
+    seen: list[int] = []
+
+    def reseed(n):
+        seen.append(n)
+        return optuna.samplers.RandomSampler(seed=n)
+
+    study.enqueue_trial({"x": 0.5})  # WAITING trials are not counted
+    run_trials(study, _objective, n_trials=2, reseed=reseed)
+    run_trials(study, _objective, n_trials=4, reseed=reseed)
+    assert seen == [0, 2]
