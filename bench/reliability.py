@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "FAST_SPACE",
@@ -346,7 +345,7 @@ def kill_storm(url: str, space_path: Path, workdir: Path, *, rounds: int, seed: 
                 f"orphans {sorted(orphans)}, integrity {got.integrity}")
     target = sum(1 for t in _study_trials(storage, study_name)
                  if t.state.name in _FINISHED) + extra
-    resume = subprocess.run([*argv, "--n-trials", str(target), "--quiet"], cwd=workdir, env=env,
+    resume = subprocess.run([*argv, "--n-trials", str(target), "--quiet"], cwd=workdir, env=env, check=False,
                             capture_output=True, text=True, timeout=600)
     report.resume_code = resume.returncode
     if resume.returncode != 0:
@@ -426,7 +425,7 @@ def load_run(url: str, space_path: Path, workdir: Path, *, workers: int, n_trial
     argv = [vcr_executable(), "run", "--space", str(space_path), "--storage", url,
             "--study-name", study_name, "--n-trials", str(n_trials), "--workers", str(workers)]
     start = time.monotonic()
-    proc = subprocess.run(argv, cwd=workdir, env=run_env(heartbeat=5, grace=30),
+    proc = subprocess.run(argv, cwd=workdir, env=run_env(heartbeat=5, grace=30), check=False,
                           capture_output=True, text=True, timeout=timeout)
     report.seconds = time.monotonic() - start
     report.code, report.stderr = proc.returncode, proc.stderr

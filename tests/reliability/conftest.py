@@ -50,12 +50,29 @@ class CliResult:
 
 # A zygote: one interpreter pays the torch/timm/optuna import once, then forks one child per case.
 # The child runs the installed console script (`vcr-hpo`, by runpy) with its own argv, cwd,
-# environment, user and file descriptors, and exits as the interpreter would: an uncaught
-# exception prints its traceback and exits 1. Only the import cost is shared.
+# environment and file descriptors, and exits as the interpreter would: an uncaught exception
+# prints its traceback and exits 1. Only the import cost is shared. `no_dac` drops root's
+# CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so mode 000 files are unreadable as for a user.
 _ZYGOTE = r"""
-import json, os, runpy, sys, time, traceback
+import ctypes, json, os, runpy, sys, time, traceback
 import hpo.cli, hpo.study, hpo.space, hpo.data, hpo.objective, hpo.train, hpo.export, hpo.console
 script = sys.argv[1]
+
+def drop_dac():
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    keep = ~((1 << 1) | (1 << 2)) & 0xFFFFFFFF  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    for name in ("effective", "permitted", "inheritable"):
+        setattr(data[0], name, getattr(data[0], name) & keep)
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 print("ready", flush=True)
 for line in sys.stdin:
     req = json.loads(line)
@@ -71,8 +88,8 @@ for line in sys.stdin:
             out = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(null, 0); os.dup2(out, 1); os.dup2(err, 2)
-            if req["uid"] is not None:
-                os.setgroups([]); os.setgid(req["uid"]); os.setuid(req["uid"])
+            if req["no_dac"]:
+                drop_dac()
             sys.argv = [script, *req["argv"]]
             try:
                 runpy.run_path(script, run_name="__main__")
@@ -115,12 +132,12 @@ class Cli:
         if ready != "ready":
             raise RuntimeError(f"the CLI zygote did not start: {ready!r}")
 
-    def run(self, argv, cwd, *, env=None, unset=(), uid=None, timeout=120.0) -> CliResult:
+    def run(self, argv, cwd, *, env=None, unset=(), no_dac=False, timeout=120.0) -> CliResult:
         with self._lock:
             self._count += 1
             out, err = self.root / f"{self._count}.out", self.root / f"{self._count}.err"
             req = {"argv": [str(a) for a in argv], "cwd": str(cwd), "env": dict(env or {}),
-                   "unset": list(unset), "uid": uid, "stdout": str(out), "stderr": str(err),
+                   "unset": list(unset), "no_dac": no_dac, "stdout": str(out), "stderr": str(err),
                    "timeout": timeout}
             self._proc.stdin.write(json.dumps(req) + "\n")
             self._proc.stdin.flush()
@@ -128,13 +145,15 @@ class Cli:
         return CliResult(reply["code"], out.read_text(errors="replace"),
                          err.read_text(errors="replace"), reply["timed_out"])
 
-    def fresh(self, argv, cwd, *, env=None, unset=(), uid=None, timeout=300.0) -> CliResult:
+    def fresh(self, argv, cwd, *, env=None, unset=(), no_dac=False, timeout=300.0) -> CliResult:
         full = {**self.env, **(env or {})}
         for key in unset:
             full.pop(key, None)
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if no_dac else []
         try:
-            proc = subprocess.run([VCR, *map(str, argv)], cwd=cwd, env=full, capture_output=True,
-                                  text=True, timeout=timeout, user=uid, stdin=subprocess.DEVNULL)
+            proc = subprocess.run([*prefix, VCR, *map(str, argv)], cwd=cwd, env=full, check=False,
+                                  capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             return CliResult(-9, str(exc.stdout or ""), str(exc.stderr or ""), True)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
@@ -150,7 +169,6 @@ def cli(tmp_path_factory):
     if VCR is None:
         pytest.skip("vcr-hpo is not installed (pip install -e .)")
     root = tmp_path_factory.mktemp("cli")
-    os.chmod(root, 0o755)  # cases run as nobody read their files from here
     env = {**os.environ, "TORCH_HOME": str(root / "torch_home"), "HF_HOME": str(root / "hf_home"),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "VCR_HPO_HEARTBEAT": "1", "VCR_HPO_GRACE": "2"}
