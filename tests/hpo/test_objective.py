@@ -9,8 +9,10 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
+from PIL import Image
 
 from backbones import create_backbone
+from hpo.errors import ConfigError
 from hpo.objective import Objective, _reason, library_versions
 from hpo.space import parse_search_space
 from hpo.study import build_storage
@@ -133,26 +135,32 @@ def test_multi_objective_nan_fails_with_reason_and_values_follow_metric_order(tm
     assert latency > 0 and done.user_attrs["latency_ms"] == pytest.approx(latency, abs=1e-3)
 
 
-def test_error_fails_trial_with_reason_and_study_goes_on_with_catch(tmp_path, weight_caches):
+def test_error_fails_trial_with_reason_and_study_goes_on_with_catch(tmp_path):
+    # A folder that passes the cheap pre-flight but holds an undecodable image: a real failure
+    # that only shows when the trial loads its data.
+    bad = tmp_path / "cars"
+    for name, rgb in (("red", (200, 20, 20)), ("blue", (20, 20, 200))):
+        (bad / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), rgb).save(bad / name / f"{i}.png")
+    (bad / "red" / "broken.jpg").write_bytes(b"not an image")
     space = _space(
-        {"pretrained": {"type": "categorical", "choices": [True, False]}}, fixed={"epochs": 1}
+        {"data": {"type": "categorical", "choices": [str(bad), "synthetic"]}}, fixed={"epochs": 1}
     )
     study, url = _study(tmp_path, space)
-    study.enqueue_trial({"pretrained": True})  # no weights on this machine: a real failure
-    study.enqueue_trial({"pretrained": False})
+    study.enqueue_trial({"data": str(bad)})
+    study.enqueue_trial({"data": "synthetic"})
     study.optimize(Objective(space), n_trials=2, catch=(Exception,))
 
     failed, done = optuna.load_study(study_name="t", storage=url).trials
     assert failed.state == TrialState.FAIL
     reason = failed.user_attrs["fail_reason"]
-    assert reason.startswith(
-        "WeightsNotFoundError: resnet18: pretrained ImageNet weights not found"
-    )
-    assert str(weight_caches[0]) in reason
+    assert reason.startswith("ConfigError: data: ") and "1 unreadable" in reason
+    assert "broken.jpg" in reason
     assert done.state == TrialState.COMPLETE
 
-    study.enqueue_trial({"pretrained": True})
-    with pytest.raises(Exception, match="pretrained ImageNet weights not found"):
+    study.enqueue_trial({"data": str(bad)})
+    with pytest.raises(ConfigError, match="broken.jpg"):
         study.optimize(Objective(space), n_trials=1)  # without catch Optuna re-raises
 
 

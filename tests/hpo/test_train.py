@@ -54,7 +54,7 @@ def test_resnet18_learns_synthetic_colours_and_bad_lr_scores_lower():
         image_size=32,
         epochs=3,
         batch_size=32,
-        lr=3e-3,
+        lr=1e-3,
         optimizer="adamw",
         scheduler="cosine",
         seed=0,
@@ -65,9 +65,9 @@ def test_resnet18_learns_synthetic_colours_and_bad_lr_scores_lower():
     bad = train_model(base.replace(lr=1e-5))
     assert [m.epoch for m in seen] == [0, 1, 2] and good.history == seen
     # 10 classes, the largest holds 23 %: chance is 0.10, always-"white" is 0.23.
-    # Measured on this machine: good 0.67, bad 0.11.
-    assert good.best.val_acc >= 0.5, good.history
-    assert bad.best.val_acc <= good.best.val_acc - 0.25, (bad.history, good.history)
+    # Measured here: good 0.70 after 3 epochs (0.65 and 0.67 with seeds 1 and 2), bad 0.11.
+    assert good.best.val_acc >= 0.55, good.history
+    assert bad.best.val_acc <= good.best.val_acc - 0.3, (bad.history, good.history)
     assert good.history[-1].train_loss < good.history[0].train_loss
     assert good.best.val_macro_f1 > bad.best.val_macro_f1
     assert good.info.num_train + good.info.num_val == 500
