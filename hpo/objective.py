@@ -155,7 +155,6 @@ class Objective:
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
 
         trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("params_m", round(result.params_m, 4))
         best = result.best
         trial.set_user_attr(
             "best_metrics",
@@ -164,7 +163,5 @@ class Objective:
                 for k in ("val_acc", "val_macro_f1", "val_loss", "train_loss")
             },
         )
-        if result.latency_ms is not None:
-            trial.set_user_attr("latency_ms", round(result.latency_ms, 3))
         values = metric_values(result, self.metrics)
         return values[0] if single else values

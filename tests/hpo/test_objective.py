@@ -77,7 +77,6 @@ def test_user_attrs_read_back_from_sqlite(tmp_path, backbone):
         == {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
     )
     assert attrs["num_params"] > ref.num_params()  # backbone + head
-    assert attrs["params_m"] == pytest.approx(attrs["num_params"] / 1e6, abs=1e-4)
     assert attrs["device"] == "cpu"
     assert attrs["versions"] == library_versions()
     assert set(attrs["versions"]) == {"vcr_hpo", "torch", "torchvision", "timm", "optuna"}
@@ -132,7 +131,7 @@ def test_multi_objective_nan_fails_with_reason_and_values_follow_metric_order(tm
     val_loss, params_m, latency = done.values
     assert val_loss == pytest.approx(done.user_attrs["best_metrics"]["val_loss"], abs=1e-5)
     assert params_m == pytest.approx(done.user_attrs["num_params"] / 1e6)
-    assert latency > 0 and done.user_attrs["latency_ms"] == pytest.approx(latency, abs=1e-3)
+    assert 0 < latency < 10_000
 
 
 def test_error_fails_trial_with_reason_and_study_goes_on_with_catch(tmp_path):
