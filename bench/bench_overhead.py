@@ -32,7 +32,7 @@ from hpo.objective import Objective
 from hpo.optim import build_optimizer, build_scheduler
 from hpo.space import parse_search_space
 from hpo.study import build_storage
-from hpo.train import normalise
+from hpo.train import normalise, train_model
 
 
 def bare_loop(cfg: TrainConfig) -> tuple[float, float]:
@@ -74,6 +74,41 @@ def bare_loop(cfg: TrainConfig) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def trainer_only(cfg: TrainConfig) -> tuple[float, float]:
+    """hpo.train.train_model without Optuna; returns (wall, CPU) seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_model(cfg)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+_OPTUNA_S = [0.0]  # seconds spent inside Trial methods during objective trials
+
+
+def _time_trial_methods() -> None:
+    """Accumulate the wall time of every Trial method the objective calls (bench only)."""
+    from optuna.trial import Trial
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _OPTUNA_S[0] += time.perf_counter() - t
+
+        return wrapper
+
+    for name in (
+        "report",
+        "should_prune",
+        "set_user_attr",
+        "suggest_float",
+        "suggest_int",
+        "suggest_categorical",
+    ):
+        setattr(Trial, name, timed(getattr(Trial, name)))
+
+
 def objective_trial(space, folder: Path, i: int) -> tuple[float, float]:
     """One trial of the real objective on a fresh SQLite study; returns (wall, CPU) seconds."""
     url = f"sqlite:///{folder / f'bench{i}.db'}"
@@ -83,9 +118,21 @@ def objective_trial(space, folder: Path, i: int) -> tuple[float, float]:
         direction="maximize",
         pruner=optuna.pruners.MedianPruner(),
     )
+    objective = Objective(space)
+    inside = [0.0]
+
+    def call(trial):
+        t = time.perf_counter()
+        try:
+            return objective(trial)
+        finally:
+            inside[0] += time.perf_counter() - t
+
     t0, c0 = time.perf_counter(), time.process_time()
-    study.optimize(Objective(space), n_trials=1)
+    study.optimize(call, n_trials=1)
     seconds = time.perf_counter() - t0, time.process_time() - c0
+    # ask, tell, heartbeat thread start/stop happen outside the objective call
+    _OPTUNA_S[0] += seconds[0] - inside[0]
     if study.trials[0].state != optuna.trial.TrialState.COMPLETE:
         raise SystemExit(f"objective trial ended {study.trials[0].state}")
     return seconds
@@ -128,10 +175,12 @@ def main() -> None:
     load_dataset(cfg)  # both sides start from the in-process cache
     bare_loop(cfg.replace(epochs=1))  # warm-up: allocator, kernels, lazy imports
 
-    bare, obj = [], []
+    _time_trial_methods()
+    bare, trainer, obj = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             bare.append(bare_loop(cfg))
+            trainer.append(trainer_only(cfg))
             obj.append(objective_trial(space, Path(tmp), i))
     print(f"$ python {shlex.join(sys.argv)}")
     print(
@@ -141,14 +190,24 @@ def main() -> None:
     )
     print(f"{'run':<26}{'wall s':>8}{'cpu s':>8}  wall of each run")
     med = {}
-    for name, runs in (("bare PyTorch loop", bare), ("objective (SQLite trial)", obj)):
+    for name, runs in (
+        ("bare PyTorch loop", bare),
+        ("train_model (no Optuna)", trainer),
+        ("objective (SQLite trial)", obj),
+    ):
         med[name] = [statistics.median(r[k] for r in runs) for k in (0, 1)]
         print(
             f"{name:<26}{med[name][0]:>8.2f}{med[name][1]:>8.2f}  "
             f"{', '.join(f'{r[0]:.2f}' for r in runs)}"
         )
-    (bw, bc), (ow, oc) = med.values()
+    (bw, bc), _, (ow, oc) = med.values()
     print(f"ratio objective / bare: wall {ow / bw:.3f}, cpu {oc / bc:.3f}  (goal <= 1.03)")
+    per_trial = _OPTUNA_S[0] / args.repeats
+    mean_obj = statistics.mean(r[0] for r in obj)
+    print(
+        f"Optuna's own time per trial (ask/tell, heartbeat, suggest, report, prune, user attrs "
+        f"on SQLite): {per_trial:.3f} s = {per_trial / mean_obj:.1%} of the trial's wall time"
+    )
 
 
 if __name__ == "__main__":
