@@ -512,6 +512,52 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     return todo
 
 
+def fail_beatless_trials(study: optuna.Study) -> list[int]:
+    """FAIL, and queue again like stale ones, RUNNING trials that never beat within the grace period.
+
+    A process killed between `study.ask()` and its first heartbeat leaves a RUNNING trial
+    without a heartbeat row; Optuna's stale check skips such trials, so it would stay RUNNING
+    forever and count toward n_trials. Its start time (this machine's clock) stands in for the
+    missing beat. Call under `claim_lock`. Returns the numbers failed.
+    """
+    import datetime
+
+    import sqlalchemy as sa
+
+    storage = rdb_storage(study)
+    grace = storage.grace_period or 2 * (storage.heartbeat_interval or HEARTBEAT_INTERVAL)
+    m = _models()
+    query = (
+        sa.select(m.TrialModel.trial_id, m.TrialModel.number, m.TrialModel._datetime_start_utc)
+        .outerjoin(m.TrialHeartbeatModel, m.TrialHeartbeatModel.trial_id == m.TrialModel.trial_id)
+        .where(
+            m.TrialModel.study_id == study._study_id,
+            m.TrialModel.state == TrialState.RUNNING,
+            m.TrialHeartbeatModel.trial_heartbeat_id.is_(None),
+        )
+    )
+    with storage.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)  # Optuna stores UTC
+    cutoff = now - datetime.timedelta(seconds=grace)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    failed = []
+    for trial_id, number, started in rows:
+        if started is not None and started > cutoff:
+            continue  # just claimed: its heartbeat thread is starting
+        try:
+            storage.set_trial_user_attr(trial_id, "fail_reason",
+                                        "its process died before the first heartbeat; retried")
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        failed.append(int(number))
+        if callback is not None:
+            callback(study, storage.get_trial(trial_id))
+    return failed
+
+
 def claim_trial(
     study: optuna.Study,
     n_trials: int,
@@ -534,6 +580,7 @@ def claim_trial(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+                fail_beatless_trials(study)
         requeue_interrupted(study)
         counts = count_states(rdb_storage(study), study._study_id)
         if finished_count(counts) + counts[TrialState.RUNNING] >= n_trials:
