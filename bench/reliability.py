@@ -16,6 +16,7 @@ functions at small counts.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -35,7 +36,10 @@ from pathlib import Path
 
 __all__ = [
     "FAST_SPACE",
+    "Child",
+    "Launcher",
     "LoadReport",
+    "Result",
     "StormReport",
     "acknowledged_in_output",
     "audit",
@@ -97,7 +101,226 @@ def vcr_executable() -> str:
 def run_env(*, heartbeat: int = 1, grace: int = 2, **extra: str) -> dict[str, str]:
     """Environment for the runs: short heartbeat and grace so orphans are reclaimed at once."""
     return {**os.environ, "VCR_HPO_HEARTBEAT": str(heartbeat), "VCR_HPO_GRACE": str(grace),
-            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore", **extra}
+            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+# --------------------------------------------------------------------------- launching runs
+# A fresh `vcr-hpo` process pays ~8 s (more on a busy machine) importing torch, timm and optuna.
+# The zygote pays it once, then forks one child per run; the child runs the installed console
+# script (by runpy) with its own argv, cwd, environment and file descriptors, and exits as the
+# interpreter would (an uncaught exception prints its traceback, exit 1). Only the import is
+# shared. `no_dac` drops root's CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so mode 000 files are
+# unreadable as for a user; `limit_as` caps the address space (RLIMIT_AS, bytes).
+
+_ZYGOTE = r"""
+import ctypes, json, os, resource, runpy, sys, time, traceback
+import hpo.cli, hpo.study, hpo.space, hpo.data, hpo.objective, hpo.train, hpo.export, hpo.console
+script = sys.argv[1]
+
+def drop_dac():
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    keep = ~((1 << 1) | (1 << 2)) & 0xFFFFFFFF  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    for name in ("effective", "permitted", "inheritable"):
+        setattr(data[0], name, getattr(data[0], name) & keep)
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+def child(req):
+    code = 1
+    try:
+        os.chdir(req["cwd"])
+        os.environ.update(req["env"])
+        for key in req["unset"]:
+            os.environ.pop(key, None)
+        null = os.open(os.devnull, os.O_RDONLY)
+        out = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(null, 0); os.dup2(out, 1); os.dup2(err, 2)
+        if req["no_dac"]:
+            drop_dac()
+        if req["limit_as"]:
+            resource.setrlimit(resource.RLIMIT_AS, (req["limit_as"], req["limit_as"]))
+        sys.argv = [script, *req["argv"]]
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+        sys.stdout.flush(); sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+def wait(pid, timeout):
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), timed_out
+        if time.monotonic() > deadline and not timed_out:
+            os.kill(pid, 9); timed_out = True
+        time.sleep(0.02)
+
+print("ready", flush=True)
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "wait":
+        code, timed_out = wait(req["pid"], req["timeout"])
+        reply = {"code": code, "timed_out": timed_out}
+    else:
+        pid = os.fork()
+        if pid == 0:
+            child(req)
+        if req["op"] == "spawn":
+            reply = {"pid": pid}
+        else:
+            code, timed_out = wait(pid, req["timeout"])
+            reply = {"code": code, "timed_out": timed_out}
+    print(json.dumps(reply), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """Exit code and output of one finished `vcr-hpo` run."""
+
+    code: int
+    out: str
+    err: str
+    timed_out: bool = False
+
+    @property
+    def err_lines(self) -> list[str]:
+        return self.err.strip().splitlines()
+
+
+class Child:
+    """A running `vcr-hpo` (zygote child or fresh process); its stderr goes to a file."""
+
+    def __init__(self, pid: int, err_path: Path, waiter: Callable[[float], int]) -> None:
+        self.pid, self.err_path, self._waiter = pid, err_path, waiter
+        self.returncode: int | None = None
+
+    def alive(self) -> bool:
+        if self.returncode is not None:
+            return False
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie has exited
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float = 600.0) -> int:
+        if self.returncode is None:
+            self.returncode = self._waiter(timeout)
+        return self.returncode
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+
+
+class Launcher:
+    """Starts the installed `vcr-hpo`: in a zygote child (`zygote=True`, fast) or as a new process."""
+
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None, *, zygote: bool = True):
+        self.root, self.env = Path(root), dict(env if env is not None else run_env())
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._count = 0
+        self._proc = None
+        if zygote:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _ZYGOTE, vcr_executable()], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env,
+                cwd=self.root)
+            ready = self._proc.stdout.readline().strip()
+            if ready != "ready":
+                raise RuntimeError(f"the vcr-hpo zygote did not start: {ready!r}")
+
+    def _files(self) -> tuple[Path, Path]:
+        self._count += 1
+        return self.root / f"{self._count}.out", self.root / f"{self._count}.err"
+
+    def _ask(self, req: dict) -> dict:
+        self._proc.stdin.write(json.dumps(req) + "\n")
+        self._proc.stdin.flush()
+        return json.loads(self._proc.stdout.readline())
+
+    def _request(self, op, argv, cwd, env, unset, no_dac, limit_as, timeout) -> tuple[dict, Path, Path]:
+        out, err = self._files()
+        req = {"op": op, "argv": [str(a) for a in argv], "cwd": str(cwd), "env": dict(env or {}),
+               "unset": list(unset), "no_dac": no_dac, "limit_as": limit_as,
+               "stdout": str(out), "stderr": str(err), "timeout": timeout}
+        return self._ask(req), out, err
+
+    def run(self, argv, cwd, *, env=None, unset=(), no_dac=False, limit_as=None,
+            timeout=300.0) -> Result:
+        """Run to the end; a zygote child, or a new process when there is no zygote."""
+        if self._proc is None:
+            return self.fresh(argv, cwd, env=env, unset=unset, no_dac=no_dac, timeout=timeout)
+        with self._lock:
+            reply, out, err = self._request("run", argv, cwd, env, unset, no_dac, limit_as, timeout)
+        return Result(reply["code"], out.read_text(errors="replace"),
+                      err.read_text(errors="replace"), reply["timed_out"])
+
+    def spawn(self, argv, cwd, *, env=None) -> Child:
+        """Start without waiting; stdout is discarded, stderr kept in a file."""
+        if self._proc is None:
+            with self._lock:
+                _, err = self._files()
+            with open(err, "w") as fh:
+                proc = subprocess.Popen([vcr_executable(), *map(str, argv)], cwd=cwd,
+                                        env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=fh)
+            return Child(proc.pid, err, lambda timeout: proc.wait(timeout))
+        with self._lock:
+            reply, _, err = self._request("spawn", argv, cwd, env, (), False, None, 0)
+        pid = reply["pid"]
+
+        def waiter(timeout: float) -> int:
+            with self._lock:
+                return self._ask({"op": "wait", "pid": pid, "timeout": timeout})["code"]
+
+        return Child(pid, err, waiter)
+
+    def fresh(self, argv, cwd, *, env=None, unset=(), no_dac=False, timeout=300.0) -> Result:
+        """A new `vcr-hpo` process, as from a shell (pays the import)."""
+        full = {**self.env, **(env or {})}
+        for key in unset:
+            full.pop(key, None)
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if no_dac else []
+        try:
+            proc = subprocess.run([*prefix, vcr_executable(), *map(str, argv)], cwd=cwd, env=full,
+                                  check=False, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            return Result(-9, str(exc.stdout or ""), str(exc.stderr or ""), True)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=60)
+            self._proc = None
 
 
 # --------------------------------------------------------------------------- audit
@@ -165,8 +388,9 @@ def trial_problems(trial, space, epochs: int) -> list[str]:
         if set(trial.user_attrs.get("feature_channels", {})) != {"c2", "c3", "c4", "c5"}:
             out.append(f"{tag}: COMPLETE without feature_channels user attr")
     else:
-        if trial.values is not None:
-            out.append(f"{tag}: PRUNED with values {trial.values}")
+        if trial.values is not None and (not values or list(trial.values) != [values[-1]]):
+            # Optuna stores a pruned trial's last reported value as its value
+            out.append(f"{tag}: PRUNED with values {trial.values}, last report {values[-1:]}")
         if not steps or steps != list(range(len(steps))) or len(steps) > epochs:
             out.append(f"{tag}: PRUNED with intermediate steps {steps}")
     if trial.datetime_complete is None:
@@ -274,62 +498,56 @@ class StormReport:
         ]
 
 
-def _pump(stream, sink: list[str]) -> threading.Thread:
-    def read() -> None:
-        for line in stream:
-            sink.append(line)
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
-
-
 def _running(storage, study_name: str) -> set[int]:
     return {t.number for t in _study_trials(storage, study_name) if t.state.name == "RUNNING"}
 
 
 def kill_storm(url: str, space_path: Path, workdir: Path, *, rounds: int, seed: int = 0,
-               study_name: str = "rel", epochs: int = 2, window: float = 3.0, extra: int = 2,
-               start_timeout: float = 240.0, log: Callable[[str], None] | None = None) -> StormReport:
+               launcher: Launcher | None = None, study_name: str = "rel", epochs: int = 2,
+               extra: int = 2, start_timeout: float = 240.0,
+               log: Callable[[str], None] | None = None) -> StormReport:
     """SIGKILL `vcr-hpo run` `rounds` times at random moments, auditing after each; then resume.
 
     Each round starts the installed `vcr-hpo run` (a target it cannot reach), waits until it
-    has claimed a trial of its own, sleeps a seeded uniform [0, window) seconds and kills it.
-    The final resume runs to `extra` more finished trials than the storm left.
+    has claimed a trial of its own, sleeps a seeded uniform [0, 2.5 trial durations) and kills
+    it, so kills land in training, in reports, in `tell` and in the next claim alike. The final
+    resume runs to `extra` more finished trials than the storm left.
+
+    Args:
+        launcher: how runs start (default: new processes, each paying the import).
     """
     from hpo.space import load_search_space
 
     space = load_search_space(space_path)
     rng = random.Random(seed)
-    env = run_env()
-    exe = vcr_executable()
-    argv = [exe, "run", "--space", str(space_path), "--storage", url, "--study-name", study_name]
+    own = launcher is None
+    launcher = launcher or Launcher(Path(workdir) / "runs", zygote=False)
+    argv = ["run", "--space", str(space_path), "--storage", url, "--study-name", study_name]
     report = StormReport(url=url)
     acknowledged: dict[int, tuple] = {}
     seen: set[str] = set()
     storage = _storage(url)
+    durations: list[float] = []
     start = time.monotonic()
     for r in range(rounds):
         before = _running(storage, study_name)  # orphans of earlier kills: not this run's trials
-        proc = subprocess.Popen([*argv, "--n-trials", "100000"], cwd=workdir, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        lines: list[str] = []
-        reader = _pump(proc.stderr, lines)
+        proc = launcher.spawn([*argv, "--n-trials", "100000"], workdir)
         deadline = time.monotonic() + start_timeout
-        while proc.poll() is None and time.monotonic() < deadline:
+        while proc.alive() and time.monotonic() < deadline:
             if _running(storage, study_name) - before:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
+        window = 2.5 * (sorted(durations)[len(durations) // 2] if durations else 2.0)
         delay = rng.uniform(0.0, window)
         time.sleep(delay)
-        alive = proc.poll() is None
+        alive = proc.alive()
         if alive:
-            proc.send_signal(signal.SIGKILL)
+            proc.kill()
             report.kills += 1
-        proc.wait()
-        reader.join(timeout=30)
-        text = "".join(lines)
+        code = proc.wait()
+        text = proc.stderr()
         if not alive:
-            report.problems.append(f"round {r}: the run exited {proc.returncode} before the kill: "
+            report.problems.append(f"round {r}: the run exited {code} before the kill: "
                                    f"{text.strip().splitlines()[-3:]}")
         got = audit(url, study_name, space, epochs, acknowledged, acknowledged_in_output(text))
         report.rounds += 1
@@ -340,16 +558,20 @@ def kill_storm(url: str, space_path: Path, workdir: Path, *, rounds: int, seed: 
         seen.update(got.problems)  # a malformed trial is reported once, not every round
         orphans = {t.number for t in got.trials if t.state.name == "RUNNING"} - before
         report.orphans_made += len(orphans)
+        durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in got.trials
+                     if t.state.name == "COMPLETE"]
         if log:
-            log(f"round {r + 1}/{rounds}: killed after {delay:.2f} s, {got.finished} finished, "
+            log(f"round {r + 1}/{rounds}: killed {delay:.2f} s into the run's first trial "
+                f"(window {window:.1f} s), {got.finished} finished, "
                 f"orphans {sorted(orphans)}, integrity {got.integrity}")
     target = sum(1 for t in _study_trials(storage, study_name)
                  if t.state.name in _FINISHED) + extra
-    resume = subprocess.run([*argv, "--n-trials", str(target), "--quiet"], cwd=workdir, env=env, check=False,
-                            capture_output=True, text=True, timeout=600)
-    report.resume_code = resume.returncode
-    if resume.returncode != 0:
-        report.problems.append(f"resume exited {resume.returncode}: {resume.stderr[-2000:]}")
+    resume = launcher.run([*argv, "--n-trials", str(target), "--quiet"], workdir, timeout=600)
+    if own:
+        launcher.close()
+    report.resume_code = resume.code
+    if resume.code != 0:
+        report.problems.append(f"resume exited {resume.code}: {resume.err[-2000:]}")
     got = audit(url, study_name, space, epochs, acknowledged)
     report.integrity_failures += got.integrity not in (None, "ok")
     report.lost += got.lost
@@ -453,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL, not SQLite")
     p.add_argument("--skip-storm", action="store_true")
     p.add_argument("--skip-load", action="store_true")
+    p.add_argument("--zygote", action="store_true",
+                   help="storm runs fork from one pre-imported interpreter (no ~8 s import each)")
     ns = p.parse_args(argv)
     trials = ns.trials or 30 * ns.workers
     import optuna
@@ -478,8 +702,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not ns.skip_storm:
                 space = write_space(root, name="rel", epochs=2)
-                rep = kill_storm(url_for("storm"), space, root, rounds=ns.rounds, seed=ns.seed,
-                                 log=lambda s: print("  " + s, flush=True))
+                launcher = Launcher(root / "runs", zygote=ns.zygote)
+                try:
+                    rep = kill_storm(url_for("storm"), space, root, rounds=ns.rounds, seed=ns.seed,
+                                     launcher=launcher, log=lambda s: print("  " + s, flush=True))
+                finally:
+                    launcher.close()
                 print("\n".join(rep.lines()))
                 for line in rep.problems[:20]:
                     print("  problem: " + line)
