@@ -436,7 +436,11 @@ def audit(url: str, study_name: str, space, epochs: int, acknowledged: dict[int,
         printed: trials a killed process printed as finished; each must be stored so.
     """
     check = integrity(url)
-    trials = _study_trials(_storage(url), study_name)
+    storage = _storage(url)
+    try:
+        trials = _study_trials(storage, study_name)
+    finally:
+        storage.engine.dispose()  # no file left open: a test may remount the folder read-only
     by_number = {t.number: t for t in trials}
     problems: list[str] = []
     if check not in (None, "ok"):
@@ -566,6 +570,9 @@ def kill_storm(url: str, space_path: Path, workdir: Path, *, rounds: int, seed: 
                 f"orphans {sorted(orphans)}, integrity {got.integrity}")
     target = sum(1 for t in _study_trials(storage, study_name)
                  if t.state.name in _FINISHED) + extra
+    # Within the grace period a dead run's trial still counts as running (maybe on another
+    # machine); a user resumes later than that, and so does the storm.
+    time.sleep(float(launcher.env.get("VCR_HPO_GRACE", 30)) + 1)
     resume = launcher.run([*argv, "--n-trials", str(target), "--quiet"], workdir, timeout=600)
     if own:
         launcher.close()

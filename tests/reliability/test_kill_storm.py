@@ -20,13 +20,14 @@ def _assert_storm(report, rounds: int, url: str) -> None:
     assert report.resume_code == 0
     assert report.running_after_resume == 0
     assert report.finished == report.target
-    # every orphan was failed by the heartbeat check and retried with its own params
+    # orphans were failed by the heartbeat check and retried with the params they had drawn
+    # (a kill during suggest leaves only some; the retry draws the rest)
     trials = optuna.load_study(study_name="rel", storage=url).trials
     retries = [t for t in trials if "failed_trial" in t.system_attrs]
     assert retries and report.retries == len(retries)
     for t in retries:
         origin = trials[t.system_attrs["failed_trial"]]
-        assert origin.state == TrialState.FAIL and t.params == origin.params
+        assert origin.state == TrialState.FAIL and origin.params.items() <= t.params.items()
 
 
 def test_twenty_sigkills_on_sqlite_lose_nothing(campaign, cli, fast_space, tmp_path):

@@ -163,6 +163,7 @@ def test_full_disk_during_a_run(cli, campaign, fast_space, tmp_path, tmpfs):
     assert full.finished >= len(printed) >= 1
 
     (disk / "filler").unlink()  # space again: resume to two more than the fault left
+    time.sleep(3)  # past the 2 s grace: until then the dead run's trial counts as running elsewhere
     target = full.finished + 2
     got = cli.run(["run", "--space", space, "--storage", url, "--n-trials", str(target), "--quiet"],
                   tmp_path, timeout=600)
