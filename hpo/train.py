@@ -261,8 +261,12 @@ def measure_latency(
     *,
     runs: int = 20,
     channels_last: bool = False,
+    amp_dtype: torch.dtype | None = None,
 ) -> float:
-    """Median milliseconds of one batch-1 forward pass at `image_size` on `device`."""
+    """Median milliseconds of one batch-1 forward pass at `image_size` on `device`.
+
+    Runs under the same autocast dtype as training, so CUDA latency reflects mixed precision.
+    """
     model.eval()
     x = torch.zeros(1, 3, image_size, image_size, device=device)
     if channels_last:
@@ -272,7 +276,10 @@ def measure_latency(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t = time.perf_counter()
-        model(x)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            model(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= 3:  # the first calls allocate and pick kernels
@@ -456,7 +463,9 @@ def train_model(
     assert best is not None  # epochs >= 1 is validated by TrainConfig
     latency = None
     if measure_latency_ms:
-        latency = measure_latency(model, cfg.image_size, device, channels_last=channels_last)
+        latency = measure_latency(
+            model, cfg.image_size, device, channels_last=channels_last, amp_dtype=amp_dtype
+        )
     return TrainResult(
         model=model,
         info=info,

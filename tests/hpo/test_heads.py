@@ -10,6 +10,15 @@ from hpo.errors import UnknownNameError
 from hpo.heads import HEADS, ConcatHead, LastHead, MSFFHead, VcrClassifier, build_head
 
 NUM_CLASSES = 7
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Other test processes share the two cores: oversubscribed OpenMP threads spin (25x slower).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 _built: dict[str, object] = {}
 
 
@@ -33,7 +42,6 @@ def _input_width(head, channels):
 @pytest.mark.parametrize("fusion", HEADS.names())
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_head_sizes_itself_for_backbone(name, fusion):
-    torch.set_num_threads(2)
     backbone = _backbone(name)
     channels = backbone.get_feature_channels()
     head = build_head(fusion, channels, NUM_CLASSES, dropout=0.2)
