@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from backbones.errors import ConfigError, UnknownNameError, VcrHpoError
 
@@ -264,7 +265,22 @@ def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> st
     return shlex.join(argv)
 
 
-def _prepare_run(ns: argparse.Namespace):
+@dataclass(frozen=True)
+class _RunPlan:
+    """A `vcr-hpo run` after every check that needs no storage."""
+
+    space: Any
+    overrides: dict
+    cfg: Any  # the baseline TrainConfig (proves the combination is valid)
+    study_name: str
+    url: str
+    n_trials: int
+    timeout: float | None
+    heartbeat: int
+    grace: int
+
+
+def _prepare_run(ns: argparse.Namespace) -> _RunPlan:
     """Everything that can be checked before touching storage; raises ConfigError on bad input."""
     from .config import check_field
     from .data import check_data_source
@@ -297,7 +313,7 @@ def _prepare_run(ns: argparse.Namespace):
     if grace <= heartbeat:
         raise ConfigError(f"$VCR_HPO_GRACE: must exceed the heartbeat interval ({heartbeat} s), got "
                           f"{grace}. Give a grace period of at least twice the interval")
-    return space, overrides, cfg, study_name, url, n_trials, timeout, heartbeat, grace
+    return _RunPlan(space, overrides, cfg, study_name, url, n_trials, timeout, heartbeat, grace)
 
 
 def _check_weight_overrides(space, overrides, cfg) -> None:
@@ -335,7 +351,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from . import study as S
     from .console import Progress, summary_lines
 
-    space, overrides, cfg, study_name, url, n_trials, timeout, hb, grace = _prepare_run(ns)
+    plan = _prepare_run(ns)
+    space, url, n_trials = plan.space, plan.url, plan.n_trials
     if not ns.storage:
         Path("studies").mkdir(exist_ok=True)
     if ns.workers > 1 and url.startswith("sqlite") and ns.worker_index == 0:
@@ -345,30 +362,29 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(ns.threads)
-    hint = _RESUME_HINT + _resume_command(ns, url, study_name)
+    hint = _RESUME_HINT + _resume_command(ns, url, plan.study_name)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it better
-    storage = S.build_storage(url, heartbeat_interval=hb, grace_period=grace)
+    storage = S.build_storage(url, heartbeat_interval=plan.heartbeat, grace_period=plan.grace)
     with S.translate_storage_errors(url):
-        study = S.open_study(space, storage, study_name=study_name, overrides=overrides,
+        study = S.open_study(space, storage, study_name=plan.study_name, overrides=plan.overrides,
                              allow_space_change=ns.allow_space_change, worker_index=ns.worker_index,
                              n_trials=n_trials)
         counts = S.count_states(storage, study._study_id)
         progress = Progress(target=n_trials, metric=space.study.metrics[0],
                             maximize=space.study.directions[0] == "maximize",
                             finished=S.finished_count(counts), best=_best_of(study),
-                            epochs=cfg.epochs, enabled=not ns.quiet)
+                            epochs=plan.cfg.epochs, enabled=not ns.quiet)
         if ns.workers > 1:
-            code = _run_workers(ns, study, storage, url, study_name, n_trials, progress)
+            code = _run_workers(ns, study, storage, plan, progress)
             if code in (130, 143):
                 print(hint, file=sys.stderr)
         else:
+            from .algorithms import build_sampler
             from .objective import Objective
 
-            from .algorithms import build_sampler
-
-            objective = Objective(space, overrides=overrides, on_epoch=progress.epoch)
+            objective = Objective(space, overrides=plan.overrides, on_epoch=progress.epoch)
             seed = space.study.sampler.args.get("seed")
 
             def reseed(n_existing: int):
@@ -376,7 +392,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
             try:
                 with S.interrupt_on_signals():
-                    S.run_trials(study, objective, n_trials=n_trials, timeout=timeout,
+                    S.run_trials(study, objective, n_trials=n_trials, timeout=plan.timeout,
                                  on_trial=progress.trial, reseed=reseed)
             except S.RunInterrupted as exc:
                 progress.close()
@@ -390,7 +406,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return code
 
 
-def _run_workers(ns, study, storage, url: str, study_name: str, n_trials: int, progress) -> int:
+def _run_workers(ns, study, storage, plan: _RunPlan, progress) -> int:
     """Start N copies of this command (one trial loop each) and watch the storage until they end."""
     import os
     import signal
@@ -400,8 +416,9 @@ def _run_workers(ns, study, storage, url: str, study_name: str, n_trials: int, p
     from . import study as S
 
     threads = max(1, (os.cpu_count() or 1) // ns.workers)
+    url = plan.url
     argv = [sys.executable, "-m", "hpo.cli", "run", "--space", ns.space, "--storage", url,
-            "--study-name", study_name, "--n-trials", str(n_trials), "--workers", "1", "--quiet",
+            "--study-name", plan.study_name, "--n-trials", str(plan.n_trials), "--workers", "1", "--quiet",
             "--threads", str(threads)]
     for flag, value in (("--timeout", ns.timeout), ("--data", ns.data), ("--device", ns.device)):
         if value is not None:
@@ -676,7 +693,7 @@ def _cmd_report(ns: argparse.Namespace) -> int:
 
     from .export import write_report
 
-    url, study = _load_one(ns)
+    _, study = _load_one(ns)
     written, skipped = write_report(study, Path(ns.out), fmt=ns.format)
     for path in written:
         print(path)

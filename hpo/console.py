@@ -125,11 +125,11 @@ def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -
     for t in trials:
         counts[t.state] += 1
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
-    lines = [
+    lines = [(
         f"study {study.study_name}: {counts[TrialState.COMPLETE]} complete, "
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed, "
         f"{counts[TrialState.RUNNING]} running, {counts[TrialState.WAITING]} waiting"
-    ]
+    )]
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     if not done:
         return lines + ["no COMPLETE trial yet"]

@@ -16,14 +16,14 @@ from .errors import ConfigError, VcrHpoError
 from .study import ATTR_OVERRIDES, ATTR_SPACE_YAML
 
 __all__ = [
-    "best_trial",
+    "REPORT_PLOTS",
     "best_per",
+    "best_trial",
+    "config_paths",
+    "read_config",
     "trial_config",
     "write_config",
-    "read_config",
-    "config_paths",
     "write_report",
-    "REPORT_PLOTS",
 ]
 
 #: Report plots: file stem -> (plotly function, matplotlib function) in optuna.visualization.
@@ -168,7 +168,7 @@ def write_report(
     written = []
     target = None
     if len(study.directions) > 1:  # plots need one number per trial: the first metric
-        target = lambda t: t.values[0]  # noqa: E731
+        target = lambda t: t.values[0]
     names = study.metric_names or ["value"]
     for stem, fn_name in REPORT_PLOTS.items():
         if stem in skipped:
@@ -184,7 +184,6 @@ def write_report(
 
                 matplotlib.use("Agg", force=True)
                 import matplotlib.pyplot as plt
-
                 from optuna.visualization import matplotlib as mpl_vis
 
                 ax = getattr(mpl_vis, fn_name)(study, **kwargs)

@@ -26,7 +26,37 @@ from .errors import ConfigError, VcrHpoError
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["build_storage", "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "SQLITE_BUSY_TIMEOUT"]
+__all__ = [
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "SQLITE_BUSY_TIMEOUT",
+    "DatabaseLockedError",
+    "RunInterrupted",
+    "SpaceChangedError",
+    "StorageFaultError",
+    "StudyStatus",
+    "build_storage",
+    "check_storage_url",
+    "claim_lock",
+    "claim_trial",
+    "count_states",
+    "default_storage_url",
+    "fail_beatless_trials",
+    "finished_count",
+    "interrupt_on_signals",
+    "open_study",
+    "rdb_storage",
+    "requeue_interrupted",
+    "resume_view",
+    "run_one_trial",
+    "run_trials",
+    "sampler_seed",
+    "space_diff",
+    "stale_running",
+    "study_status",
+    "top_trial_ids",
+    "translate_storage_errors",
+]
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 GRACE_PERIOD = 30  # a RUNNING trial without a heartbeat for this long is stale (FAIL, retried)
@@ -132,11 +162,12 @@ def check_storage_url(url: str, *, where: str = "--storage") -> str:
             SQLite file whose folder does not exist.
     """
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     fix = "Use sqlite:///studies/NAME.db or postgresql://user:pass@host:5432/db"
     try:
         parsed = make_url(url)
-    except Exception:
+    except (ArgumentError, ValueError):
         raise ConfigError(f"{where}: not a database URL, got {url!r}. {fix}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -694,7 +725,7 @@ class _Heartbeat:
         while True:
             try:
                 self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # a missed beat is harmless; a dead thread would orphan the trial
+            except Exception:  # noqa: BLE001 (a missed beat is harmless; a dead thread orphans the trial)
                 pass
             if self._stop.wait(interval):
                 return
@@ -732,7 +763,7 @@ def run_one_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable)
             raise
         except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
             raise  # the storage itself is gone: the trial stays RUNNING and the heartbeat retries it
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any failure: record it, the study goes on)
             state = TrialState.FAIL
             if "fail_reason" not in trial.user_attrs:
                 trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])

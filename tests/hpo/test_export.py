@@ -31,7 +31,7 @@ def _best(trials):
 
 @pytest.mark.slow
 def test_best_then_train_round_trip(tiny_study, tmp_path, capsys):
-    url, name, space_file = tiny_study
+    url, _, space_file = tiny_study
     out = tmp_path / "best.yaml"
     assert main(["best", "--storage", url, "-o", str(out)]) == 0
     best = _best(_study(url).trials)
@@ -111,7 +111,7 @@ def test_status_shows_counts_best_and_top(tiny_study, capsys):
 
 def _queries(storage, name) -> int:
     seen = []
-    listener = lambda *a, **k: seen.append(a[2])  # noqa: E731
+    listener = lambda *a, **k: seen.append(a[2])
     sqlalchemy.event.listen(storage.engine, "before_cursor_execute", listener)
     try:
         st = study_status(storage, name, top=3)
@@ -120,10 +120,10 @@ def _queries(storage, name) -> int:
     return len(seen), st
 
 
-def test_status_issues_the_same_queries_for_30_or_600_trials(tmp_path):
+def test_status_issues_the_same_queries_for_30_or_300_trials(tmp_path):
     """Storage-level counting: the work of `status` does not grow with the study."""
     counts = []
-    for n in (30, 600):
+    for n in (30, 300):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             storage = build_storage(f"sqlite:///{tmp_path / f'{n}.db'}", heartbeat_interval=None)

@@ -114,10 +114,10 @@ def test_sigkill_orphan_is_failed_after_the_grace_period_and_retried_once(env, t
     assert _load(db).trials[number].state == TrialState.RUNNING  # nobody could clean up
     time.sleep(GRACE + 1.5)
     status = subprocess.run([VCR, "status", "--storage", f"sqlite:///{db}"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+                            check=False, capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
     assert f"orphaned RUNNING trial #{number}" in status.stdout, status.stdout
-    rerun = subprocess.run([VCR, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+    rerun = subprocess.run([VCR, *args], env=env, cwd=tmp_path, check=False, capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     _assert_retried_once(db, number)
@@ -136,7 +136,7 @@ def test_second_ctrl_c_exits_at_once_and_the_trial_is_still_retried_once(env, ti
     # Either the first signal's cleanup finished (FAIL, interrupted) or the second cut it short
     # (still RUNNING: the heartbeat retry takes over). Both must end in exactly one retry.
     time.sleep(GRACE + 1.5)
-    rerun = subprocess.run([VCR, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+    rerun = subprocess.run([VCR, *args], env=env, cwd=tmp_path, check=False, capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     _assert_retried_once(db, number)

@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpo.errors import ConfigError
 from hpo.study import (
     DatabaseLockedError,
     RunInterrupted,
@@ -28,7 +29,6 @@ from hpo.study import (
     top_trial_ids,
     translate_storage_errors,
 )
-from hpo.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -97,6 +97,7 @@ def test_interrupted_trial_is_failed_and_queued_again_exactly_once(tmp_path):
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retried[0]) == 0
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_stale_running_trial_is_failed_and_retried_with_same_params(tmp_path):
     import time
 
@@ -193,9 +194,9 @@ def test_locked_sqlite_says_so_and_suggests_postgresql(tmp_path, monkeypatch):
     holder = sqlite3.connect(tmp_path / "study.db")
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(DatabaseLockedError, match="locked.*PostgreSQL"):
-            with translate_storage_errors("sqlite:///study.db"):
-                run_trials(study, _objective, n_trials=1)
+        with (pytest.raises(DatabaseLockedError, match="locked.*PostgreSQL"),
+              translate_storage_errors("sqlite:///study.db")):
+            run_trials(study, _objective, n_trials=1)
     finally:
         holder.rollback()
         holder.close()
