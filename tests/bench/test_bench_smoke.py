@@ -1,0 +1,145 @@
+"""Smoke tests: each search-efficiency benchmark runs at its smallest setting and prints sane tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+pytestmark = pytest.mark.slow
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _run(name: str, argv: list[str], capsys, monkeypatch) -> str:
+    import torch
+
+    monkeypatch.setattr(sys, "argv", [str(BENCH / f"{name}.py"), *argv])
+    threads = torch.get_num_threads()
+    try:
+        assert _load(name).main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)  # the benches set the runner's thread count
+    return capsys.readouterr().out
+
+
+def tables(text: str) -> list[list[dict[str, str]]]:
+    """Every table in the output: a header line, a line of dash runs, rows until a blank line.
+    Cells are cut at the dash runs' columns, so a cell may hold single spaces."""
+    lines = text.splitlines()
+    found = []
+    for i in range(1, len(lines)):
+        if not re.fullmatch(r"-+( {2}-+)*", lines[i]):
+            continue
+        spans = [m.span() for m in re.finditer(r"-+", lines[i])]
+        spans[-1] = (spans[-1][0], 10_000)
+        names = [lines[i - 1][a:b].strip() for a, b in spans]
+        rows = []
+        for line in lines[i + 1:]:
+            if not line.strip() or re.fullmatch(r"-+( {2}-+)*", line):
+                break
+            rows.append({n: line[a:b].strip() for n, (a, b) in zip(names, spans)})
+        found.append(rows)
+    return found
+
+
+def _command_line(out: str, script: str, flag: str) -> None:
+    commands = [line for line in out.splitlines() if line.startswith("$ python ")]
+    assert len(commands) == 1 and f"bench/{script}.py" in commands[0] and flag in commands[0]
+    assert re.search(r"load \d+\.\d\d/\d+\.\d\d/\d+\.\d\d", out)
+
+
+def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
+    out = _run("pruning", ["--quick"], capsys, monkeypatch)
+    _command_line(out, "pruning", "--quick")
+    runs, summary = tables(out)
+    by = {r["pruner"]: r for r in runs}
+    assert set(by) == {"none", "hyperparameters.yaml"}
+    none = by["none"]
+    assert int(none["trials"]) == 3 and int(none["pruned"]) == 0 and none["reached"] == "yes"
+    assert int(none["epochs_total"]) == 3 * 2  # no pruner: every trial trains every epoch
+    assert float(none["x_none"]) == 1.0
+    assert 1 <= int(none["epochs_to_target"]) <= 6
+    assert 0.0 <= float(none["best_val_acc"]) <= 1.0
+    pruned = by["hyperparameters.yaml"]
+    # a pruned run stops at the target or at the unpruned run's whole compute
+    assert int(pruned["epochs_total"]) <= 6 + 2
+    if pruned["reached"] == "yes":
+        assert float(pruned["best_val_acc"]) >= float(none["best_val_acc"]) - 0.01
+        ratio = int(pruned["epochs_to_target"]) / int(none["epochs_to_target"])
+        assert float(pruned["x_none"]) == pytest.approx(ratio, abs=1e-3)
+    else:
+        assert pruned["epochs_to_target"].startswith(">")
+    assert [r["pruner"] for r in summary] == ["hyperparameters.yaml"]
+    assert summary[0]["goal_<=0.4x"] in ("met", "not met")
+    assert "MedianPruner(" in out  # the shipped demo's pruner, read from its file
+
+
+def test_samplers_quick_prints_best_over_seeds(capsys, monkeypatch):
+    out = _run("samplers", ["--quick", "--samplers", "TPE", "Random"], capsys, monkeypatch)
+    _command_line(out, "samplers", "--quick")
+    runs, summary = tables(out)
+    assert sorted((r["sampler"], r["seed"]) for r in runs) == [
+        ("Random", "0"), ("Random", "1"), ("TPE", "0"), ("TPE", "1")]
+    for r in runs:
+        assert int(r["trials"]) == 2 and int(r["epochs"]) == 2  # equal budget: 2 trials x 1 epoch
+        assert 0.0 <= float(r["best_val_acc"]) <= 1.0
+        assert 0 <= int(r["best_at_trial"]) < 2
+    for s in summary:
+        values = [float(r["best_val_acc"]) for r in runs if r["sampler"] == s["sampler"]]
+        assert float(s["min_best"]) == min(values) and float(s["max_best"]) == max(values)
+        assert float(s["std_best"]) >= 0.0
+        assert min(values) <= float(s["mean_best"]) <= max(values)
+
+
+def test_storage_cost_quick_prints_overheads_and_status(capsys, monkeypatch):
+    out = _run("storage_cost", ["--quick", "--no-script", "--status-trials", "50"],
+               capsys, monkeypatch)
+    _command_line(out, "storage_cost", "--quick")
+    costs, status = tables(out)
+    assert [r["storage"] for r in costs] == ["sqlite file (as built)",
+                                             "sqlite file + WAL/NORMAL (candidate)"]
+    for r in costs:
+        assert int(r["trials"]) == 5
+        assert 0 < float(r["reports/trial"]) <= 3  # the demo's 3 epochs; pruning can cut them
+        assert float(r["bare_ms"]) > 0 and float(r["per_trial_ms"]) > 0
+        assert float(r["per_trial_cpu_ms"]) > 0
+        share = float(r["wall_share_of_10s"].rstrip("%"))
+        assert share == pytest.approx(float(r["per_trial_ms"]) / 100, rel=0.01, abs=0.01)
+    assert "status on a study of 50 finished trials" in out
+    assert [r["what"] for r in status] == ["status query (hpo.study.study_status)",
+                                           "vcr-hpo status in-process (hpo.cli.main)"]
+    for r in status:
+        assert 0 < float(r["median_s"]) <= float(r["max_s"])
+
+
+@pytest.mark.skipif(shutil.which("vcr-hpo") is None, reason="needs the installed vcr-hpo")
+def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch):
+    out = _run("parallel", ["--quick"], capsys, monkeypatch)
+    _command_line(out, "parallel", "--quick")
+    (rows,) = tables(out)
+    assert [int(r["workers"]) for r in rows] == [1, 2]
+    import os
+
+    threads = {int(r["workers"]): int(r["threads_each"]) for r in rows}
+    assert threads[2] == max(1, (os.cpu_count() or 1) // 2)  # the runner's rule
+    assert threads[1] >= threads[2]
+    for r in rows:
+        assert int(r["trials"]) == 2
+        assert float(r["window_s"]) <= float(r["wall_s"])
+        assert int(r["trials_per_h_steady"]) >= int(r["trials_per_h_with_startup"]) > 0
+    assert "x of 1 worker" in out
