@@ -11,6 +11,7 @@ functions at small counts.
     python bench/reliability.py                         # 100 kill rounds + 8 workers, SQLite
     python bench/reliability.py --rounds 20 --workers 4 --trials 60
     python bench/reliability.py --postgres              # the same on a throwaway PostgreSQL
+    python bench/reliability.py --fresh --rounds 10     # a new process per round (slow import)
 """
 
 from __future__ import annotations
@@ -682,8 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL, not SQLite")
     p.add_argument("--skip-storm", action="store_true")
     p.add_argument("--skip-load", action="store_true")
-    p.add_argument("--zygote", action="store_true",
-                   help="storm runs fork from one pre-imported interpreter (no ~8 s import each)")
+    p.add_argument("--fresh", action="store_true",
+                   help="a new vcr-hpo process per storm round (default: fork each from one "
+                        "pre-imported interpreter, which saves the 8-25 s import per round)")
     ns = p.parse_args(argv)
     trials = ns.trials or 30 * ns.workers
     import optuna
@@ -709,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not ns.skip_storm:
                 space = write_space(root, name="rel", epochs=2)
-                launcher = Launcher(root / "runs", zygote=ns.zygote)
+                launcher = Launcher(root / "runs", zygote=not ns.fresh)
                 try:
                     rep = kill_storm(url_for("storm"), space, root, rounds=ns.rounds, seed=ns.seed,
                                      launcher=launcher, log=lambda s: print("  " + s, flush=True))
