@@ -136,6 +136,7 @@ class TrialRecord:
     value: float | None
     epochs: int  # epochs trained = values reported to the pruner
     seconds: float  # claim + train + tell, as the runner spends it
+    curve: tuple[float, ...] = ()  # the reported metric after each epoch
 
 
 @contextmanager
@@ -184,7 +185,8 @@ def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials:
             records.append(TrialRecord(
                 number=frozen.number, state=frozen.state.name,
                 value=frozen.value if frozen.state.name == "COMPLETE" else None,
-                epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - t0))
+                epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - t0,
+                curve=tuple(frozen.intermediate_values[k] for k in sorted(frozen.intermediate_values))))
             if stop is not None and stop(records):
                 break
     return records

@@ -3,14 +3,22 @@
 One shipped search space (default: the demo, hyperparameters.yaml) shrunk to a tiny synthetic
 set, the same sampler and seed, run once per pruner exactly as `vcr-hpo run` runs it (open_study,
 claim_trial, run_one_trial, the project's Objective, build_storage on a temporary SQLite file).
-The run without a pruner sets the target: its best val_acc minus --tolerance. Each pruned run goes
-on until a COMPLETE trial reaches the target, or until it has trained as many epochs as the whole
-unpruned run (equal compute: then "not reached"). Compute = epochs trained (robust) and wall
-seconds (noisy on a shared machine: the load is printed beside them).
+The run without a pruner sets the target: its best val_acc minus --tolerance.
+
+Live runs (one per pruner) train the same number of trials as the unpruned run:
+  x_none      epochs of those trials / epochs of the unpruned run (equal trials, no oracle);
+              counts only if the pruned run reached the target ("reached").
+  x_first     epochs until the first COMPLETE trial at the target / the same for the unpruned
+              run; a run that has not reached it after its trials goes on until it does or has
+              trained as many epochs as the whole unpruned run (then "not reached").
+Replay: each pruner (more than the live ones) watches the unpruned run's recorded curves, trial
+by trial, in a fresh in-memory study: the same trials, so only the pruning differs (exact for a
+sampler that ignores history, such as Random; TPE would have sampled differently after pruning).
+Epoch counts are robust; seconds are noisy on a shared machine (the load is printed beside them).
 
     python bench/pruning.py                       # 24 trials, 5 epochs, 32 px (minutes)
     python bench/pruning.py --quick               # smoke-sized (seconds)
-    python bench/pruning.py --pruner "{type: Hyperband, min_resource: 1, reduction_factor: 2}"
+    python bench/pruning.py --pruner "{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}"
 """
 
 from __future__ import annotations
@@ -26,6 +34,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
 
 import _common as C  # noqa: E402
+
+#: Pruners only replayed by default (cheap): candidates for the shipped spaces' defaults.
+REPLAY_DEFAULT = [
+    "{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}",
+    "{type: MedianPruner, n_startup_trials: 4, n_warmup_steps: 1}",
+    "{type: Percentile, percentile: 25.0, n_startup_trials: 2, n_warmup_steps: 1}",
+    "{type: SuccessiveHalving, min_resource: 1, reduction_factor: 3}",
+    "{type: Hyperband, min_resource: 1, reduction_factor: 2}",
+]
 
 
 def _spec(text: str):
@@ -67,7 +84,7 @@ def variants(extra: list[str], shipped: list[str]):
     return out
 
 
-def to_target(records, target: float):
+def first_hit(records, target: float):
     """(epochs, seconds, trials) up to and including the first COMPLETE trial >= target; None."""
     epochs = seconds = 0.0
     for i, r in enumerate(records, 1):
@@ -78,84 +95,150 @@ def to_target(records, target: float):
     return None
 
 
+def replay(curves, spec):
+    """The records `spec` would have produced watching `curves` (same trials, same order)."""
+    import optuna
+
+    from hpo.algorithms import build_pruner
+
+    study = optuna.create_study(study_name="bench", direction="maximize",
+                                pruner=build_pruner(spec))  # Hyperband brackets hash the name
+    out = []
+    for curve in curves:
+        trial = study.ask()
+        stopped = None
+        for step, value in enumerate(curve):
+            trial.report(value, step)
+            if trial.should_prune():
+                stopped = step
+                break
+        if stopped is None:
+            study.tell(trial, max(curve))  # the Objective returns the best epoch's val_acc
+            out.append(C.TrialRecord(trial.number, "COMPLETE", max(curve), len(curve), 0.0, curve))
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            out.append(C.TrialRecord(trial.number, "PRUNED", None, stopped + 1, 0.0, curve))
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
+def _best(records) -> float:
+    return max((r.value for r in records if r.value is not None), default=float("nan"))
+
+
 def run(args) -> int:
+    import optuna
     import torch
 
     torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = C.shipped_space(args.space)
     overrides = C.tiny_overrides(epochs=args.epochs, image_size=args.image_size,
                                  train=args.train, val=args.val)
-    pruners = variants(args.pruner, args.shipped)
+    live = variants(args.pruner, args.shipped)
+    replayed = [*live[1:], *((f"--replay {i}", _spec(t)) for i, t in enumerate(args.replay, 1))]
     seeds = args.seeds or [space.study.sampler.args.get("seed", 0)]
+    n = args.n_trials
     C.print_header("pruning: compute to reach the best val_acc of the unpruned run")
     print(f"# space {args.space} (sampler {space.study.sampler.describe()}, seed varied), "
-          f"{args.n_trials} trials without pruning, {args.epochs} epochs, {args.image_size} px, "
-          f"{args.train} train / {args.val} val synthetic images; target = best unpruned val_acc "
-          f"- {args.tolerance:g}")
+          f"{n} trials per run, {args.epochs} epochs, {args.image_size} px, {args.train} train / "
+          f"{args.val} val synthetic images; target = best unpruned val_acc - {args.tolerance:g}")
     C.warm_up(space, overrides)
-    rows, ratios = [], {label: [] for label, _ in pruners[1:]}
+    rows, replay_rows = [], []
+    summary = {label: {"live": [], "first": [], "replay": [], "reached": 0, "seeds": 0}
+               for label, _ in replayed}
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
         for seed in seeds:
             sampler = space.study.sampler
             sampler = type(sampler)(sampler.type, {**sampler.args, "seed": seed})
-            base_space = C.with_study(space, sampler=sampler, pruner=None, n_trials=args.n_trials)
             t0 = time.perf_counter()
-            base = C.run_study_loop(base_space, f"sqlite:///{tmp}/none-{seed}.db",
-                                    overrides=overrides, max_trials=args.n_trials)
-            done = [r.value for r in base if r.value is not None]
-            if not done:
-                raise SystemExit("the unpruned run completed no trial: nothing to compare")
-            best = max(done)
+            base = C.run_study_loop(C.with_study(space, sampler=sampler, pruner=None, n_trials=n),
+                                    f"sqlite:///{tmp}/none-{seed}.db", overrides=overrides,
+                                    max_trials=n)
+            best = _best(base)
             target = best - args.tolerance
             budget = sum(r.epochs for r in base)
-            ref = to_target(base, target)
-            rows.append([seed, "none", len(base), 0, ref[0], 1.0, round(ref[1], 1), 1.0,
-                         round(best, 4), "yes", budget, round(time.perf_counter() - t0, 1),
-                         C.load_text()])
-            for label, spec in pruners[1:]:
-                run_space = C.with_study(space, sampler=sampler, pruner=spec,
-                                         n_trials=args.max_trials_factor * args.n_trials)
-
+            base_s = sum(r.seconds for r in base)
+            ref = first_hit(base, target)
+            rows.append([seed, "none", n, 0, budget, 1.0, round(base_s, 1), 1.0, round(best, 4),
+                         "yes", ref[0], 1.0, round(time.perf_counter() - t0, 1), C.load_text()])
+            print(f"# seed {seed}: none done, best {best:.4f}", file=sys.stderr, flush=True)
+            for label, spec in live[1:]:
                 def stop(recs, target=target, budget=budget):
-                    return to_target(recs, target) is not None or sum(r.epochs for r in recs) >= budget
+                    if len(recs) < n:
+                        return False
+                    return (first_hit(recs, target) is not None
+                            or sum(r.epochs for r in recs) >= budget)
 
                 t0 = time.perf_counter()
-                recs = C.run_study_loop(run_space, f"sqlite:///{tmp}/{len(rows)}-{seed}.db",
-                                        overrides=overrides,
-                                        max_trials=args.max_trials_factor * args.n_trials, stop=stop)
-                hit = to_target(recs, target)
-                spent = sum(r.epochs for r in recs)
-                got = max((r.value for r in recs if r.value is not None), default=float("nan"))
-                pruned = sum(r.state == "PRUNED" for r in recs)
-                if hit is None:
-                    ratio, sec_ratio = float(spent) / ref[0], sum(r.seconds for r in recs) / ref[1]
-                    rows.append([seed, label, len(recs), pruned, f">{spent}", f">{ratio:.2f}",
-                                 f">{sum(r.seconds for r in recs):.1f}", f">{sec_ratio:.2f}",
-                                 round(got, 4), "no", spent, round(time.perf_counter() - t0, 1),
-                                 C.load_text()])
-                    ratios[label].append(float("inf"))
-                else:
-                    rows.append([seed, label, len(recs), pruned, hit[0], round(hit[0] / ref[0], 3),
-                                 round(hit[1], 1), round(hit[1] / ref[1], 3), round(got, 4), "yes",
-                                 spent, round(time.perf_counter() - t0, 1), C.load_text()])
-                    ratios[label].append(hit[0] / ref[0])
+                recs = C.run_study_loop(
+                    C.with_study(space, sampler=sampler, pruner=spec, n_trials=n),
+                    f"sqlite:///{tmp}/{len(rows)}-{seed}.db", overrides=overrides,
+                    max_trials=args.max_trials_factor * n, stop=stop)
+                head = recs[:n]
+                epochs = sum(r.epochs for r in head)
+                reached = _best(head) >= target
+                hit = first_hit(recs, target)
+                first = (hit[0], _ratio(hit[0], ref[0])) if hit else (
+                    f">{sum(r.epochs for r in recs)}", "not reached")
+                rows.append([seed, label, n, sum(r.state == "PRUNED" for r in head), epochs,
+                             _ratio(epochs, budget), round(sum(r.seconds for r in head), 1),
+                             _ratio(sum(r.seconds for r in head), base_s), round(_best(head), 4),
+                             "yes" if reached else "no", *first,
+                             round(time.perf_counter() - t0, 1), C.load_text()])
+                entry = summary[label]
+                entry["seeds"] += 1
+                entry["reached"] += reached
+                entry["live"].append(epochs / budget if reached else float("inf"))
+                entry["first"].append(hit[0] / ref[0] if hit else float("inf"))
+                print(f"# seed {seed}: {label} done", file=sys.stderr, flush=True)
+            curves = [r.curve for r in base]
+            for label, spec in replayed:
+                recs = replay(curves, spec)
+                epochs = sum(r.epochs for r in recs)
+                hit = first_hit(recs, target)
+                reached = _best(recs) >= target
+                replay_rows.append([seed, label, sum(r.state == "PRUNED" for r in recs), epochs,
+                                    _ratio(epochs, budget), round(_best(recs), 4),
+                                    "yes" if reached else "no", hit[0] if hit else "-",
+                                    _ratio(hit[0], ref[0]) if hit else "not reached"])
+                summary[label]["replay"].append(epochs / budget if reached else float("inf"))
     print()
-    C.print_table(["seed", "pruner", "trials", "pruned", "epochs_to_target", "x_none",
-                   "seconds_to_target", "x_none_s", "best_val_acc", "reached", "epochs_total",
+    print(f"live runs ({n} trials each; x_none = epochs / unpruned epochs, counts only if reached; "
+          "x_first = epochs to the first trial at the target / the unpruned run's):")
+    C.print_table(["seed", "pruner", "trials", "pruned", "epochs", "x_none", "seconds",
+                   "x_none_s", "best_val_acc", "reached", "epochs_to_target", "x_first",
                    "wall_s", "load"], rows)
     print()
-    print("pruners:")
-    for label, spec in pruners:
-        print(f"  {label}: {_describe(spec)}")
-    summary = []
-    for label, values in ratios.items():
-        med = statistics.median(values)
-        summary.append([label, len(values), "inf" if med == float("inf") else round(med, 3),
-                        sum(v <= args.goal for v in values), "met" if med <= args.goal else "not met"])
+    print("replay (each pruner watches the unpruned run's recorded curves):")
+    C.print_table(["seed", "pruner", "pruned", "epochs", "x_none", "best_kept", "reached",
+                   "epochs_to_target", "x_first"], replay_rows)
     print()
-    C.print_table(["pruner", "seeds", "median_x_none_epochs", f"seeds_<={args.goal:g}x",
-                   f"goal_<={args.goal:g}x"], summary)
+    print("pruners:")
+    for label, spec in [live[0], *replayed]:
+        print(f"  {label}: {_describe(spec)}")
+    table = []
+    for label, e in summary.items():
+        med = {k: statistics.median(v) if v else None for k, v in e.items()
+               if k in ("live", "first", "replay")}
+        verdict = "-" if med["live"] is None else (
+            "met" if med["live"] <= args.goal and e["reached"] == e["seeds"] else "not met")
+        table.append([label, len(e["replay"]), _fmt(med["replay"]), e["seeds"] or "-",
+                      f"{e['reached']}/{e['seeds']}" if e["seeds"] else "-", _fmt(med["live"]),
+                      _fmt(med["first"]), verdict])
+    print()
+    C.print_table(["pruner", "seeds", "replay_x_none", "live_seeds", "live_reached",
+                   "live_x_none", "live_x_first", f"goal_x_none_<={args.goal:g}"], table)
     return 0
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return "inf" if value == float("inf") else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shipped", nargs="*", default=["hyperparameters.yaml", "vcr_full.yaml"],
                     help="shipped spaces whose pruner blocks are compared")
     ap.add_argument("--pruner", action="append", default=[],
-                    help="extra pruner as a YAML flow mapping (repeatable)")
+                    help="extra live pruner as a YAML flow mapping (repeatable)")
+    ap.add_argument("--replay", action="append", default=None,
+                    help="replayed pruner (repeatable; replaces the default candidates)")
     ap.add_argument("--n-trials", type=int, default=24, help="trials of the unpruned run")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--image-size", type=int, default=32)
@@ -184,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n_trials, args.epochs, args.image_size, args.train, args.val = 3, 2, 32, 40, 20
         args.shipped = args.shipped[:1]
+    if args.replay is None:
+        args.replay = REPLAY_DEFAULT[:1] if args.quick else list(REPLAY_DEFAULT)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return run(args)
 

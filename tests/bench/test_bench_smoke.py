@@ -66,27 +66,34 @@ def _command_line(out: str, script: str, flag: str) -> None:
 def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
     out = _run("pruning", ["--quick"], capsys, monkeypatch)
     _command_line(out, "pruning", "--quick")
-    runs, summary = tables(out)
-    by = {r["pruner"]: r for r in runs}
+    live, replayed, summary = tables(out)
+    by = {r["pruner"]: r for r in live}
     assert set(by) == {"none", "hyperparameters.yaml"}
     none = by["none"]
     assert int(none["trials"]) == 3 and int(none["pruned"]) == 0 and none["reached"] == "yes"
-    assert int(none["epochs_total"]) == 3 * 2  # no pruner: every trial trains every epoch
-    assert float(none["x_none"]) == 1.0
+    assert int(none["epochs"]) == 3 * 2  # no pruner: every trial trains every epoch
+    assert float(none["x_none"]) == 1.0 and float(none["x_first"]) == 1.0
     assert 1 <= int(none["epochs_to_target"]) <= 6
     assert 0.0 <= float(none["best_val_acc"]) <= 1.0
     pruned = by["hyperparameters.yaml"]
-    # a pruned run stops at the target or at the unpruned run's whole compute
-    assert int(pruned["epochs_total"]) <= 6 + 2
-    if pruned["reached"] == "yes":
-        assert float(pruned["best_val_acc"]) >= float(none["best_val_acc"]) - 0.01
+    # equal trials: a pruner can only train fewer epochs; each pruned trial trained >= 1 epoch
+    assert int(pruned["pruned"]) <= int(pruned["epochs"]) <= 6
+    assert float(pruned["x_none"]) == pytest.approx(int(pruned["epochs"]) / 6, abs=1e-3)
+    assert (pruned["reached"] == "yes") == (
+        float(pruned["best_val_acc"]) >= float(none["best_val_acc"]) - 0.01)
+    if pruned["x_first"] != "not reached":
         ratio = int(pruned["epochs_to_target"]) / int(none["epochs_to_target"])
-        assert float(pruned["x_none"]) == pytest.approx(ratio, abs=1e-3)
-    else:
-        assert pruned["epochs_to_target"].startswith(">")
-    assert [r["pruner"] for r in summary] == ["hyperparameters.yaml"]
-    assert summary[0]["goal_<=0.4x"] in ("met", "not met")
-    assert "MedianPruner(" in out  # the shipped demo's pruner, read from its file
+        assert float(pruned["x_first"]) == pytest.approx(ratio, abs=1e-3)
+    # replay: the shipped pruner and one candidate watch the unpruned run's 3 curves
+    assert [r["pruner"] for r in replayed] == ["hyperparameters.yaml", "--replay 1"]
+    for r in replayed:
+        assert int(r["pruned"]) <= int(r["epochs"]) <= 6
+        assert float(r["best_kept"]) <= float(none["best_val_acc"])
+        assert (r["reached"] == "yes") == (float(r["best_kept"]) >= float(none["best_val_acc"]) - 0.01)
+    assert [r["pruner"] for r in summary] == ["hyperparameters.yaml", "--replay 1"]
+    assert summary[0]["goal_x_none_<=0.4"] in ("met", "not met")
+    assert summary[1]["live_x_none"] == "-"  # replayed only
+    assert "MedianPruner(n_startup_trials=" in out  # the shipped demo's pruner, read from its file
 
 
 def test_samplers_quick_prints_best_over_seeds(capsys, monkeypatch):
