@@ -117,7 +117,8 @@ def warm_up(space, overrides: Mapping[str, Any]) -> None:
     from backbones import create_backbone
     from hpo.data import load_dataset
 
-    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    baseline = space.default_params() or {
+        p.name: p.baseline() for p in space.params if p.enabled({})}
     cfg = space.config_for(baseline, overrides)  # bad overrides: ConfigError before any trial
     load_dataset(cfg)
     names = {cfg.backbone}
@@ -166,7 +167,8 @@ def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials:
     from hpo import study as S
     from hpo.objective import Objective
 
-    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    baseline = space.default_params() or {
+        p.name: p.baseline() for p in space.params if p.enabled({})}
     space.config_for(baseline, overrides)  # bad overrides: ConfigError now, not one FAIL per trial
     records: list[TrialRecord] = []
     with _quiet_optuna():
@@ -181,12 +183,13 @@ def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials:
                 break
             frozen = S.run_one_trial(study, trial, objective)
             if frozen.state.name == "FAIL":  # a bench figure over failed trials would mislead
-                raise RuntimeError(f"trial {frozen.number} failed: {frozen.user_attrs.get('fail_reason')}")
+                reason = frozen.user_attrs.get("fail_reason")
+                raise RuntimeError(f"trial {frozen.number} failed: {reason}")
             records.append(TrialRecord(
                 number=frozen.number, state=frozen.state.name,
                 value=frozen.value if frozen.state.name == "COMPLETE" else None,
                 epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - t0,
-                curve=tuple(frozen.intermediate_values[k] for k in sorted(frozen.intermediate_values))))
+                curve=tuple(v for _, v in sorted(frozen.intermediate_values.items()))))
             if stop is not None and stop(records):
                 break
     return records

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def bench_space(args) -> str:
@@ -103,9 +103,9 @@ def run(args) -> int:
                                env=env, check=True, cwd=tmp)
                 wall = time.perf_counter() - t0
                 done, window, mean = trial_window(url)
-                rows.append([workers, probe_threads(workers), done, round(wall, 1), round(window, 1),
-                             round(mean, 2), round(3600 * done / window), round(3600 * done / wall),
-                             load_before, C.load_text()])
+                rows.append([workers, probe_threads(workers), done, round(wall, 1),
+                             round(window, 1), round(mean, 2), round(3600 * done / window),
+                             round(3600 * done / wall), load_before, C.load_text()])
     print()
     C.print_table(["workers", "threads_each", "trials", "wall_s", "window_s", "trial_s",
                    "trials_per_h_steady", "trials_per_h_with_startup", "load_before",

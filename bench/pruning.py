@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
 
-import _common as C  # noqa: E402
+import _common as C
 
 #: Pruners only replayed by default (cheap): candidates for the shipped spaces' defaults.
 REPLAY_DEFAULT = [

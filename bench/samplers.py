@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def sampler_specs(space, names: list[str], seed: int):

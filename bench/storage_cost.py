@@ -1,4 +1,4 @@
-"""Storage cost: per-trial and per-report overhead of vcr-hpo's storages, and status on 10,000 trials.
+"""Storage cost: per-trial and per-report overhead of vcr-hpo's storages; status on 10,000 trials.
 
 Part 1 runs trivial trials (no training) through the runner's own loop (claim_trial under the
 claim lock, run_one_trial with its heartbeat thread, tell) on the storage `build_storage` makes:
@@ -12,7 +12,8 @@ wrote (recorded from one real tiny trial first). Three runs separate the costs:
 Share of a 10 s trial = full / 10 s (goal <= 2%).
 
 Part 2 fills a study with 10,000 finished trials (params, intermediate values and user attrs
-like real ones, inserted through Optuna's table models and read back through its API) and times `vcr-hpo status` three ways: the status query itself
+like real ones, inserted through Optuna's table models and read back through its API) and
+times `vcr-hpo status` three ways: the status query itself
 (hpo.study.study_status), the whole command in-process (hpo.cli.main), and the installed
 `vcr-hpo` script as a subprocess (wall time, including Python and library imports).
 
@@ -38,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def record_real_trial(space, tmp: str, epochs: int) -> dict:
@@ -123,6 +124,21 @@ def time_trials(study, objective, upto: int, out: dict) -> None:
         out["reports"].append(len(frozen.intermediate_values))
 
 
+def _count_commits(study) -> list[int]:
+    """A one-element counter of the transactions committed on the study's database."""
+    import sqlalchemy as sa
+
+    from hpo.study import rdb_storage
+
+    count = [0]
+
+    def on_commit(_conn) -> None:
+        count[0] += 1
+
+    sa.event.listen(rdb_storage(study).engine, "commit", on_commit)
+    return count
+
+
 def overhead_rows(space, urls, attrs: dict, reports: int, n: int, trial_s: float, chunk: int):
     """Per storage: bare, reports and full runs interleaved in chunks of trials, so a change of
     machine load hits all three alike."""
@@ -131,6 +147,7 @@ def overhead_rows(space, urls, attrs: dict, reports: int, n: int, trial_s: float
     rows = []
     for label, make_url, tweak in urls:
         studies = {k: _open(space, make_url(k), n, tweak) for k, _, _ in kinds}
+        commits = _count_commits(studies["full"])
         objectives = {k: trivial_objective(space, overrides, attrs if a else {}, r)
                       for k, r, a in kinds}
         runs = {k: {"wall": [], "cpu": [], "reports": []} for k, _, _ in kinds}
@@ -139,7 +156,7 @@ def overhead_rows(space, urls, attrs: dict, reports: int, n: int, trial_s: float
                 time_trials(studies[k], objectives[k], upto, runs[k])
         mean = {k: {m: statistics.mean(v) for m, v in runs[k].items()} for k in runs}
         made = mean["reports"]["reports"]  # a pruned trivial trial reports fewer than E
-        row = [label, n, round(made, 2)]
+        row = [label, n, round(made, 2), round(commits[0] / n, 1)]
         for m in ("wall", "cpu"):
             bare, rep, full = (mean[k][m] for k in ("bare", "reports", "full"))
             per_report = (rep - bare) / made if made else 0.0
@@ -192,7 +209,8 @@ def fill_study(url: str, space, attrs: dict, n: int, reports: int) -> float:
             curve = [rng.uniform(0.1, 0.9) for _ in range(1 if pruned else reports)]
             state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE
             trials.append({"trial_id": tid, "number": first_number + i, "study_id": study._study_id,
-                           "state": state, "datetime_start": now - datetime.timedelta(seconds=n - i),
+                           "state": state,
+                           "datetime_start": now - datetime.timedelta(seconds=n - i),
                            "datetime_complete": now - datetime.timedelta(seconds=n - i - 0.5)})
             for name, value in chosen.items():
                 params.append({"trial_id": tid, "param_name": name,
@@ -218,7 +236,7 @@ def fill_study(url: str, space, attrs: dict, n: int, reports: int) -> float:
     for tid in (first_id, first_id + n - 1):
         got = check.get_trial(tid)
         state, chosen, value = expected[tid]
-        if got.state != state or got.params != chosen or got.value != value or got.user_attrs != attrs:
+        if (got.state, got.params, got.value, got.user_attrs) != (state, chosen, value, attrs):
             raise RuntimeError(f"trial {tid} does not read back as written: {got}")
     return seconds
 
@@ -270,7 +288,8 @@ def run(args) -> int:
     space = C.shipped_space(args.space)
     reports = args.reports or int(space.fixed.get("epochs", 3))
     C.print_header("storage cost: runner + storage overhead per trial and per report; status")
-    print(f"# space {args.space} (pruner {space.study.pruner.describe() if space.study.pruner else 'none'}), "
+    pruner = space.study.pruner.describe() if space.study.pruner else "none"
+    print(f"# space {args.space} (pruner {pruner}), "
           f"{args.trials} trivial trials per run, {reports} reports per trial, heartbeat on")
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
         attrs = record_real_trial(space, tmp, reports)
@@ -298,15 +317,16 @@ def run(args) -> int:
             if cluster is not None:
                 cluster.stop()
         print()
-        C.print_table(["storage", "trials", "reports/trial", "bare_ms", "per_report_ms",
-                       "per_trial_ms", "bare_cpu_ms", "per_report_cpu_ms", "per_trial_cpu_ms",
-                       "last10%_ms", f"wall_share_of_{args.trial_seconds:g}s",
+        C.print_table(["storage", "trials", "reports/trial", "commits/trial", "bare_ms",
+                       "per_report_ms", "per_trial_ms", "bare_cpu_ms", "per_report_cpu_ms",
+                       "per_trial_cpu_ms", "last10%_ms", f"wall_share_of_{args.trial_seconds:g}s",
                        f"cpu_share_of_{args.trial_seconds:g}s", "load"], rows)
         print()
         print("bare = claim + ask + suggest + tell; per_trial = bare + reports + the real trial's "
-              "user attrs (mean); *_cpu_ms = this process's CPU time (robust to machine load; "
-              "excludes the PostgreSQL server's own CPU); last10%_ms = per_trial wall over the "
-              "last tenth of the run; goal: share <= 2%")
+              "user attrs (mean); commits/trial = transactions a full trial commits; *_cpu_ms = "
+              "this process's CPU time (robust to machine load; excludes the PostgreSQL server's "
+              "own CPU); last10%_ms = per_trial wall over the last tenth of the run; goal: "
+              "share <= 2%")
 
         url = f"sqlite:///{tmp}/big.db"
         fill = fill_study(url, space, attrs, args.status_trials, reports)
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status-trials", type=int, help="trials of the status study (10,000)")
     ap.add_argument("--repeats", type=int, default=3, help="timings of each status variant")
     ap.add_argument("--no-script", action="store_true",
-                    help="skip timing the installed vcr-hpo script (a fresh process, ~8 s of imports)")
+                    help="skip timing the installed vcr-hpo script (new process: ~8 s of imports)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke size: 5 trials per run, SQLite only, 200 trials for status")
     args = ap.parse_args(argv)
