@@ -629,7 +629,7 @@ class LoadReport:
             f"{self.finished}/{self.target} ({states}), numbering dense {self.dense}",
             f"  worker errors {self.worker_errors}, out-of-space or malformed trials "
             f"{len(self.problems)}, at most {self.max_concurrent} trials running at once",
-            f"  {self.seconds:.0f} s wall (8 s imports included), {self.trials_per_hour:.0f} trials/hour",
+            f"  {self.seconds:.0f} s wall (process start-up included), {self.trials_per_hour:.0f} trials/hour",
         ]
 
 
