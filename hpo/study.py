@@ -35,6 +35,7 @@ __all__ = [
     "SpaceChangedError",
     "StorageFaultError",
     "StudyStatus",
+    "TooManyFailuresError",
     "build_storage",
     "check_storage_url",
     "claim_lock",
@@ -62,6 +63,7 @@ HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 GRACE_PERIOD = 30  # a RUNNING trial without a heartbeat for this long is stale (FAIL, retried)
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
 MAX_RETRY = 3  # retries of one stale trial (same params)
+MAX_FAILURES_IN_A_ROW = 10  # FAILed trials in a row before a run gives up (n_trials counts finished)
 
 
 def _postgres_driver(url: str) -> str:
@@ -773,6 +775,10 @@ def run_one_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable)
         return study.tell(trial, values, state=state, skip_if_finished=True)
 
 
+class TooManyFailuresError(VcrHpoError):
+    """Every recent trial of this run failed: the space or the machine is broken, not unlucky."""
+
+
 def run_trials(
     study: optuna.Study,
     objective: Callable,
@@ -781,6 +787,7 @@ def run_trials(
     timeout: float | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
     reseed: Callable[[int], optuna.samplers.BaseSampler] | None = None,
+    max_failures_in_a_row: int | None = MAX_FAILURES_IN_A_ROW,
 ) -> int:
     """Run trials until the study holds `n_trials` finished ones or `timeout` seconds pass.
 
@@ -795,9 +802,11 @@ def run_trials(
 
     Raises:
         RunInterrupted: a signal arrived (inside `interrupt_on_signals`).
+        TooManyFailuresError: `max_failures_in_a_row` trials of this call failed one after the
+            other (failed trials never count toward `n_trials`, so the run would never end).
     """
     start = time.monotonic()
-    ran = 0
+    ran = failed_in_a_row = 0
     while timeout is None or time.monotonic() - start < timeout:
         trial = claim_trial(study, n_trials, reseed=reseed if ran == 0 else None)
         if trial is None:
@@ -806,6 +815,14 @@ def run_trials(
         ran += 1
         if on_trial is not None:
             on_trial(frozen)
+        failed_in_a_row = failed_in_a_row + 1 if frozen.state == TrialState.FAIL else 0
+        if max_failures_in_a_row is not None and failed_in_a_row >= max_failures_in_a_row:
+            reason = frozen.user_attrs.get("fail_reason", "no reason recorded")
+            raise TooManyFailuresError(
+                f"study {study.study_name}: the last {failed_in_a_row} trials failed, got "
+                f"fail_reason {reason!r} (trial {frozen.number}). Fix the cause, then run the same "
+                "command again to resume"
+            )
     return ran
 
 

@@ -14,6 +14,7 @@ from hpo.errors import ConfigError
 from hpo.study import (
     DatabaseLockedError,
     RunInterrupted,
+    TooManyFailuresError,
     build_storage,
     check_storage_url,
     claim_trial,
@@ -71,6 +72,26 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [t.number for t in failed] == [1]
     assert failed[0].user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")
+
+
+def test_a_run_whose_trials_all_fail_stops_with_the_reason(tmp_path):
+    study = _study(tmp_path)
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if trial.number >= 2:  # e.g. every config runs out of memory on this machine
+            raise RuntimeError(f"can't allocate memory (trial {trial.number})")
+        return x
+
+    with pytest.raises(TooManyFailuresError) as info:
+        run_trials(study, objective, n_trials=50, max_failures_in_a_row=4)
+    assert "the last 4 trials failed" in str(info.value)
+    assert "can't allocate memory (trial 5)" in str(info.value)
+    counts = count_states(study._storage, study._study_id)
+    assert counts[TrialState.COMPLETE] == 2 and counts[TrialState.FAIL] == 4
+    # one success resets the count: a failure every other trial never stops the run
+    study2 = _study(tmp_path, name="alternating")
+    assert run_trials(study2, lambda t: 1 / (t.number % 2), n_trials=5, max_failures_in_a_row=2) == 10
 
 
 def test_interrupted_trial_is_failed_and_queued_again_exactly_once(tmp_path):
