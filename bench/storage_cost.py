@@ -241,14 +241,14 @@ def fill_study(url: str, space, attrs: dict, n: int, reports: int) -> float:
     return seconds
 
 
-def status_rows(url: str, name: str, repeats: int, script: bool = True):
+def status_rows(url: str, name: str, repeats: int, run_script: bool = True):
     """Seconds for the status query, the in-process command and the installed script."""
     from hpo import study as S
     from hpo.cli import main as cli_main
 
     rows = []
     query, command, script = [], [], []
-    exe = shutil.which("vcr-hpo") if script else None
+    exe = shutil.which("vcr-hpo") if run_script else None
     for _ in range(repeats):
         t0 = time.perf_counter()
         # as `vcr-hpo status` opens it: no heartbeat (a reader must not fail anyone's trials)
@@ -335,7 +335,7 @@ def run(args) -> int:
         print(f"status on a study of {args.status_trials} finished trials ({url.split('/')[-1]}, "
               f"rows inserted in {fill:.1f} s), median of {args.repeats}:")
         C.print_table(["what", "median_s", "max_s", "load"],
-                      status_rows(url, "big", args.repeats, script=not args.no_script))
+                      status_rows(url, "big", args.repeats, run_script=not args.no_script))
         print()
         print("goal: status under 2 s (the query; the installed script adds Python start-up and "
               "library imports)")
