@@ -62,14 +62,13 @@ def trial_window(url: str) -> tuple[int, float, float]:
     return len(done), (last - first).total_seconds(), mean
 
 
-def probe_threads(workers: int) -> int:
-    """Torch threads one worker gets: ask a fresh process started as the runner starts it."""
-    threads = C.runner_threads(workers)
+def probe_threads(workers: int, args) -> int:
+    """Torch threads one worker gets: a fresh process set up as the runner sets up a worker."""
+    threads = C.runner_threads(workers, args.image_size)
     env = dict(os.environ)
-    code = "import torch; print(torch.get_num_threads())"
-    if workers > 1:  # the runner passes --threads and OMP_NUM_THREADS only to its child workers
+    if workers > 1:  # the runner passes OMP_NUM_THREADS to its child workers
         env["OMP_NUM_THREADS"] = str(threads)
-        code = f"import torch; torch.set_num_threads({threads}); print(torch.get_num_threads())"
+    code = f"import torch; torch.set_num_threads({threads}); print(torch.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     return int(out.stdout.strip())
@@ -82,8 +81,8 @@ def run(args) -> int:
     C.print_header("parallel: trials per hour with --workers N (installed vcr-hpo, SQLite)")
     print(f"# {args.n_trials} trials per run, {args.backbone}, {args.epochs} epochs, "
           f"{args.image_size} px, {args.train} train / {args.val} val synthetic images, no pruner; "
-          f"rule: threads per worker = max(1, os.cpu_count() // N), os.cpu_count() = "
-          f"{os.cpu_count()}")
+          f"rule (hpo.study.cpu_threads): 1 thread per worker below 96 px, else "
+          f"max(1, os.cpu_count() // N); os.cpu_count() = {os.cpu_count()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         space = Path(tmp) / "parallel.yaml"
@@ -103,7 +102,7 @@ def run(args) -> int:
                                env=env, check=True, cwd=tmp)
                 wall = time.perf_counter() - t0
                 done, window, mean = trial_window(url)
-                rows.append([workers, probe_threads(workers), done, round(wall, 1),
+                rows.append([workers, probe_threads(workers, args), done, round(wall, 1),
                              round(window, 1), round(mean, 2), round(3600 * done / window),
                              round(3600 * done / wall), load_before, C.load_text()])
     print()
@@ -114,6 +113,7 @@ def run(args) -> int:
     for r in rows:
         by.setdefault(r[0], []).append(r[6])
     if 1 in by:
+        print()
         base = sum(by[1]) / len(by[1])
         for w, rates in sorted(by.items()):
             print(f"{w} worker(s): steady {sum(rates) / len(rates):.0f} trials/h = "

@@ -339,20 +339,6 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _cpu_threads(image_size: int, workers: int) -> int:
-    """Torch CPU threads per worker process.
-
-    Below 96 px one thread: convolutions that small do not parallelise, and extra threads spin.
-    Measured on the demo (32 px, 2 shared cores): 2 threads 770 s wall / 458 s CPU, 1 thread
-    202 s / 117 s. Larger images: the cores split between the workers, max(1, cores // workers).
-    """
-    import os
-
-    if image_size < 96:
-        return 1
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 def _largest_image(plan: _RunPlan) -> int:
     for p in plan.space.params:
         if p.name == "image_size":
@@ -389,8 +375,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if plan.cfg.device in ("auto", "cpu"):
         import torch
 
+        from .study import cpu_threads
+
         if plan.cfg.device == "cpu" or not torch.cuda.is_available():
-            torch.set_num_threads(ns.threads or _cpu_threads(_largest_image(plan), ns.workers))
+            torch.set_num_threads(ns.threads or cpu_threads(_largest_image(plan), ns.workers))
     hint = _RESUME_HINT + _resume_command(ns, url, plan.study_name)
     import optuna
 
@@ -444,7 +432,7 @@ def _run_workers(ns, study, storage, plan: _RunPlan, progress) -> int:
 
     from . import study as S
 
-    threads = ns.threads or _cpu_threads(_largest_image(plan), ns.workers)
+    threads = ns.threads or S.cpu_threads(_largest_image(plan), ns.workers)
     url = plan.url
     argv = [sys.executable, "-m", "hpo.cli", "run", "--space", ns.space, "--storage", url,
             "--study-name", plan.study_name, "--n-trials", str(plan.n_trials), "--workers", "1", "--quiet",
@@ -668,7 +656,9 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     if cfg.device == "cpu" or (cfg.device == "auto" and not _cuda_available()):
         import torch
 
-        torch.set_num_threads(_cpu_threads(cfg.image_size, 1))
+        from .study import cpu_threads
+
+        torch.set_num_threads(cpu_threads(cfg.image_size, 1))
     result = train_model(cfg, on_epoch=show)
     path = save_run(result, cfg, out)
     print(f"best epoch {result.best_epoch + 1}: val_acc {result.best.val_acc:.4f}  "
