@@ -3,14 +3,15 @@
 One shipped search space (default: the demo, hyperparameters.yaml) shrunk to a tiny synthetic
 set, the same sampler and seed, run once per pruner exactly as `vcr-hpo run` runs it (open_study,
 claim_trial, run_one_trial, the project's Objective, build_storage on a temporary SQLite file).
-The run without a pruner sets the target: its best val_acc minus --tolerance.
+The run without a pruner sets the targets: its best val_acc minus each --tolerance (0.01, and
+one standard error of a val_acc on --val images: closer than that, trials differ by noise).
 
 Live runs (one per pruner) train the same number of trials as the unpruned run:
   x_none      epochs of those trials / epochs of the unpruned run (equal trials, no oracle);
               counts only if the pruned run reached the target ("reached").
   x_first     epochs until the first COMPLETE trial at the target / the same for the unpruned
-              run; a run that has not reached it after its trials goes on until it does or has
-              trained as many epochs as the whole unpruned run (then "not reached").
+              run. A run short of the loosest target after its trials goes on until it reaches
+              it or has trained as many epochs as the whole unpruned run ("not reached").
 Replay: each pruner (more than the live ones) watches the unpruned run's recorded curves, trial
 by trial, in a fresh in-memory study: the same trials, so only the pruning differs (exact for a
 sampler that ignores history, such as Random; TPE would have sampled differently after pruning).
@@ -18,12 +19,14 @@ Epoch counts are robust; seconds are noisy on a shared machine (the load is prin
 
     python bench/pruning.py                       # 24 trials, 5 epochs, 32 px (minutes)
     python bench/pruning.py --quick               # smoke-sized (seconds)
-    python bench/pruning.py --pruner "{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}"
+    python bench/pruning.py --pruner "{type: Percentile, percentile: 25.0, n_warmup_steps: 0}"
+    python bench/pruning.py --replay-seeds 1 2    # two more unpruned runs for the replay
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -38,8 +41,10 @@ import _common as C
 #: Pruners only replayed by default (cheap): candidates for the shipped spaces' defaults.
 REPLAY_DEFAULT = [
     "{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}",
-    "{type: MedianPruner, n_startup_trials: 4, n_warmup_steps: 1}",
+    "{type: MedianPruner, n_startup_trials: 4, n_warmup_steps: 0}",
+    "{type: Percentile, percentile: 25.0, n_startup_trials: 2, n_warmup_steps: 0}",
     "{type: Percentile, percentile: 25.0, n_startup_trials: 2, n_warmup_steps: 1}",
+    "{type: Percentile, percentile: 33.0, n_startup_trials: 2, n_warmup_steps: 0}",
     "{type: SuccessiveHalving, min_resource: 1, reduction_factor: 3}",
     "{type: Hyperband, min_resource: 1, reduction_factor: 2}",
 ]
@@ -129,6 +134,19 @@ def _best(records) -> float:
     return max((r.value for r in records if r.value is not None), default=float("nan"))
 
 
+def tolerances(specs: list[str], best: float, n_val: int) -> list[tuple[str, float]]:
+    """(label, absolute tolerance): a number, or "se" = one standard error of a val_acc measured
+    on n_val images, sqrt(p (1 - p) / n_val): below that, a "better" trial is noise."""
+    out = []
+    for spec in specs:
+        if spec == "se":
+            tol = math.sqrt(best * (1 - best) / n_val)
+            out.append((f"se={tol:.3f}", tol))
+        else:
+            out.append((f"{float(spec):g}", float(spec)))
+    return out
+
+
 def run(args) -> int:
     import optuna
     import torch
@@ -140,16 +158,16 @@ def run(args) -> int:
                                  train=args.train, val=args.val)
     live = variants(args.pruner, args.shipped)
     replayed = [*live[1:], *((f"--replay {i}", _spec(t)) for i, t in enumerate(args.replay, 1))]
-    seeds = args.seeds or [space.study.sampler.args.get("seed", 0)]
+    live_seeds = args.seeds or [space.study.sampler.args.get("seed", 0)]
+    seeds = [*live_seeds, *(s for s in args.replay_seeds if s not in live_seeds)]
     n = args.n_trials
     C.print_header("pruning: compute to reach the best val_acc of the unpruned run")
     print(f"# space {args.space} (sampler {space.study.sampler.describe()}, seed varied), "
           f"{n} trials per run, {args.epochs} epochs, {args.image_size} px, {args.train} train / "
-          f"{args.val} val synthetic images; target = best unpruned val_acc - {args.tolerance:g}")
+          f"{args.val} val synthetic images; target = best unpruned val_acc - tolerance "
+          f"({', '.join(args.tolerance)}; se = one standard error of val_acc on {args.val} images)")
     C.warm_up(space, overrides)
-    rows, replay_rows = [], []
-    summary = {label: {"live": [], "first": [], "replay": [], "reached": 0, "seeds": 0}
-               for label, _ in replayed}
+    rows, replay_rows, summary = [], [], {}
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
         for seed in seeds:
             sampler = space.study.sampler
@@ -158,19 +176,22 @@ def run(args) -> int:
             base = C.run_study_loop(C.with_study(space, sampler=sampler, pruner=None, n_trials=n),
                                     f"sqlite:///{tmp}/none-{seed}.db", overrides=overrides,
                                     max_trials=n)
+            wall = round(time.perf_counter() - t0, 1)
             best = _best(base)
-            target = best - args.tolerance
+            tols = tolerances(args.tolerance, best, args.val)
+            loose = best - max(t for _, t in tols)  # a live run short of it after n trials goes on
             budget = sum(r.epochs for r in base)
             base_s = sum(r.seconds for r in base)
-            ref = first_hit(base, target)
-            rows.append([seed, "none", n, 0, budget, 1.0, round(base_s, 1), 1.0, round(best, 4),
-                         "yes", ref[0], 1.0, round(time.perf_counter() - t0, 1), C.load_text()])
+            refs = {label: first_hit(base, best - tol) for label, tol in tols}
+            for label, _ in tols:
+                rows.append([seed, "none", label, n, 0, budget, 1.0, round(base_s, 1), 1.0,
+                             round(best, 4), "yes", refs[label][0], 1.0, wall, C.load_text()])
             print(f"# seed {seed}: none done, best {best:.4f}", file=sys.stderr, flush=True)
-            for label, spec in live[1:]:
-                def stop(recs, target=target, budget=budget):
+            for name, spec in live[1:] if seed in live_seeds else []:
+                def stop(recs, budget=budget):
                     if len(recs) < n:
                         return False
-                    return (first_hit(recs, target) is not None
+                    return (first_hit(recs, loose) is not None
                             or sum(r.epochs for r in recs) >= budget)
 
                 t0 = time.perf_counter()
@@ -178,67 +199,76 @@ def run(args) -> int:
                     C.with_study(space, sampler=sampler, pruner=spec, n_trials=n),
                     f"sqlite:///{tmp}/{len(rows)}-{seed}.db", overrides=overrides,
                     max_trials=args.max_trials_factor * n, stop=stop)
+                wall = round(time.perf_counter() - t0, 1)
                 head = recs[:n]
                 epochs = sum(r.epochs for r in head)
-                reached = _best(head) >= target
-                hit = first_hit(recs, target)
-                first = (hit[0], _ratio(hit[0], ref[0])) if hit else (
-                    f">{sum(r.epochs for r in recs)}", "not reached")
-                rows.append([seed, label, n, sum(r.state == "PRUNED" for r in head), epochs,
-                             _ratio(epochs, budget), round(sum(r.seconds for r in head), 1),
-                             _ratio(sum(r.seconds for r in head), base_s), round(_best(head), 4),
-                             "yes" if reached else "no", *first,
-                             round(time.perf_counter() - t0, 1), C.load_text()])
-                entry = summary[label]
-                entry["seeds"] += 1
-                entry["reached"] += reached
-                entry["live"].append(epochs / budget if reached else float("inf"))
-                entry["first"].append(hit[0] / ref[0] if hit else float("inf"))
-                print(f"# seed {seed}: {label} done", file=sys.stderr, flush=True)
+                seconds = sum(r.seconds for r in head)
+                for label, tol in tols:
+                    reached = _best(head) >= best - tol
+                    hit = first_hit(recs, best - tol)
+                    first = (hit[0], _ratio(hit[0], refs[label][0])) if hit else (
+                        f">{sum(r.epochs for r in recs)}", "not reached")
+                    rows.append([seed, name, label, n, sum(r.state == "PRUNED" for r in head),
+                                 epochs, _ratio(epochs, budget), round(seconds, 1),
+                                 _ratio(seconds, base_s), round(_best(head), 4),
+                                 "yes" if reached else "no", *first, wall, C.load_text()])
+                    e = summary.setdefault((name, label), _entry())
+                    e["seeds"] += 1
+                    e["reached"] += reached
+                    e["live"].append(epochs / budget if reached else math.inf)
+                    e["first"].append(hit[0] / refs[label][0] if hit else math.inf)
+                print(f"# seed {seed}: {name} done", file=sys.stderr, flush=True)
             curves = [r.curve for r in base]
-            for label, spec in replayed:
+            for name, spec in replayed:
                 recs = replay(curves, spec)
                 epochs = sum(r.epochs for r in recs)
-                hit = first_hit(recs, target)
-                reached = _best(recs) >= target
-                replay_rows.append([seed, label, sum(r.state == "PRUNED" for r in recs), epochs,
-                                    _ratio(epochs, budget), round(_best(recs), 4),
-                                    "yes" if reached else "no", hit[0] if hit else "-",
-                                    _ratio(hit[0], ref[0]) if hit else "not reached"])
-                summary[label]["replay"].append(epochs / budget if reached else float("inf"))
+                for label, tol in tols:
+                    hit = first_hit(recs, best - tol)
+                    reached = _best(recs) >= best - tol
+                    replay_rows.append([seed, name, label, sum(r.state == "PRUNED" for r in recs),
+                                        epochs, _ratio(epochs, budget), round(_best(recs), 4),
+                                        "yes" if reached else "no", hit[0] if hit else "-",
+                                        _ratio(hit[0], refs[label][0]) if hit else "not reached"])
+                    e = summary.setdefault((name, label), _entry())
+                    e["replay"].append(epochs / budget if reached else math.inf)
     print()
     print(f"live runs ({n} trials each; x_none = epochs / unpruned epochs, counts only if reached; "
           "x_first = epochs to the first trial at the target / the unpruned run's):")
-    C.print_table(["seed", "pruner", "trials", "pruned", "epochs", "x_none", "seconds",
+    C.print_table(["seed", "pruner", "tol", "trials", "pruned", "epochs", "x_none", "seconds",
                    "x_none_s", "best_val_acc", "reached", "epochs_to_target", "x_first",
                    "wall_s", "load"], rows)
     print()
     print("replay (each pruner watches the unpruned run's recorded curves):")
-    C.print_table(["seed", "pruner", "pruned", "epochs", "x_none", "best_kept", "reached",
+    C.print_table(["seed", "pruner", "tol", "pruned", "epochs", "x_none", "best_kept", "reached",
                    "epochs_to_target", "x_first"], replay_rows)
     print()
     print("pruners:")
-    for label, spec in [live[0], *replayed]:
-        print(f"  {label}: {_describe(spec)}")
+    for name, spec in [live[0], *replayed]:
+        print(f"  {name}: {_describe(spec)}")
     table = []
-    for label, e in summary.items():
-        med = {k: statistics.median(v) if v else None for k, v in e.items()
-               if k in ("live", "first", "replay")}
+    for (name, label), e in sorted(summary.items(), key=lambda kv: [n for n, _ in replayed].index(
+            kv[0][0])):
+        med = {k: statistics.median(e[k]) if e[k] else None for k in ("live", "first", "replay")}
         verdict = "-" if med["live"] is None else (
             "met" if med["live"] <= args.goal and e["reached"] == e["seeds"] else "not met")
-        table.append([label, len(e["replay"]), _fmt(med["replay"]), e["seeds"] or "-",
+        table.append([name, label, len(e["replay"]), _fmt(med["replay"]),
                       f"{e['reached']}/{e['seeds']}" if e["seeds"] else "-", _fmt(med["live"]),
                       _fmt(med["first"]), verdict])
     print()
-    C.print_table(["pruner", "seeds", "replay_x_none", "live_seeds", "live_reached",
-                   "live_x_none", "live_x_first", f"goal_x_none_<={args.goal:g}"], table)
+    print("median over seeds; inf = target not reached:")
+    C.print_table(["pruner", "tol", "seeds", "replay_x_none", "live_reached", "live_x_none",
+                   "live_x_first", f"goal_x_none_<={args.goal:g}"], table)
     return 0
+
+
+def _entry() -> dict:
+    return {"live": [], "first": [], "replay": [], "reached": 0, "seeds": 0}
 
 
 def _fmt(value) -> str:
     if value is None:
         return "-"
-    return "inf" if value == float("inf") else f"{value:.3f}"
+    return "inf" if value == math.inf else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,9 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--train", type=int, default=300, help="synthetic training images")
     ap.add_argument("--val", type=int, default=150, help="synthetic validation images")
-    ap.add_argument("--tolerance", type=float, default=0.01,
-                    help="target = best unpruned val_acc minus this (absolute)")
+    ap.add_argument("--tolerance", nargs="+", default=["0.01", "se"],
+                    help="targets = best unpruned val_acc minus each (absolute, or se: one "
+                         "standard error of val_acc on --val images)")
     ap.add_argument("--seeds", type=int, nargs="*", help="sampler seeds (default: the space's)")
+    ap.add_argument("--replay-seeds", type=int, nargs="*", default=[],
+                    help="more sampler seeds for the replay only (an unpruned run each)")
     ap.add_argument("--max-trials-factor", type=int, default=4,
                     help="a pruned run stops after this many times --n-trials trials at most")
     ap.add_argument("--goal", type=float, default=0.4, help="compute ratio the pruner should beat")
@@ -269,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n_trials, args.epochs, args.image_size, args.train, args.val = 3, 2, 32, 40, 20
         args.shipped = args.shipped[:1]
+    for spec in args.tolerance:
+        try:
+            spec == "se" or float(spec)
+        except ValueError:
+            ap.error(f"--tolerance: a number or se, got {spec!r}")
     if args.replay is None:
         args.replay = REPLAY_DEFAULT[:1] if args.quick else list(REPLAY_DEFAULT)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
