@@ -67,33 +67,39 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
     out = _run("pruning", ["--quick"], capsys, monkeypatch)
     _command_line(out, "pruning", "--quick")
     live, replayed, summary = tables(out)
-    by = {r["pruner"]: r for r in live}
-    assert set(by) == {"none", "hyperparameters.yaml"}
-    none = by["none"]
-    assert int(none["trials"]) == 3 and int(none["pruned"]) == 0 and none["reached"] == "yes"
-    assert int(none["epochs"]) == 3 * 2  # no pruner: every trial trains every epoch
-    assert float(none["x_none"]) == 1.0 and float(none["x_first"]) == 1.0
-    assert 1 <= int(none["epochs_to_target"]) <= 6
-    assert 0.0 <= float(none["best_val_acc"]) <= 1.0
-    pruned = by["hyperparameters.yaml"]
-    # equal trials: a pruner can only train fewer epochs; each pruned trial trained >= 1 epoch
-    assert int(pruned["pruned"]) <= int(pruned["epochs"]) <= 6
-    assert float(pruned["x_none"]) == pytest.approx(int(pruned["epochs"]) / 6, abs=1e-3)
-    assert (pruned["reached"] == "yes") == (
-        float(pruned["best_val_acc"]) >= float(none["best_val_acc"]) - 0.01)
-    if pruned["x_first"] != "not reached":
-        ratio = int(pruned["epochs_to_target"]) / int(none["epochs_to_target"])
-        assert float(pruned["x_first"]) == pytest.approx(ratio, abs=1e-3)
-    # replay: the shipped pruner and one candidate watch the unpruned run's 3 curves
-    assert [r["pruner"] for r in replayed] == ["hyperparameters.yaml", "--replay 1"]
-    for r in replayed:
-        assert int(r["pruned"]) <= int(r["epochs"]) <= 6
-        assert float(r["best_kept"]) <= float(none["best_val_acc"])
-        reached = float(r["best_kept"]) >= float(none["best_val_acc"]) - 0.01
-        assert (r["reached"] == "yes") == reached
-    assert [r["pruner"] for r in summary] == ["hyperparameters.yaml", "--replay 1"]
-    assert summary[0]["goal_x_none_<=0.4"] in ("met", "not met")
-    assert summary[1]["live_x_none"] == "-"  # replayed only
+    tols = sorted({r["tol"] for r in live})
+    assert len(tols) == 2 and "0.01" in tols and any(t.startswith("se=") for t in tols)
+    for tol in tols:
+        by = {r["pruner"]: r for r in live if r["tol"] == tol}
+        assert set(by) == {"none", "hyperparameters.yaml"}
+        none = by["none"]
+        assert int(none["trials"]) == 3 and int(none["pruned"]) == 0 and none["reached"] == "yes"
+        assert int(none["epochs"]) == 3 * 2  # no pruner: every trial trains every epoch
+        assert float(none["x_none"]) == 1.0 and float(none["x_first"]) == 1.0
+        assert 1 <= int(none["epochs_to_target"]) <= 6
+        best = float(none["best_val_acc"])
+        assert 0.0 <= best <= 1.0
+        margin = 0.01 if tol == "0.01" else float(tol[3:])
+        pruned = by["hyperparameters.yaml"]
+        # equal trials: a pruner can only train fewer epochs; a pruned trial trained >= 1 epoch
+        assert int(pruned["pruned"]) <= int(pruned["epochs"]) <= 6
+        assert float(pruned["x_none"]) == pytest.approx(int(pruned["epochs"]) / 6, abs=1e-3)
+        assert (pruned["reached"] == "yes") == (float(pruned["best_val_acc"]) >= best - margin)
+        if pruned["x_first"] != "not reached":
+            ratio = int(pruned["epochs_to_target"]) / int(none["epochs_to_target"])
+            assert float(pruned["x_first"]) == pytest.approx(ratio, abs=1e-3)
+        # replay: the shipped pruner and one candidate watch the unpruned run's 3 curves
+        rows = [r for r in replayed if r["tol"] == tol]
+        assert [r["pruner"] for r in rows] == ["hyperparameters.yaml", "--replay 1"]
+        for r in rows:
+            assert int(r["pruned"]) <= int(r["epochs"]) <= 6
+            assert float(r["best_kept"]) <= best
+            assert (r["reached"] == "yes") == (float(r["best_kept"]) >= best - margin)
+    assert [(r["pruner"], r["tol"]) for r in summary] == [
+        ("hyperparameters.yaml", tols[0]), ("hyperparameters.yaml", tols[1]),
+        ("--replay 1", tols[0]), ("--replay 1", tols[1])]
+    assert {r["goal_x_none_<=0.4"] for r in summary[:2]} <= {"met", "not met"}
+    assert {r["live_x_none"] for r in summary[2:]} == {"-"}  # replayed only
     assert "MedianPruner(n_startup_trials=" in out  # the shipped demo's pruner, read from its file
 
 
