@@ -148,11 +148,10 @@ def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch):
     _command_line(out, "parallel", "--quick")
     (rows,) = tables(out)
     assert [int(r["workers"]) for r in rows] == [1, 2]
-    import os
+    from hpo.study import cpu_threads
 
     threads = {int(r["workers"]): int(r["threads_each"]) for r in rows}
-    assert threads[2] == max(1, (os.cpu_count() or 1) // 2)  # the runner's rule
-    assert threads[1] >= threads[2]
+    assert threads == {w: cpu_threads(32, w) for w in (1, 2)}  # the runner's rule at 32 px
     for r in rows:
         assert int(r["trials"]) == 2
         assert float(r["window_s"]) <= float(r["wall_s"])
