@@ -134,16 +134,16 @@ def _best(records) -> float:
     return max((r.value for r in records if r.value is not None), default=float("nan"))
 
 
-def tolerances(specs: list[str], best: float, n_val: int) -> list[tuple[str, float]]:
-    """(label, absolute tolerance): a number, or "se" = one standard error of a val_acc measured
-    on n_val images, sqrt(p (1 - p) / n_val): below that, a "better" trial is noise."""
+def tolerances(specs: list[str], best: float, n_val: int) -> list[tuple[str, str, float]]:
+    """(spec, label, absolute tolerance): a number, or "se" = one standard error of a val_acc
+    measured on n_val images, sqrt(p (1 - p) / n_val): below that, a "better" trial is noise."""
     out = []
     for spec in specs:
         if spec == "se":
             tol = math.sqrt(best * (1 - best) / n_val)
-            out.append((f"se={tol:.3f}", tol))
+            out.append((spec, f"se={tol:.3f}", tol))
         else:
-            out.append((f"{float(spec):g}", float(spec)))
+            out.append((spec, f"{float(spec):g}", float(spec)))
     return out
 
 
@@ -160,6 +160,8 @@ def run(args) -> int:
     replayed = [*live[1:], *((f"--replay {i}", _spec(t)) for i, t in enumerate(args.replay, 1))]
     live_seeds = args.seeds or [space.study.sampler.args.get("seed", 0)]
     seeds = [*live_seeds, *(s for s in args.replay_seeds if s not in live_seeds)]
+    if args.no_live:
+        live_seeds = []
     n = args.n_trials
     C.print_header("pruning: compute to reach the best val_acc of the unpruned run")
     print(f"# space {args.space} (sampler {space.study.sampler.describe()}, seed varied), "
@@ -169,6 +171,9 @@ def run(args) -> int:
     C.warm_up(space, overrides)
     rows, replay_rows, summary = [], [], {}
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
+        if args.keep_dir:
+            tmp = str(Path(args.keep_dir).resolve())
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         for seed in seeds:
             sampler = space.study.sampler
             sampler = type(sampler)(sampler.type, {**sampler.args, "seed": seed})
@@ -179,11 +184,12 @@ def run(args) -> int:
             wall = round(time.perf_counter() - t0, 1)
             best = _best(base)
             tols = tolerances(args.tolerance, best, args.val)
-            loose = best - max(t for _, t in tols)  # a live run short of it after n trials goes on
+            # a live run short of the loosest target after n trials goes on
+            loose = best - max(t for _, _, t in tols)
             budget = sum(r.epochs for r in base)
             base_s = sum(r.seconds for r in base)
-            refs = {label: first_hit(base, best - tol) for label, tol in tols}
-            for label, _ in tols:
+            refs = {label: first_hit(base, best - tol) for _, label, tol in tols}
+            for _, label, _ in tols:
                 rows.append([seed, "none", label, n, 0, budget, 1.0, round(base_s, 1), 1.0,
                              round(best, 4), "yes", refs[label][0], 1.0, wall, C.load_text()])
             print(f"# seed {seed}: none done, best {best:.4f}", file=sys.stderr, flush=True)
@@ -203,7 +209,7 @@ def run(args) -> int:
                 head = recs[:n]
                 epochs = sum(r.epochs for r in head)
                 seconds = sum(r.seconds for r in head)
-                for label, tol in tols:
+                for key, label, tol in tols:
                     reached = _best(head) >= best - tol
                     hit = first_hit(recs, best - tol)
                     first = (hit[0], _ratio(hit[0], refs[label][0])) if hit else (
@@ -212,7 +218,7 @@ def run(args) -> int:
                                  epochs, _ratio(epochs, budget), round(seconds, 1),
                                  _ratio(seconds, base_s), round(_best(head), 4),
                                  "yes" if reached else "no", *first, wall, C.load_text()])
-                    e = summary.setdefault((name, label), _entry())
+                    e = summary.setdefault((name, key), _entry())
                     e["seeds"] += 1
                     e["reached"] += reached
                     e["live"].append(epochs / budget if reached else math.inf)
@@ -222,14 +228,14 @@ def run(args) -> int:
             for name, spec in replayed:
                 recs = replay(curves, spec)
                 epochs = sum(r.epochs for r in recs)
-                for label, tol in tols:
+                for key, label, tol in tols:
                     hit = first_hit(recs, best - tol)
                     reached = _best(recs) >= best - tol
                     replay_rows.append([seed, name, label, sum(r.state == "PRUNED" for r in recs),
                                         epochs, _ratio(epochs, budget), round(_best(recs), 4),
                                         "yes" if reached else "no", hit[0] if hit else "-",
                                         _ratio(hit[0], refs[label][0]) if hit else "not reached"])
-                    e = summary.setdefault((name, label), _entry())
+                    e = summary.setdefault((name, key), _entry())
                     e["replay"].append(epochs / budget if reached else math.inf)
     print()
     print(f"live runs ({n} trials each; x_none = epochs / unpruned epochs, counts only if reached; "
@@ -246,12 +252,12 @@ def run(args) -> int:
     for name, spec in [live[0], *replayed]:
         print(f"  {name}: {_describe(spec)}")
     table = []
-    for (name, label), e in sorted(summary.items(), key=lambda kv: [n for n, _ in replayed].index(
+    for (name, key), e in sorted(summary.items(), key=lambda kv: [n for n, _ in replayed].index(
             kv[0][0])):
         med = {k: statistics.median(e[k]) if e[k] else None for k in ("live", "first", "replay")}
         verdict = "-" if med["live"] is None else (
             "met" if med["live"] <= args.goal and e["reached"] == e["seeds"] else "not met")
-        table.append([name, label, len(e["replay"]), _fmt(med["replay"]),
+        table.append([name, key, len(e["replay"]), _fmt(med["replay"]),
                       f"{e['reached']}/{e['seeds']}" if e["seeds"] else "-", _fmt(med["live"]),
                       _fmt(med["first"]), verdict])
     print()
@@ -291,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", help="sampler seeds (default: the space's)")
     ap.add_argument("--replay-seeds", type=int, nargs="*", default=[],
                     help="more sampler seeds for the replay only (an unpruned run each)")
+    ap.add_argument("--no-live", action="store_true",
+                    help="no live pruned runs: unpruned runs and the replay only")
+    ap.add_argument("--keep-dir", help="keep the study files here (default: a temporary folder)")
     ap.add_argument("--max-trials-factor", type=int, default=4,
                     help="a pruned run stops after this many times --n-trials trials at most")
     ap.add_argument("--goal", type=float, default=0.4, help="compute ratio the pruner should beat")

@@ -96,8 +96,8 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
             assert float(r["best_kept"]) <= best
             assert (r["reached"] == "yes") == (float(r["best_kept"]) >= best - margin)
     assert [(r["pruner"], r["tol"]) for r in summary] == [
-        ("hyperparameters.yaml", tols[0]), ("hyperparameters.yaml", tols[1]),
-        ("--replay 1", tols[0]), ("--replay 1", tols[1])]
+        ("hyperparameters.yaml", "0.01"), ("hyperparameters.yaml", "se"),
+        ("--replay 1", "0.01"), ("--replay 1", "se")]
     assert {r["goal_x_none_<=0.4"] for r in summary[:2]} <= {"met", "not met"}
     assert {r["live_x_none"] for r in summary[2:]} == {"-"}  # replayed only
     assert "MedianPruner(n_startup_trials=" in out  # the shipped demo's pruner, read from its file
