@@ -38,11 +38,11 @@ def load_text() -> str:
     return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
 
 
-def runner_threads(workers: int, image_size: int = 32) -> int:
-    """Torch threads per worker, by the rule `vcr-hpo run --workers N` applies."""
+def runner_threads(workers: int) -> int:
+    """Torch threads per worker, by the rule `vcr-hpo run --workers N` applies now."""
     from hpo.study import cpu_threads
 
-    return cpu_threads(image_size, workers)
+    return cpu_threads(workers)
 
 
 def conditions() -> str:

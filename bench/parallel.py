@@ -6,7 +6,8 @@ and dropout are searched), so trials per hour compare worker counts, not lucky c
 Two rates: "steady" = finished trials / (last trial end - first trial start), read from the
 storage (what a long study sees); "with start-up" = finished trials / command wall time (each
 worker process imports torch, timm and optuna first). Torch threads per worker follow the runner's
-rule, printed below. Wall times on a shared machine are noisy: the load is printed beside them.
+rule (read just before each run), or --threads. Wall times on a shared machine are noisy: the
+load is printed beside them.
 
     python bench/parallel.py                          # 1 and 2 workers, 8 trials each (minutes)
     python bench/parallel.py --quick                  # smoke-sized
@@ -62,18 +63,6 @@ def trial_window(url: str) -> tuple[int, float, float]:
     return len(done), (last - first).total_seconds(), mean
 
 
-def probe_threads(workers: int, args) -> int:
-    """Torch threads one worker gets: a fresh process set up as the runner sets up a worker."""
-    threads = C.runner_threads(workers, args.image_size)
-    env = dict(os.environ)
-    if workers > 1:  # the runner passes OMP_NUM_THREADS to its child workers
-        env["OMP_NUM_THREADS"] = str(threads)
-    code = f"import torch; torch.set_num_threads({threads}); print(torch.get_num_threads())"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
-    return int(out.stdout.strip())
-
-
 def run(args) -> int:
     exe = shutil.which("vcr-hpo")
     if exe is None:
@@ -81,8 +70,8 @@ def run(args) -> int:
     C.print_header("parallel: trials per hour with --workers N (installed vcr-hpo, SQLite)")
     print(f"# {args.n_trials} trials per run, {args.backbone}, {args.epochs} epochs, "
           f"{args.image_size} px, {args.train} train / {args.val} val synthetic images, no pruner; "
-          f"rule (hpo.study.cpu_threads): 1 thread per worker below 96 px, else "
-          f"max(1, os.cpu_count() // N); os.cpu_count() = {os.cpu_count()}")
+          f"rule (hpo.study.cpu_threads): max(1, idle cores // N), idle cores = "
+          f"os.cpu_count() - int(1-min load), at least 1; os.cpu_count() = {os.cpu_count()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         space = Path(tmp) / "parallel.yaml"
@@ -96,13 +85,15 @@ def run(args) -> int:
             for workers in args.workers:
                 url = f"sqlite:///{tmp}/w{workers}-{rnd}.db"
                 load_before = C.load_text()
+                # the runner's rule, read now and passed on, so the table shows what ran
+                threads = args.threads or C.runner_threads(workers)
                 t0 = time.perf_counter()
                 subprocess.run([exe, "run", "--space", str(space), "--storage", url, "--n-trials",
-                                str(args.n_trials), "--workers", str(workers), "--quiet"],
-                               env=env, check=True, cwd=tmp)
+                                str(args.n_trials), "--workers", str(workers), "--quiet",
+                                "--threads", str(threads)], env=env, check=True, cwd=tmp)
                 wall = time.perf_counter() - t0
                 done, window, mean = trial_window(url)
-                rows.append([workers, probe_threads(workers, args), done, round(wall, 1),
+                rows.append([workers, threads, done, round(wall, 1),
                              round(window, 1), round(mean, 2), round(3600 * done / window),
                              round(3600 * done / wall), load_before, C.load_text()])
     print()
@@ -128,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-trials", type=int, default=8)
     ap.add_argument("--backbone", default="resnet10t")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per worker (default: the runner's rule at each run)")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--train", type=int, default=300, help="synthetic training images")
     ap.add_argument("--val", type=int, default=150, help="synthetic validation images")

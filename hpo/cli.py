@@ -238,7 +238,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="D", help="synthetic, an ImageFolder directory or a .jsonl manifest")
     p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=_positive(int, "workers"), default=1, metavar="N",
-                   help="N worker processes on one storage (each uses max(1, cores // N) threads)")
+                   help="N worker processes on one storage (the idle cores split between them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a fixed TrainConfig field for every trial (repeatable)")
     p.add_argument("--allow-space-change", action="store_true",
@@ -246,7 +246,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=_positive(int, "threads"), default=None, metavar="N",
-                   help="torch CPU threads per worker (default: 1 below 96 px, else cores // workers)")
+                   help="torch CPU threads per worker (default: idle cores // workers, at least 1)")
 
 
 def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> str:
@@ -339,13 +339,6 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _largest_image(plan: _RunPlan) -> int:
-    for p in plan.space.params:
-        if p.name == "image_size":
-            return int(max(p.choices) if p.choices else p.high)
-    return plan.cfg.image_size
-
-
 def _best_of(study) -> tuple[int, float] | None:
     from .study import rdb_storage, top_trial_ids
 
@@ -378,7 +371,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         from .study import cpu_threads
 
         if plan.cfg.device == "cpu" or not torch.cuda.is_available():
-            torch.set_num_threads(ns.threads or cpu_threads(_largest_image(plan), ns.workers))
+            torch.set_num_threads(ns.threads or cpu_threads(ns.workers))
     hint = _RESUME_HINT + _resume_command(ns, url, plan.study_name)
     import optuna
 
@@ -432,7 +425,7 @@ def _run_workers(ns, study, storage, plan: _RunPlan, progress) -> int:
 
     from . import study as S
 
-    threads = ns.threads or S.cpu_threads(_largest_image(plan), ns.workers)
+    threads = ns.threads or S.cpu_threads(ns.workers)
     url = plan.url
     argv = [sys.executable, "-m", "hpo.cli", "run", "--space", ns.space, "--storage", url,
             "--study-name", plan.study_name, "--n-trials", str(plan.n_trials), "--workers", "1", "--quiet",
@@ -658,7 +651,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
         from .study import cpu_threads
 
-        torch.set_num_threads(cpu_threads(cfg.image_size, 1))
+        torch.set_num_threads(cpu_threads(1))
     result = train_model(cfg, on_epoch=show)
     path = save_run(result, cfg, out)
     print(f"best epoch {result.best_epoch + 1}: val_acc {result.best.val_acc:.4f}  "

@@ -827,16 +827,22 @@ def run_trials(
     return ran
 
 
-def cpu_threads(image_size: int, workers: int) -> int:
-    """Torch CPU threads per worker process.
+def cpu_threads(workers: int, *, cores: int | None = None, load: float | None = None) -> int:
+    """Torch CPU threads per worker process: the idle cores split between the workers.
 
-    Below 96 px one thread: convolutions that small do not parallelise, and extra threads spin.
-    Measured on the demo (32 px, 2 shared cores): 2 threads 770 s wall / 458 s CPU, 1 thread
-    202 s / 117 s. Larger images: the cores split between the workers, max(1, cores // workers).
+    Idle cores = cores - the whole part of the 1-minute load average when the run starts, at
+    least 1. On idle cores extra threads pay (the demo, 32 px, one worker on 2 idle cores: 73 s
+    wall with 2 threads against 90 s with 1); on cores already busy they spin (the same demo at
+    load 5-8: 770 s with 2 threads against 202 s with 1).
     """
-    if image_size < 96:
-        return 1
-    return max(1, (os.cpu_count() or 1) // workers)
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average on this platform
+            load = 0.0
+    idle = max(1, cores - int(load))
+    return max(1, idle // max(1, workers))
 
 
 # --------------------------------------------------------------------------- status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import sys
@@ -148,10 +149,9 @@ def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch):
     _command_line(out, "parallel", "--quick")
     (rows,) = tables(out)
     assert [int(r["workers"]) for r in rows] == [1, 2]
-    from hpo.study import cpu_threads
-
-    threads = {int(r["workers"]): int(r["threads_each"]) for r in rows}
-    assert threads == {w: cpu_threads(32, w) for w in (1, 2)}  # the runner's rule at 32 px
+    cores = os.cpu_count() or 1
+    for r in rows:  # the runner's rule: idle cores // workers, at least 1 (idle depends on load)
+        assert 1 <= int(r["threads_each"]) <= max(1, cores // int(r["workers"]))
     for r in rows:
         assert int(r["trials"]) == 2
         assert float(r["window_s"]) <= float(r["wall_s"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import warnings
@@ -19,6 +20,7 @@ from hpo.study import (
     check_storage_url,
     claim_trial,
     count_states,
+    cpu_threads,
     default_storage_url,
     requeue_interrupted,
     resume_view,
@@ -261,3 +263,24 @@ def test_reseed_sees_a_different_trial_count_on_every_first_claim(tmp_path):
     run_trials(study, _objective, n_trials=2, reseed=reseed)
     run_trials(study, _objective, n_trials=4, reseed=reseed)
     assert seen == [0, 2]
+
+
+@pytest.mark.parametrize(
+    "cores, load, workers, expected",
+    [
+        (2, 0.0, 1, 2),  # idle: one worker takes both cores
+        (2, 0.9, 1, 2),  # a fraction of a busy core does not count
+        (2, 1.6, 1, 1),  # one core busy already
+        (2, 7.5, 1, 1),  # oversubscribed: never below one thread
+        (2, 0.0, 2, 1),
+        (2, 0.0, 3, 1),
+        (16, 0.0, 4, 4),
+        (16, 4.2, 3, 4),
+    ],
+)
+def test_cpu_threads_split_the_idle_cores_between_workers(cores, load, workers, expected):
+    assert cpu_threads(workers, cores=cores, load=load) == expected
+
+
+def test_cpu_threads_reads_this_machine():
+    assert 1 <= cpu_threads(1) <= (os.cpu_count() or 1)
