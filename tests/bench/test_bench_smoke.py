@@ -157,3 +157,18 @@ def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch):
         assert float(r["window_s"]) <= float(r["wall_s"])
         assert int(r["trials_per_h_steady"]) >= int(r["trials_per_h_with_startup"]) > 0
     assert "x of 1 worker" in out
+
+
+def test_gpu_quick_prints_throughput_per_variant(capsys, monkeypatch):
+    import torch
+
+    out = _run("gpu", ["--quick"], capsys, monkeypatch)
+    _command_line(out, "gpu", "--quick")
+    (rows,) = tables(out)
+    expected = ["fp32", "amp", "amp+channels_last"] if torch.cuda.is_available() else ["fp32"]
+    assert [r["variant"] for r in rows] == expected
+    assert rows[0]["precision"] == "fp32" and float(rows[0]["x_fp32"]) == 1.0
+    for r in rows:
+        assert r["backbone"] == "resnet18" and int(r["px"]) == 32
+        assert int(r["train_img_per_s"]) > 0 and float(r["epoch_s"]) > 0
+        assert 0.0 <= float(r["val_acc"]) <= 1.0
