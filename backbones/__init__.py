@@ -1,30 +1,49 @@
-"""CNN feature extractors for vehicle-colour recognition: c2..c5 maps or a pooled vector."""
+"""CNN feature extractors for vehicle-colour recognition: c2..c5 maps or a pooled vector.
 
-from ._builders import BACKBONES, BackboneEntry, register_backbone
-from .base import LEVEL_STRIDES, LEVELS, BaseBackbone, FeatureSpec
-from .errors import ConfigError, UnknownNameError, VcrHpoError, WeightsNotFoundError
-from .factory import (
-    BACKBONE_OPTIONS,
-    BackboneFactory,
-    create_backbone,
-    find_pretrained_weights,
-    list_backbones,
-)
-from .registry import Registry
-from .resnet import ResNetBackbone
-from .timm_backbone import EfficientNetBackbone, TimmBackbone
+Names are imported on first use (PEP 562), so `backbones.errors` and `backbones.registry` load
+without torch: `vcr-hpo status` and `validate --help` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> submodule that defines it
+_EXPORTS = {
+    "BACKBONES": "factory",  # through the factory, which imports every built-in backbone
+    "BackboneEntry": "_builders",
+    "register_backbone": "_builders",
+    "LEVEL_STRIDES": "base",
+    "LEVELS": "base",
+    "BaseBackbone": "base",
+    "FeatureSpec": "base",
+    "ConfigError": "errors",
+    "UnknownNameError": "errors",
+    "VcrHpoError": "errors",
+    "WeightsNotFoundError": "errors",
+    "BACKBONE_OPTIONS": "factory",
+    "BackboneFactory": "factory",
+    "create_backbone": "factory",
+    "find_pretrained_weights": "factory",
+    "list_backbones": "factory",
+    "Registry": "registry",
+    "ResNetBackbone": "resnet",
+    "EfficientNetBackbone": "timm_backbone",
+    "TimmBackbone": "timm_backbone",
+}
 
 __all__ = [
     "BACKBONES",
     "BACKBONE_OPTIONS",
+    "LEVELS",
+    "LEVEL_STRIDES",
     "BackboneEntry",
     "BackboneFactory",
     "BaseBackbone",
     "ConfigError",
     "EfficientNetBackbone",
     "FeatureSpec",
-    "LEVELS",
-    "LEVEL_STRIDES",
     "Registry",
     "ResNetBackbone",
     "TimmBackbone",
@@ -36,3 +55,32 @@ __all__ = [
     "list_backbones",
     "register_backbone",
 ]
+
+if TYPE_CHECKING:
+    from ._builders import BackboneEntry, register_backbone
+    from .base import LEVEL_STRIDES, LEVELS, BaseBackbone, FeatureSpec
+    from .errors import ConfigError, UnknownNameError, VcrHpoError, WeightsNotFoundError
+    from .factory import (
+        BACKBONE_OPTIONS,
+        BACKBONES,
+        BackboneFactory,
+        create_backbone,
+        find_pretrained_weights,
+        list_backbones,
+    )
+    from .registry import Registry
+    from .resnet import ResNetBackbone
+    from .timm_backbone import EfficientNetBackbone, TimmBackbone
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

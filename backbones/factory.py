@@ -7,12 +7,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import resnet, timm_backbone  # noqa: F401  (importing them registers the built-ins)
 from ._builders import BACKBONES
 from .base import BaseBackbone
 from .errors import ConfigError, WeightsNotFoundError
 
-__all__ = ["BackboneFactory", "create_backbone", "find_pretrained_weights", "list_backbones",
-           "BACKBONE_OPTIONS"]
+__all__ = [
+    "BACKBONES",
+    "BACKBONE_OPTIONS",
+    "BackboneFactory",
+    "create_backbone",
+    "find_pretrained_weights",
+    "list_backbones",
+]
 
 BACKBONE_OPTIONS = ("pretrained", "weights", "output")
 

@@ -53,7 +53,6 @@ def measure(backbone: str, image_size: int, amp: bool, channels_last: bool, args
 
 
 def run(args) -> int:
-    import torch
 
     C.print_header("gpu: training throughput of train_model, fp32 vs AMP vs AMP + channels_last")
     from hpo.train import resolve_device
