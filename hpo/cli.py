@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ns.command:
             build_parser().print_help()
             return 2
-        return _COMMANDS[ns.command].run(ns)
+        code = _COMMANDS[ns.command].run(ns)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers below, not at exit
+        return code
     except _UsageError as exc:
         if debug:
             raise
@@ -91,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vcr-hpo status | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # flush at exit can't fail
+        return 141
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

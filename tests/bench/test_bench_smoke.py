@@ -101,7 +101,7 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
         ("--replay 1", "0.01"), ("--replay 1", "se")]
     assert {r["goal_x_none_<=0.4"] for r in summary[:2]} <= {"met", "not met"}
     assert {r["live_x_none"] for r in summary[2:]} == {"-"}  # replayed only
-    assert "MedianPruner(n_startup_trials=" in out  # the shipped demo's pruner, read from its file
+    assert "SuccessiveHalving(min_resource=1" in out  # the shipped demo's pruner, read from its file
 
 
 def test_samplers_quick_prints_best_over_seeds(capsys, monkeypatch):

@@ -46,7 +46,7 @@ def test_validate_bare_name_from_search_spaces(tmp_path, monkeypatch, capsys):
     rows = _table(out)
     assert "focal_gamma" in rows and "loss_fn=focal" in rows["focal_gamma"]
     assert "momentum" in rows and "optimizer=sgd" in rows["momentum"]
-    assert "pruner:   MedianPruner(n_startup_trials=2, n_warmup_steps=1)" in out
+    assert "pruner:   SuccessiveHalving(min_resource=1, reduction_factor=3)" in out
 
 
 def test_validate_missing_file_exits_2(tmp_path, capsys):
@@ -94,3 +94,18 @@ def test_installed_console_script_validates(tmp_path):
                          capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "hyperparameters.lr.low (line 2): must be a number, not a quoted string" in res.stderr
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
+    """`vcr-hpo validate ... | head -1`: the reader has gone; exit 141, no traceback."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: every write fails with EPIPE
+    try:
+        res = subprocess.run([sys.executable, "-m", "hpo.cli", "validate", "--space", "vcr_full.yaml"],
+                             cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write)
+    assert res.returncode == 141 and b"Traceback" not in res.stderr, res.stderr
+    assert b"Exception ignored" not in res.stderr
