@@ -71,7 +71,7 @@ def run(args) -> int:
     print(f"# {args.n_trials} trials per run, {args.backbone}, {args.epochs} epochs, "
           f"{args.image_size} px, {args.train} train / {args.val} val synthetic images, no pruner; "
           f"rule (hpo.study.cpu_threads): max(1, idle cores // N), idle cores = "
-          f"os.cpu_count() - int(1-min load), at least 1; os.cpu_count() = {os.cpu_count()}")
+          f"os.cpu_count() - busy cores (/proc/stat), at least 1; os.cpu_count() = {os.cpu_count()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         space = Path(tmp) / "parallel.yaml"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import time
 import warnings
 
 import optuna
@@ -18,6 +21,7 @@ from hpo.study import (
     TooManyFailuresError,
     build_storage,
     check_storage_url,
+    busy_cores,
     claim_trial,
     count_states,
     cpu_threads,
@@ -266,11 +270,11 @@ def test_reseed_sees_a_different_trial_count_on_every_first_claim(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "cores, load, workers, expected",
+    "cores, busy, workers, expected",
     [
         (2, 0.0, 1, 2),  # idle: one worker takes both cores
-        (2, 0.9, 1, 2),  # a fraction of a busy core does not count
-        (2, 1.6, 1, 1),  # one core busy already
+        (2, 0.4, 1, 2),  # background noise does not count
+        (2, 0.8, 1, 1),  # another job holds most of a core
         (2, 7.5, 1, 1),  # oversubscribed: never below one thread
         (2, 0.0, 2, 1),
         (2, 0.0, 3, 1),
@@ -278,8 +282,24 @@ def test_reseed_sees_a_different_trial_count_on_every_first_claim(tmp_path):
         (16, 4.2, 3, 4),
     ],
 )
-def test_cpu_threads_split_the_idle_cores_between_workers(cores, load, workers, expected):
-    assert cpu_threads(workers, cores=cores, load=load) == expected
+def test_cpu_threads_split_the_idle_cores_between_workers(cores, busy, workers, expected):
+    assert cpu_threads(workers, cores=cores, busy=busy) == expected
+
+
+def test_busy_cores_sees_a_spinning_process():
+    """A process spinning on one core shows up as about one busy core, within the sampling."""
+    quiet = busy_cores(0.3)
+    if quiet is None:
+        pytest.skip("no /proc/stat here")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0.0 <= quiet <= (os.cpu_count() or 1)
+    assert busy >= 0.7  # the spinner alone holds a core (other tests may add to it)
 
 
 def test_cpu_threads_reads_this_machine():
