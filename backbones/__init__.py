@@ -6,8 +6,9 @@ without torch: `vcr-hpo status` and `validate --help` start in a fraction of a s
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 #: public name -> submodule that defines it
 _EXPORTS = {
@@ -72,15 +73,4 @@ if TYPE_CHECKING:
     from .resnet import ResNetBackbone
     from .timm_backbone import EfficientNetBackbone, TimmBackbone
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

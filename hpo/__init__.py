@@ -1,13 +1,13 @@
 """vcr-hpo: hyperparameter search for vehicle-colour CNN classifiers.
 
-Names are imported on first use (PEP 562): the CLI's storage commands (`status`, `best`,
-`dashboard`) load Optuna, not torch.
+Names are imported on first use (PEP 562), so `vcr-hpo status` loads Optuna and not torch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from backbones._lazy import lazy_exports
 
 #: public name -> submodule that defines it
 _EXPORTS = {
@@ -74,15 +74,4 @@ if TYPE_CHECKING:
     )
     from .train import EpochMetrics, NonFiniteLossError, TrainResult, save_run, train_model
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
