@@ -150,9 +150,10 @@ def test_status_issues_the_same_queries_for_30_or_300_trials(tmp_path):
 def test_status_loads_no_torch(tiny_study):
     """`vcr-hpo status` reads the storage only: a fresh process never imports torch or timm."""
     url, _, _ = tiny_study
-    code = ("import sys; from hpo.cli import main; rc = main(['status', '--storage', %r]); "
+    code = (f"import sys; from hpo.cli import main; rc = main(['status', '--storage', {url!r}]); "
             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules); "
-            "print('HEAVY', heavy); sys.exit(rc)" % url)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+            "print('HEAVY', heavy); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert "finished 3/3" in out.stdout and "HEAVY []" in out.stdout
