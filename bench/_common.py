@@ -22,7 +22,6 @@ __all__ = [
     "print_header",
     "print_table",
     "run_study_loop",
-    "runner_threads",
     "shipped_space",
     "tiny_overrides",
     "warm_up",
@@ -36,13 +35,6 @@ def load_text() -> str:
     """The 1-, 5- and 15-minute load averages: wall times on a shared machine need them beside."""
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
-
-
-def runner_threads(workers: int) -> int:
-    """Torch threads per worker, by the rule `vcr-hpo run --workers N` applies now."""
-    from hpo.study import cpu_threads
-
-    return cpu_threads(workers)
 
 
 def conditions() -> str:

@@ -22,12 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: ben
 
 import _common as C
 
+from hpo.study import cpu_threads
+
 #: (label, amp, channels_last): what a user switches in the space's `fixed:` block.
 VARIANTS = [("fp32", False, False), ("amp", True, False), ("amp+channels_last", True, True)]
 
 
 def measure(backbone: str, image_size: int, amp: bool, channels_last: bool, args):
-    """(train images/s of the last epoch, its seconds, peak GPU GiB or None, device, precision)."""
+    """(train images/s of the last epoch, its seconds, peak GPU GiB or None, device, precision,
+    best val_acc)."""
     import torch
 
     from hpo.config import TrainConfig
@@ -53,7 +56,6 @@ def measure(backbone: str, image_size: int, amp: bool, channels_last: bool, args
 
 
 def run(args) -> int:
-
     C.print_header("gpu: training throughput of train_model, fp32 vs AMP vs AMP + channels_last")
     from hpo.train import resolve_device
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         args.train, args.val, args.epochs = 64, 32, 2
     import torch
 
-    torch.set_num_threads(args.threads or C.runner_threads(1))
+    torch.set_num_threads(args.threads or cpu_threads(1))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return run(args)
 

@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: ben
 
 import _common as C
 
+from hpo.study import cpu_threads
+
 
 def bench_space(args) -> str:
     """The YAML of a space whose trials all cost the same."""
@@ -86,7 +88,7 @@ def run(args) -> int:
                 url = f"sqlite:///{tmp}/w{workers}-{rnd}.db"
                 load_before = C.load_text()
                 # the runner's rule, read now and passed on, so the table shows what ran
-                threads = args.threads or C.runner_threads(workers)
+                threads = args.threads or cpu_threads(workers)
                 t0 = time.perf_counter()
                 subprocess.run([exe, "run", "--space", str(space), "--storage", url, "--n-trials",
                                 str(args.n_trials), "--workers", str(workers), "--quiet",

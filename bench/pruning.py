@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: ben
 
 import _common as C
 
+from hpo.study import cpu_threads
+
 #: Pruners only replayed by default (cheap): candidates for the shipped spaces' defaults.
 REPLAY_DEFAULT = [
     "{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}",
@@ -194,7 +196,7 @@ def run(args) -> int:
                              round(best, 4), "yes", refs[label][0], 1.0, wall, C.load_text()])
             print(f"# seed {seed}: none done, best {best:.4f}", file=sys.stderr, flush=True)
             for name, spec in live[1:] if seed in live_seeds else []:
-                def stop(recs, budget=budget):
+                def stop(recs, budget=budget, loose=loose):
                     if len(recs) < n:
                         return False
                     return (first_hit(recs, loose) is not None
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-trials-factor", type=int, default=4,
                     help="a pruned run stops after this many times --n-trials trials at most")
     ap.add_argument("--goal", type=float, default=0.4, help="compute ratio the pruner should beat")
-    ap.add_argument("--threads", type=int, default=C.runner_threads(1),
+    ap.add_argument("--threads", type=int, default=cpu_threads(1),
                     help="torch threads (default: the runner's rule for one worker)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke size: 3 trials, 2 epochs, 32 px, 40/20 images, one pruner")

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: ben
 
 import _common as C
 
+from hpo.study import cpu_threads
+
 
 def sampler_specs(space, names: list[str], seed: int):
     """(label, AlgorithmSpec) for each name; the space's own sampler keeps its arguments."""
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--train", type=int, default=300, help="synthetic training images")
     ap.add_argument("--val", type=int, default=150, help="synthetic validation images")
-    ap.add_argument("--threads", type=int, default=C.runner_threads(1),
+    ap.add_argument("--threads", type=int, default=cpu_threads(1),
                     help="torch threads (default: the runner's rule for one worker)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke size: 2 trials x 1 epoch, 2 seeds, 40/20 images")

@@ -340,10 +340,17 @@ def _check_weight_overrides(space, overrides, cfg) -> None:
             raise ConfigError(f"--set {key}: {exc}") from None
 
 
-def _cuda_available() -> bool:
+def _cpu_threads(device: str, requested: int | None, workers: int) -> int:
+    """Torch threads per worker (--threads, else the idle-core rule, read once per command);
+    set here when this process trains on the CPU."""
     import torch
 
-    return torch.cuda.is_available()
+    from .study import cpu_threads
+
+    threads = requested or cpu_threads(workers)
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        torch.set_num_threads(threads)
+    return threads
 
 
 def _best_of(study) -> tuple[int, float] | None:
@@ -372,13 +379,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if ns.workers > 1 and url.startswith("sqlite") and ns.worker_index == 0:
         print(f"warning: {ns.workers} workers share SQLite: fine on one machine; for several "
               "machines use a PostgreSQL --storage URL", file=sys.stderr)
-    if plan.cfg.device in ("auto", "cpu"):
-        import torch
-
-        from .study import cpu_threads
-
-        if plan.cfg.device == "cpu" or not torch.cuda.is_available():
-            torch.set_num_threads(ns.threads or cpu_threads(ns.workers))
+    threads = _cpu_threads(plan.cfg.device, ns.threads, ns.workers)
     hint = _RESUME_HINT + _resume_command(ns, url, plan.study_name)
     import optuna
 
@@ -394,7 +395,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
                             finished=S.finished_count(counts), best=_best_of(study),
                             epochs=plan.cfg.epochs, enabled=not ns.quiet)
         if ns.workers > 1:
-            code = _run_workers(ns, study, storage, plan, progress)
+            code = _run_workers(ns, study, storage, plan, progress, threads)
             if code in (130, 143):
                 print(hint, file=sys.stderr)
         else:
@@ -423,7 +424,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return code
 
 
-def _run_workers(ns, study, storage, plan: _RunPlan, progress) -> int:
+def _run_workers(ns, study, storage, plan: _RunPlan, progress, threads: int) -> int:
     """Start N copies of this command (one trial loop each) and watch the storage until they end."""
     import os
     import signal
@@ -432,7 +433,6 @@ def _run_workers(ns, study, storage, plan: _RunPlan, progress) -> int:
 
     from . import study as S
 
-    threads = ns.threads or S.cpu_threads(ns.workers)
     url = plan.url
     argv = [sys.executable, "-m", "hpo.cli", "run", "--space", ns.space, "--storage", url,
             "--study-name", plan.study_name, "--n-trials", str(plan.n_trials), "--workers", "1", "--quiet",
@@ -653,12 +653,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
               f"{m.val_loss:.4f}  val_acc {m.val_acc:.4f}  val_macro_f1 {m.val_macro_f1:.4f}  "
               f"({m.seconds:.1f} s, {m.images_per_s:.0f} img/s)", file=sys.stderr, flush=True)
 
-    if cfg.device == "cpu" or (cfg.device == "auto" and not _cuda_available()):
-        import torch
-
-        from .study import cpu_threads
-
-        torch.set_num_threads(cpu_threads(1))
+    _cpu_threads(cfg.device, None, 1)
     result = train_model(cfg, on_epoch=show)
     path = save_run(result, cfg, out)
     print(f"best epoch {result.best_epoch + 1}: val_acc {result.best.val_acc:.4f}  "
