@@ -125,13 +125,14 @@ def build_storage(
         if heartbeat_interval is not None:
             callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=callback,
-            )
+            with _schema_lock(url):
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=callback,
+                )
         except sqlalchemy.exc.OperationalError as exc:  # no server, refused login, unopenable file
             from sqlalchemy.engine import make_url
 
@@ -141,6 +142,28 @@ def build_storage(
                 f"--storage: cannot open the database, got {shown!r} ({reason}). Check the path, "
                 "or that the server runs and the host, port, user and password are right"
             ) from None
+
+
+#: advisory-lock key of Optuna's table creation (study ids, the claim locks' keys, start at 1)
+_PG_SCHEMA_KEY = 0
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """PostgreSQL: one process at a time creates Optuna's tables. Several machines starting on a
+    new database otherwise race on CREATE TYPE and all but one fail with a UniqueViolation."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with _pg_advisory_lock(engine, _PG_SCHEMA_KEY):
+            yield
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------- storage URLs
@@ -506,19 +529,26 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
     elif storage.engine.dialect.name == "postgresql":
-        import sqlalchemy as sa
-
-        key = {"ns": _PG_LOCK_NAMESPACE, "sid": study._study_id}
-        with storage.engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :sid)"), key)
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :sid)"), key)
-                conn.commit()
+        with _pg_advisory_lock(storage.engine, study._study_id):
+            yield
     else:
         yield
+
+
+@contextmanager
+def _pg_advisory_lock(engine, key: int) -> Iterator[None]:
+    """A PostgreSQL session advisory lock (namespace "VCRH", `key`), held on its own connection."""
+    import sqlalchemy as sa
+
+    args = {"ns": _PG_LOCK_NAMESPACE, "key": key}
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :key)"), args)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"), args)
+            conn.commit()
 
 
 def requeue_interrupted(study: optuna.Study) -> list[int]:

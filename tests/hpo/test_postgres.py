@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import optuna
 import pytest
@@ -46,3 +47,14 @@ def test_three_workers_on_one_postgres_study(postgres_url, tiny_space, tmp_path)
     assert len(set(params)) == 7, params
     assert sum(1 for t in trials if t.user_attrs.get("baseline")) == 1
     assert "best trial #" in outputs[0][0]
+
+
+def test_processes_creating_the_schema_at_once_all_succeed(postgres_url):
+    """Machines starting on a new database race to create Optuna's tables; none may fail."""
+    code = ("import sys; from hpo.study import build_storage; "
+            "s = build_storage(sys.argv[1], heartbeat_interval=None); print(len(s.get_all_studies()))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and out.strip() == "0", err
