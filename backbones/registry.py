@@ -1,16 +1,38 @@
-"""A small generic name -> factory registry with "did you mean" errors."""
+"""A small generic name -> factory registry, and the one "did you mean" rule of both packages."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from .errors import UnknownNameError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "closest_match", "did_you_mean"]
 
 T = TypeVar("T")
+
+
+def closest_match(word: object, options: Iterable[str]) -> str | None:
+    """The option a user most likely meant by `word`, or None.
+
+    A transposition (lgo -> log) wins; otherwise the closest spelling by difflib (ratio >= 0.5).
+    Non-string words match nothing.
+    """
+    if not isinstance(word, str):
+        return None
+    options = [o for o in options if isinstance(o, str)]
+    for option in options:
+        if option != word and sorted(option) == sorted(word):
+            return option
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def did_you_mean(word: object, options: Iterable[str]) -> str:
+    """`"Did you mean 'x'? "` for the closest option (note the trailing space), or ""."""
+    close = closest_match(word, options)
+    return f"Did you mean {close!r}? " if close else ""
 
 
 class Registry(Generic[T]):
@@ -48,12 +70,8 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: object) -> str:
         """The standard message for an unknown name: options and closest match."""
-        hint = ""
-        if isinstance(name, str):
-            close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.5)
-            if close:
-                hint = f" Did you mean {close[0]!r}?"
-        return f"unknown {self.kind} {name!r}.{hint} Options: {', '.join(self.names())}"
+        return f"unknown {self.kind} {name!r}. {did_you_mean(name, self.names())}" \
+               f"Options: {', '.join(self.names())}"
 
     def names(self) -> list[str]:
         """Sorted registered names."""

@@ -1,4 +1,4 @@
-"""Sampler and pruner names -> Optuna classes; argument checks against their signatures."""
+"""Sampler and pruner specs and names -> Optuna classes; argument checks against their signatures."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import inspect
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna import pruners, samplers
 
-from backbones.registry import Registry
+from backbones.registry import Registry, did_you_mean
 
-if TYPE_CHECKING:
+from ._values import FrozenDict, jsonable, show
+
+if TYPE_CHECKING:  # for annotations only: the space package imports this module, never the reverse
     from .space import SearchSpace
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "SINGLE_OBJECTIVE_SAMPLERS",
+    "AlgorithmSpec",
     "ArgProblem",
     "build_pruner",
     "build_sampler",
@@ -77,6 +80,22 @@ _SUPPLIED = {
 _NESTED_PRUNER = {("pruner", "Patient", "wrapped_pruner")}
 _SCALAR_KINDS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """A sampler or pruner: registry name and constructor arguments (a sampler's seed is args["seed"])."""
+
+    type: str
+    args: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"type": self.type, "args": {k: jsonable(v) for k, v in sorted(self.args.items())}}
+
+    def describe(self) -> str:
+        inner = ", ".join(f"{k}={v.describe() if isinstance(v, AlgorithmSpec) else show(v)}"
+                          for k, v in self.args.items())
+        return f"{self.type}({inner})"
 
 
 @dataclass(frozen=True)
@@ -161,10 +180,8 @@ def check_algorithm_args(kind: str, name: str, args: Mapping[str, Any]) -> list[
                                        value, f"Remove {arg}"))
         elif arg not in sig:
             problems.append(ArgProblem(arg, f"not an argument of {cls.__name__}", arg,
-                                       _close(arg, settable) + f"Arguments: {', '.join(settable) or 'none'}"))
+                                       did_you_mean(arg, settable) + f"Arguments: {', '.join(settable) or 'none'}"))
         elif (kind, name, arg) in _NESTED_PRUNER:
-            from .space import AlgorithmSpec  # a nested spec is parsed by the space parser
-
             if value is not None and not isinstance(value, AlgorithmSpec):
                 problems.append(ArgProblem(arg, "must be a pruner spec such as {type: MedianPruner}", value,
                                            "Write a mapping with a type"))
@@ -199,16 +216,7 @@ def _options(reg: Registry) -> str:
     return f"Options: {', '.join(reg.names())}"
 
 
-def _close(name: str, options: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f"Did you mean {close[0]!r}? " if close else ""
-
-
 def _instantiate(kind: str, name: str, args: Mapping[str, Any], *, grid: Mapping[str, list] | None = None):
-    from .space import AlgorithmSpec
-
     cls = _registry(kind).get(name)
     kwargs = dict(args)
     if kind == "sampler" and name == "Grid":

@@ -15,7 +15,8 @@ import pytest
 
 from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_algorithm_args
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
-from hpo.space import _STUDY_NAME, METRICS, PARAM_TYPES, schema
+from hpo.names import STUDY_NAME
+from hpo.space import METRICS, PARAM_TYPES, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -132,7 +133,7 @@ def build_schema() -> dict:
     study = {
         "type": ["object", "null"], "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "pattern": _STUDY_NAME.pattern},
+            "name": {"type": "string", "pattern": STUDY_NAME.pattern},
             "direction": {"enum": ["maximize", "minimize"]},
             "directions": {"type": "array", "minItems": 1, "items": {"enum": ["maximize", "minimize"]}},
             "metric": {"enum": list(METRICS)},
@@ -172,7 +173,7 @@ def build_schema() -> dict:
 
 
 def _load(path: Path):
-    from hpo.space import _read_yaml
+    from hpo.space._yaml import _read_yaml
 
     data, _, errs = _read_yaml(path.read_text(), str(path))
     assert not errs

@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from hpo.cli import main
-from hpo.space import SearchSpaceError, _read_yaml, parse_search_space, schema
+from hpo.space import SearchSpaceError, parse_search_space, schema
+from hpo.space._yaml import _read_yaml
 
 P = "hyperparameters:\n  lr: {type: float, low: 1.0e-4, high: 0.1, log: true}\n"  # a valid block
 ST, SE, SY = "structural", "semantic", "syntax"

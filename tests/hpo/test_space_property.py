@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from hpo.config import FIELD_NAMES
 from hpo.errors import ConfigError
-from hpo.space import SearchSpaceError, _read_yaml, parse_search_space, schema
+from hpo.space import SearchSpaceError, parse_search_space, schema
+from hpo.space._yaml import _read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = [yaml.safe_load((ROOT / "search_spaces" / n).read_text()) for n in ("hyperparameters.yaml", "vcr_full.yaml")]

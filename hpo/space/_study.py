@@ -1,0 +1,243 @@
+"""The `study:` block: name, metrics and directions, budget, sampler and pruner.
+
+Direction rule: `val_acc` and `val_macro_f1` are maximised, `val_loss`, `params_m` and
+`latency_ms` minimised. Omitted directions follow the metric; a direction that contradicts its
+metric (maximize val_loss) is an error, since it always is a mistake.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._values import FrozenDict, show
+from ..algorithms import _MISSING as _ARG_MISSING
+from ..algorithms import (
+    FINITE_SPACE_SAMPLERS,
+    PRUNERS,
+    SAMPLERS,
+    SINGLE_OBJECTIVE_SAMPLERS,
+    AlgorithmSpec,
+    canonical_algorithm_name,
+    check_algorithm_args,
+)
+from ..names import STUDY_NAME_RULE, is_study_name
+from ._types import Param, StudySpec, _fmt
+from ._yaml import _MISSING, _did_you_mean, _Errors, _is_scalar, _number, _unknown_key
+
+#: Metric name -> the direction that improves it.
+METRICS: dict[str, str] = {
+    "val_acc": "maximize",
+    "val_macro_f1": "maximize",
+    "val_loss": "minimize",
+    "params_m": "minimize",
+    "latency_ms": "minimize",
+}
+DIRECTIONS = ("maximize", "minimize")
+_STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
+               "sampler", "pruner")
+_MAX_GRID = 1_000_000
+
+
+def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
+    path: tuple = ("study",)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errs.add(path, "must be a mapping", raw, "Write study: {name: ..., metric: val_acc, ...}")
+        return None
+    ok = True
+    for key in raw:
+        if key not in _STUDY_KEYS:
+            _unknown_key(errs, path + (key,), key, _STUDY_KEYS, "study")
+            ok = False
+
+    name = raw.get("name", _default_study_name(source))
+    if not is_study_name(name):
+        errs.add(path + ("name",), STUDY_NAME_RULE, name, "Write a name such as vcr-demo")
+        ok = False
+
+    directions = _string_list(errs, raw, path, "direction", "directions", DIRECTIONS)
+    metrics = _string_list(errs, raw, path, "metric", "metrics", tuple(METRICS))
+    if directions is _MISSING or metrics is _MISSING:
+        ok = False
+    else:
+        if metrics is None:
+            if directions is not None and len(directions) > 1:
+                errs.add(path + ("directions",), f"needs metrics: one per direction ({len(directions)})",
+                         list(directions), "Add metrics: [val_acc, latency_ms] or similar")
+                ok = False
+            metrics = ("val_acc",)
+        if directions is None:
+            directions = tuple(METRICS[m] for m in metrics)
+        if ok and len(directions) != len(metrics):
+            key = "directions" if "directions" in raw else "direction"
+            errs.add(path + (key,), f"needs one direction per metric ({len(metrics)} metrics)",
+                     list(directions), "Give as many directions as metrics, or omit them")
+            ok = False
+        elif ok:
+            for i, (d, m) in enumerate(zip(directions, metrics)):
+                if METRICS[m] != d:
+                    key = ("directions", i) if "directions" in raw else ("direction",)
+                    errs.add(path + key, f"{m} is improved by {METRICS[m]}", d,
+                             f"Write {METRICS[m]} (or omit the direction)")
+                    ok = False
+
+    n_trials = raw.get("n_trials")
+    if isinstance(n_trials, float) and n_trials.is_integer():  # 1e3 is a whole number too
+        n_trials = int(n_trials)
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int)
+                                 or n_trials < 1):
+        errs.add(path + ("n_trials",), "must be a positive whole number or null", n_trials,
+                 "Write a number such as 20, or null for no limit")
+        ok = False
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        t = _number(errs, path + ("timeout",), timeout)
+        if t is _MISSING:
+            ok = False
+        elif t <= 0:
+            errs.add(path + ("timeout",), "must be positive (seconds) or null", timeout,
+                     "Write a number of seconds such as 600, or null")
+            ok = False
+        else:
+            timeout = float(t)
+
+    sampler = _parse_algorithm(errs, path + ("sampler",), raw.get("sampler", _MISSING), "sampler")
+    pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner")
+    if sampler is _MISSING or pruner is _MISSING:
+        ok = False
+    if not ok:
+        return None
+    return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
+                     n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner)
+
+
+def _default_study_name(source: str) -> str:
+    stem = Path(source).stem if not source.startswith("<") else ""
+    return stem if is_study_name(stem) else "vcr-hpo"
+
+
+def _string_list(errs: _Errors, raw: Mapping, path: tuple, one: str, many: str,
+                 options: tuple[str, ...]) -> Any:
+    """`direction: x` or `directions: [x, y]` -> tuple, None if absent, _MISSING on error."""
+    if one in raw and many in raw:
+        errs.add(path + (many,), f"give either {one} or {many}, not both", raw[many], f"Remove {one}")
+        return _MISSING
+    if one in raw:
+        value = raw[one]
+        if isinstance(value, list):
+            errs.add(path + (one,), f"must be a single name; a list belongs under {many}", value,
+                     f"Write {many}: {show(value)}")
+            return _MISSING
+        if value not in options:
+            errs.add(path + (one,), f"must be one of {', '.join(options)}", value,
+                     _did_you_mean(value, options))
+            return _MISSING
+        return (value,)
+    if many in raw:
+        value = raw[many]
+        if not isinstance(value, list):
+            errs.add(path + (many,), "must be a list", value,
+                     f"Write [{_fmt(value)}], or use {one}: {_fmt(value)}")
+            return _MISSING
+        if not value:
+            errs.add(path + (many,), "must not be empty", value, f"List at least one of {', '.join(options)}")
+            return _MISSING
+        bad = False
+        for i, v in enumerate(value):
+            if v not in options if _is_scalar(v) else True:
+                errs.add(path + (many, i), f"must be one of {', '.join(options)}", v,
+                         _did_you_mean(v, options))
+                bad = True
+        if many == "metrics" and not bad and len(set(value)) != len(value):
+            errs.add(path + (many,), "lists a metric twice", value, "List each metric once")
+            bad = True
+        return _MISSING if bad else tuple(value)
+    return None
+
+
+
+def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str) -> Any:
+    """A sampler/pruner spec: AlgorithmSpec, None (no pruner), or _MISSING on error."""
+    reg = SAMPLERS if kind == "sampler" else PRUNERS
+    if raw is _MISSING:
+        return AlgorithmSpec("TPE", FrozenDict())
+    if raw is None:
+        if kind == "pruner":
+            return None
+        errs.add(path, "must name a sampler", raw, f"Write {{type: TPE, seed: 42}}. Options: {', '.join(reg.names())}")
+        return _MISSING
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, dict):
+        errs.add(path, f"must be a {kind} name or a mapping with a type", raw,
+                 f"Write {{type: {reg.names()[0]}, ...}}")
+        return _MISSING
+    if "type" not in raw:
+        errs.add(path, "needs a type", fix=f"Add type: one of {', '.join(reg.names())}")
+        return _MISSING
+    name = raw["type"]
+    if not isinstance(name, str):
+        errs.add(path + ("type",), f"must be a {kind} name", name, f"Options: {', '.join(reg.names())}")
+        return _MISSING
+    name = canonical_algorithm_name(kind, name)
+    if name not in reg:
+        errs.add(path + ("type",), f"unknown {kind}", raw["type"], _did_you_mean(name, reg.names()))
+        return _MISSING
+    args: dict[str, Any] = {}
+    ok = True
+    for key, value in raw.items():
+        if key == "type":
+            continue
+        if not isinstance(key, str):
+            errs.add(path + (key,), "argument names must be strings", key, "Write name: value")
+            ok = False
+        elif kind == "pruner" and name == "Patient" and key == "wrapped_pruner":
+            nested = _parse_algorithm(errs, path + (key,), value, "pruner")
+            if nested is _MISSING:
+                ok = False
+            args[key] = nested
+        elif not _is_scalar(value):
+            errs.add(path + (key,), "must be a single value", value, "Write a number, string, true/false or null")
+            ok = False
+        else:
+            args[key] = value
+    if not ok:
+        return _MISSING
+    problems = check_algorithm_args(kind, name, args)
+    for prob in problems:
+        errs.add(path + ((prob.arg,) if prob.arg else ()), prob.rule,
+                 _MISSING if prob.got is _ARG_MISSING else prob.got, prob.fix)
+    if problems:
+        return _MISSING
+    return AlgorithmSpec(name, FrozenDict(args))
+
+
+
+
+def _check_study_against_params(errs: _Errors, study: StudySpec, params: list[Param]) -> None:
+    multi = len(study.directions) > 1
+    if multi and study.pruner is not None:
+        errs.add(("study", "pruner"), "Optuna cannot prune a multi-objective study", study.pruner.type,
+                 "Set pruner: null, or optimise one metric")
+    if multi and study.sampler.type in SINGLE_OBJECTIVE_SAMPLERS:
+        errs.add(("study", "sampler", "type"), f"{study.sampler.type} supports one objective only",
+                 study.sampler.type, "Use TPE, NSGAII, GP or Random for several metrics")
+    if study.sampler.type in FINITE_SPACE_SAMPLERS:
+        finite = True
+        for p in params:
+            if p.type == "float" and p.step is None:
+                errs.add(("hyperparameters", p.name), f"{study.sampler.type} needs a finite space: a float "
+                         "without step has infinitely many values", p.name,
+                         f"Add step to {p.name}, make it categorical, or use another sampler")
+                finite = False
+        if finite:
+            size = math.prod(p.grid_size() for p in params)
+            if size > _MAX_GRID:
+                errs.add(("study", "sampler", "type"), f"the grid has {size} points, over {_MAX_GRID}",
+                         study.sampler.type, "Coarsen steps or use TPE")
+
+

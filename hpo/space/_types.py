@@ -1,0 +1,235 @@
+"""Search-space values: Param, StudySpec, SearchSpace (frozen, picklable, canonical as JSON)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from .._values import FrozenDict
+from ..algorithms import AlgorithmSpec
+from ..config import TrainConfig
+
+__all__ = ["AlgorithmSpec", "Param", "SearchSpace", "StudySpec"]
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """The `study:` block: what to optimise, for how long, with which sampler and pruner."""
+
+    name: str
+    directions: tuple[str, ...]
+    metrics: tuple[str, ...]
+    n_trials: int | None
+    timeout: float | None
+    sampler: AlgorithmSpec
+    pruner: AlgorithmSpec | None
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "directions": list(self.directions),
+            "metrics": list(self.metrics),
+            "n_trials": self.n_trials,
+            "timeout": self.timeout,
+            "sampler": self.sampler.canonical(),
+            "pruner": None if self.pruner is None else self.pruner.canonical(),
+        }
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    """Equality key that keeps true apart from 1 (Python's == does not) but joins 1 and 1.0."""
+    if isinstance(value, bool) or value is None:
+        return ("const", repr(value))
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    return (type(value).__name__, value)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched parameter. `when` maps a parent parameter to the values that enable this one."""
+
+    name: str
+    type: str
+    choices: tuple[Any, ...] | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    default: Any = None
+    when: Mapping[str, tuple[Any, ...]] = field(default_factory=FrozenDict)
+    has_default: bool = False
+
+    def distribution(self) -> BaseDistribution:
+        """The Optuna distribution this parameter is sampled from."""
+        if self.type == "categorical":
+            return CategoricalDistribution(list(self.choices or ()))
+        if self.type == "float":
+            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        return IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
+
+    def suggest(self, trial: Any) -> Any:
+        """Ask `trial` for a value through its public suggest_* API."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices or ()))
+        if self.type == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+        return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step or 1)
+
+    def enabled(self, values: Mapping[str, Any]) -> bool:
+        """Whether this parameter's `when` holds for the already-decided `values`."""
+        for parent, allowed in self.when.items():
+            if parent not in values or _key(values[parent]) not in {_key(a) for a in allowed}:
+                return False
+        return True
+
+    def baseline(self) -> Any:
+        """The default, else a central value: first choice, (geometric) midpoint snapped to step."""
+        if self.has_default:
+            return self.default
+        if self.type == "categorical":
+            return (self.choices or (None,))[0]
+        lo, hi = self.low, self.high
+        mid = math.sqrt(lo * hi) if self.log else (lo + hi) / 2
+        step = self.step or (1 if self.type == "int" else None)
+        if step:
+            mid = lo + round((mid - lo) / step) * step
+            mid = min(max(mid, lo), hi)
+        return round(mid) if self.type == "int" else float(mid)
+
+    def grid_values(self) -> tuple[Any, ...]:
+        """Every value of a finite parameter (Grid/BruteForce); ValueError if continuous."""
+        if self.type == "categorical":
+            return tuple(self.choices or ())
+        if self.type == "int":
+            return tuple(range(self.low, self.high + 1, self.step or 1))
+        if self.step is None:
+            raise ValueError(f"{self.name}: a float without step has no finite grid")
+        n = round((self.high - self.low) / self.step)
+        # Same arithmetic as Optuna's FloatDistribution, so every grid value is "contained".
+        return tuple(float(min(self.low + i * self.step, self.high)) for i in range(n + 1))
+
+    def grid_size(self) -> int:
+        if self.type == "categorical":
+            return len(self.choices or ())
+        step = self.step or 1
+        return round((self.high - self.low) / step) + 1
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.type == "categorical":
+            out["choices"] = list(self.choices or ())
+        else:
+            out.update(low=self.low, high=self.high, log=self.log, step=self.step)
+        if self.has_default:
+            out["default"] = self.default
+        if self.when:
+            out["when"] = {k: list(v) for k, v in sorted(self.when.items())}
+        return out
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space. `params` are in evaluation order (parents before children)."""
+
+    source: str
+    text: str
+    study: StudySpec
+    params: tuple[Param, ...]
+    fixed: Mapping[str, Any]
+    fingerprint: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        """Semantic content as JSON-able data: comments, key order and number spelling vanish."""
+        return {
+            "study": self.study.canonical(),
+            "params": {p.name: p.canonical() for p in sorted(self.params, key=lambda p: p.name)},
+            "fixed": {k: self.fixed[k] for k in sorted(self.fixed)},
+        }
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Name -> Optuna distribution for every parameter (conditional ones included)."""
+        return {p.name: p.distribution() for p in self.params}
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Suggest every parameter whose condition holds, parents first; returns name -> value."""
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if p.enabled(values):
+                values[p.name] = p.suggest(trial)
+        return values
+
+    def active(self, params: Mapping[str, Any]) -> set[str]:
+        """Names of the parameters whose conditions hold given `params` (missing parents: off)."""
+        seen: dict[str, Any] = {}
+        on: set[str] = set()
+        for p in self.params:
+            if p.enabled(seen):
+                on.add(p.name)
+                if p.name in params:
+                    seen[p.name] = params[p.name]
+        return on
+
+    def default_params(self) -> dict[str, Any] | None:
+        """The baseline trial for `study.enqueue_trial`: defaults, else central values; only
+        active parameters. None when no parameter has a default."""
+        if not any(p.has_default for p in self.params):
+            return None
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if p.enabled(values):
+                values[p.name] = p.baseline()
+        return values
+
+    def config_for(self, params: Mapping[str, Any],
+                   overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The TrainConfig for one trial: fixed < params < overrides.
+
+        Raises:
+            ConfigError: an unknown name or a bad value.
+        """
+        merged = {**self.fixed, **params, **(overrides or {})}
+        return TrainConfig.from_dict(merged, where=self.source)
+
+    def describe(self) -> list[tuple[str, ...]]:
+        """Rows (name, type, range or choices, log/step, condition) for a table."""
+        rows = []
+        for p in self.params:
+            if p.type == "categorical":
+                rng = "[" + ", ".join(_fmt(c) for c in p.choices or ()) + "]"
+            else:
+                rng = f"[{_fmt(p.low)}, {_fmt(p.high)}]"
+            if p.has_default:
+                rng += f" default {_fmt(p.default)}"
+            scale = "log" if p.log else (f"step {_fmt(p.step)}" if p.step is not None else "")
+            cond = " and ".join(
+                f"{k}={_fmt(v[0])}" if len(v) == 1 else f"{k} in {{{', '.join(_fmt(x) for x in v)}}}"
+                for k, v in p.when.items())
+            rows.append((p.name, p.type, rng, scale, cond))
+        return rows
+
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
