@@ -720,6 +720,31 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- spaces
+
+
+def _spaces_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--copy", metavar="NAME", help="copy the shipped space NAME as a starting point")
+    p.add_argument("dest", nargs="?", metavar="DEST",
+                   help="with --copy: the new file or a folder (default: NAME here); never overwrites")
+
+
+@command("spaces", "list the search spaces shipped with vcr-hpo, or copy one (--copy NAME [DEST])",
+         args=_spaces_args)
+def _cmd_spaces(ns: argparse.Namespace) -> int:
+    from .space import copy_shipped_space, shipped_spaces
+
+    if ns.copy is None:
+        if ns.dest is not None:
+            raise ConfigError(f"DEST: only with --copy NAME, got {ns.dest!r}. "
+                              f"Write vcr-hpo spaces --copy NAME {ns.dest}")
+        _print_table(["name", "description"], [(s.name, s.description) for s in shipped_spaces()])
+        print("\nuse one by name (vcr-hpo run --space NAME), or copy it: vcr-hpo spaces --copy NAME")
+        return 0
+    path = copy_shipped_space(ns.copy, ns.dest)
+    print(f"{path}: copied from the shipped {ns.copy}; edit it, then vcr-hpo validate --space {path}")
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ preflight step of the commands that train.
 from __future__ import annotations
 
 from ..errors import SearchSpaceError
-from ._load import ShippedSpace, load_search_space, schema, shipped_spaces
+from ._load import ShippedSpace, copy_shipped_space, load_search_space, schema, shipped_spaces
 from ._params import PARAM_TYPES
 from ._parse import parse_search_space
 from ._study import DIRECTIONS, METRICS
@@ -34,6 +34,7 @@ __all__ = [
     "SearchSpaceError",
     "ShippedSpace",
     "StudySpec",
+    "copy_shipped_space",
     "load_search_space",
     "parse_search_space",
     "schema",

@@ -10,11 +10,13 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from backbones.registry import did_you_mean
+
 from ..errors import ConfigError
 from ._parse import parse_search_space
 from ._types import SearchSpace
 
-__all__ = ["ShippedSpace", "load_search_space", "schema", "shipped_spaces"]
+__all__ = ["ShippedSpace", "copy_shipped_space", "load_search_space", "schema", "shipped_spaces"]
 
 _SEARCH_DIR = "search_spaces"
 
@@ -46,6 +48,40 @@ def shipped_spaces() -> list[ShippedSpace]:
         if item.is_file() and item.name.endswith((".yaml", ".yml")):
             out.append(ShippedSpace(item.name, _description(item.read_text(encoding="utf-8")), item))
     return out
+
+
+def copy_shipped_space(name: str, dest: str | os.PathLike | None = None) -> Path:
+    """Copy a shipped search space as a starting point; never overwrites.
+
+    Args:
+        name: a shipped file name (`.yaml` may be left out).
+        dest: the new file, or an existing folder to copy into; default: `name` in the current
+            folder.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: no such shipped space, the destination exists, or it cannot be written.
+    """
+    spaces = {s.name: s for s in shipped_spaces()}
+    space = spaces.get(name) or spaces.get(f"{name}.yaml")
+    if space is None:
+        raise ConfigError(f"--copy: no shipped search space of this name, got {name!r}. "
+                          f"{did_you_mean(name, spaces)}Shipped: {', '.join(spaces) or 'none'}")
+    target = Path(space.name if dest is None else dest)
+    if target.is_dir():
+        target = target / space.name
+    try:
+        with open(target, "x", encoding="utf-8") as f:
+            f.write(space.read_text())
+    except FileExistsError:
+        raise ConfigError(f"{target}: already exists, got {str(target)!r}. Choose another "
+                          "destination or remove the file; nothing was overwritten") from None
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write the copy, got {exc.strerror}. Check the "
+                          "folder and its permissions") from None
+    return target
 
 
 def _description(text: str) -> str:
