@@ -143,7 +143,8 @@ def test_space_fingerprint_ignores_comments_order_and_spelling():
     c = a.replace("high: 0.1", "high: 0.2")
     fa, fb, fc = (parse_search_space(t, source="s.yaml").fingerprint for t in (a, b, c))
     assert fa == fb != fc
-    assert len(fa) == 64 and int(fa, 16) >= 0
+    # Pinned: a change to the canonical form makes every stored study look changed on resume.
+    assert fa == "69e0f46d702bea4f0b709e7b5b2f83c70025b2aeff16a1b8ff4d9a9740270934"
 
 
 def test_space_fingerprint_changes_with_choice_order():
