@@ -1,4 +1,4 @@
-"""Read-only, picklable values and their one-line display, shared by search spaces and algorithm specs."""
+"""Read-only, picklable values and their one-line display (search spaces, algorithm specs)."""
 
 from __future__ import annotations
 

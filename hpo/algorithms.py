@@ -1,4 +1,4 @@
-"""Sampler and pruner specs and names -> Optuna classes; argument checks against their signatures."""
+"""Sampler and pruner specs; names -> Optuna classes; argument checks against their signatures."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """A sampler or pruner: registry name and constructor arguments (a sampler's seed is args["seed"])."""
+    """A sampler or pruner: registry name and constructor arguments (a seed is args["seed"])."""
 
     type: str
     args: Mapping[str, Any] = field(default_factory=FrozenDict)

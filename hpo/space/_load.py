@@ -33,7 +33,7 @@ class ShippedSpace:
 
 
 def _shipped_dir() -> Traversable | None:
-    """hpo/search_spaces/: in a checkout a link to the top-level search_spaces/, in a wheel a copy."""
+    """hpo/search_spaces/: a link to search_spaces/ in a checkout, a copy in a wheel."""
     folder = importlib.resources.files("hpo").joinpath(_SEARCH_DIR)
     return folder if folder.is_dir() else None
 
@@ -46,7 +46,8 @@ def shipped_spaces() -> list[ShippedSpace]:
     out = []
     for item in sorted(folder.iterdir(), key=lambda t: t.name):
         if item.is_file() and item.name.endswith((".yaml", ".yml")):
-            out.append(ShippedSpace(item.name, _description(item.read_text(encoding="utf-8")), item))
+            text = item.read_text(encoding="utf-8")
+            out.append(ShippedSpace(item.name, _description(text), item))
     return out
 
 

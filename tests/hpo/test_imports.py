@@ -154,13 +154,15 @@ for path in spaces:
     load_search_space(path)
     load_search_space(path.name)
 print(json.dumps({"spaces": [p.name for p in spaces],
-                  "heavy": sorted(m for m in ("torch", "torchvision", "timm") if m in sys.modules)}))
+                  "heavy": sorted(m for m in ("torch", "torchvision", "timm")
+                                  if m in sys.modules)}))
 """
 
 
 @pytest.mark.slow
 def test_parsing_and_validating_a_space_imports_no_torch(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     out = subprocess.run([sys.executable, "-c", _NO_TORCH, str(ROOT / "search_spaces")],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
                          check=False)

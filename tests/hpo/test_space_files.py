@@ -1,4 +1,4 @@
-"""Search-space files: bare-name lookup, the shipped spaces, `vcr-hpo spaces`, and the built wheel."""
+"""Search-space files: bare-name lookup, shipped spaces, `vcr-hpo spaces`, the built wheel."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_missing_space_names_the_shipped_ones(tmp_path, monkeypatch):
 def test_copy_shipped_space_refuses_to_overwrite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert copy_shipped_space("hyperparameters") == Path("hyperparameters.yaml")
-    assert Path("hyperparameters.yaml").read_text() == (ROOT / "search_spaces" / "hyperparameters.yaml").read_text()
+    source = ROOT / "search_spaces" / "hyperparameters.yaml"
+    assert Path("hyperparameters.yaml").read_text() == source.read_text()
     (tmp_path / "mine.yaml").write_text("keep me")
     with pytest.raises(ConfigError, match="mine.yaml: already exists"):
         copy_shipped_space("vcr_full.yaml", tmp_path / "mine.yaml")
@@ -91,7 +92,8 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     # stale build/ of an older layout would leak into the wheel.
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "studies", "tests", "bench"))
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "studies", "tests",
+        "bench"))
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(dist), str(src)], check=True, timeout=600,
