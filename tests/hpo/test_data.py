@@ -109,7 +109,7 @@ def test_max_train_samples_caps_train_split_only():
 def test_load_dataset_reuses_memory_then_disk_cache(monkeypatch):
     cfg = TrainConfig(synthetic_size=64, image_size=32)
     first = load_dataset(cfg)
-    files = list(cache_dir().glob("*.pt"))
+    files = list(cache_dir().glob("*.imgs"))
     assert len(files) == 1
 
     def never(*a, **k):
@@ -203,7 +203,7 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     assert "\n" not in msg
     assert "2 unreadable" in msg and str(bad) in msg and str(truncated) in msg
     assert msg.endswith("Remove or replace these files")
-    assert not any(cache_dir().glob("*.pt"))  # nothing half-decoded was cached
+    assert not any(cache_dir().glob("*.imgs"))  # nothing half-decoded was cached
 
 
 def test_changed_file_invalidates_the_disk_cache(tmp_path):
@@ -215,7 +215,7 @@ def test_changed_file_invalidates_the_disk_cache(tmp_path):
     os.utime(target, ns=(1, 1))  # a different mtime even on coarse filesystems
     clear_memory_cache()
     after = load_dataset(cfg)
-    assert len(list(cache_dir().glob("*.pt"))) == 2
+    assert len(list(cache_dir().glob("*.imgs"))) == 2
     assert not torch.equal(
         torch.cat([before.train_images, before.val_images]),
         torch.cat([after.train_images, after.val_images]),
