@@ -1,4 +1,8 @@
-"""Image data for trials: the synthetic vehicle-colour set, ImageFolder dirs, JSONL manifests."""
+"""Image data for trials: the synthetic vehicle-colour set, ImageFolder dirs, JSONL manifests.
+
+Decoded images live once per machine: in a read-only, memory-mapped cache file (`_data_cache`)
+laid out train block then val block, so the splits a trial gets are views of it, not copies.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
+from . import _data_cache
+from ._synthetic import COLOUR_CLASSES, _class_sequence, make_synthetic
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,23 +41,8 @@ __all__ = [
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 SPLIT_SEED = 20240  # one fixed split for every trial, so trials are compared on the same images
 _SYNTHETIC_VERSION = 1  # bump when the generator changes: it is part of the cache key
-_MEMORY_SLOTS = 6  # decoded datasets kept in-process (one per source and image_size)
-
-#: (name, RGB in [0, 1], share of traffic, metallic paint). Shares follow real fleet statistics:
-#: a long tail from white/black/grey down to orange/yellow. Close pairs on purpose:
-#: white/silver/grey and red/orange/brown.
-COLOUR_CLASSES: tuple[tuple[str, tuple[float, float, float], float, bool], ...] = (
-    ("white", (0.92, 0.92, 0.91), 0.23, False),
-    ("black", (0.07, 0.07, 0.08), 0.19, False),
-    ("grey", (0.40, 0.41, 0.43), 0.14, True),
-    ("silver", (0.68, 0.69, 0.71), 0.12, True),
-    ("blue", (0.12, 0.24, 0.58), 0.09, False),
-    ("red", (0.70, 0.09, 0.08), 0.08, False),
-    ("brown", (0.38, 0.24, 0.14), 0.05, False),
-    ("green", (0.12, 0.38, 0.20), 0.04, False),
-    ("orange", (0.88, 0.42, 0.08), 0.035, False),
-    ("yellow", (0.90, 0.78, 0.12), 0.025, False),
-)
+_MEMORY_SLOTS = 6  # datasets kept in-process (one per source, image_size and split layout)
+_CHUNK_BYTES = 64 << 20  # rows copied at a time when a cache file is filled or reordered
 
 
 @dataclass(frozen=True)
@@ -58,6 +50,8 @@ class DatasetSplits:
     """Decoded, resized images as uint8 tensors (N, 3, S, S) with int64 labels.
 
     `class_counts` counts the training split per class (for weighted sampling and long-tail losses).
+    With the disk cache on, the images are read-only views of one memory-mapped file that every
+    process on the machine shares: an in-place write faults, so `.clone()` before writing.
     """
 
     train_images: torch.Tensor
@@ -75,16 +69,16 @@ class DatasetSplits:
 
 
 @dataclass(frozen=True)
-class _Decoded:
-    """A whole source decoded at one size; `split` is 0 train, 1 val, -1 unassigned."""
+class _Laid:
+    """A whole source at one size in split layout: rows [0, n_train) train, the rest val."""
 
     images: torch.Tensor
     labels: torch.Tensor
-    split: torch.Tensor
+    n_train: int
     class_names: tuple[str, ...]
 
 
-_MEMORY: OrderedDict[str, _Decoded] = OrderedDict()
+_MEMORY: OrderedDict[str, _Laid] = OrderedDict()
 
 
 def clear_memory_cache() -> None:
@@ -257,124 +251,6 @@ def check_data_source(data: str, *, where: str = "data") -> None:
     _source_items(data, where)
 
 
-# --------------------------------------------------------------------------- synthetic set
-
-
-def _class_sequence(n: int, gen: torch.Generator) -> torch.Tensor:
-    """Long-tailed labels: counts follow the traffic shares, every class at least twice."""
-    shares = torch.tensor([c[2] for c in COLOUR_CLASSES], dtype=torch.float64)
-    counts = torch.clamp(torch.floor(shares / shares.sum() * n), min=2).long()
-    while counts.sum() > n:  # tiny n: take back from the largest classes
-        counts[counts.argmax()] -= 1
-    counts[0] += n - counts.sum()
-    labels = torch.repeat_interleave(torch.arange(len(COLOUR_CLASSES)), counts)
-    return labels[torch.randperm(n, generator=gen)]
-
-
-def _draw(labels: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Draw one chunk of car images, vectorised over the batch. Returns uint8 (N, 3, S, S)."""
-    n = labels.numel()
-
-    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, *(shape or (1, 1)), generator=gen)
-
-    g = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    y, x = g.view(1, size, 1), g.view(1, 1, size)
-
-    # Background: sky/buildings above a horizon, road below, both greyish with a random cast.
-    horizon = u(0.35, 0.6)
-    sky = u(0.35, 0.85, 3, 1, 1) * u(0.85, 1.0, 1, 1, 1)
-    road = u(0.2, 0.55, 1, 1, 1) + u(-0.04, 0.04, 3, 1, 1)
-    img = torch.where((y < horizon).unsqueeze(1), sky, road).expand(n, 3, size, size).clone()
-    img = img * (0.85 + 0.3 * y).unsqueeze(1)  # vertical light falloff
-
-    # Clutter: boxes of any colour (signs, buildings, other cars) behind the car.
-    for _ in range(4):
-        cx, cy, w, h = u(0, 1), u(0.05, 0.7), u(0.05, 0.3), u(0.05, 0.35)
-        box = ((x - cx).abs() < w / 2) & ((y - cy).abs() < h / 2) & (u(0, 1) < 0.8)
-        img = torch.where(box.unsqueeze(1), u(0.05, 0.95, 3, 1, 1), img)
-
-    # Car geometry, in image fractions.
-    length = u(0.55, 0.92)
-    cx = 0.5 + u(-0.12, 0.12)
-    ground = u(0.72, 0.92)
-    wheel_r = length * u(0.085, 0.11)
-    body_bot = ground - wheel_r * 0.9
-    body_h = length * u(0.2, 0.28)
-    body_top = body_bot - body_h
-    body_cy = (body_top + body_bot) / 2
-    body = ((x - cx).abs() / (length / 2)) ** 4 + ((y - body_cy).abs() / (body_h / 2)) ** 4 <= 1
-
-    facing = torch.where(u(0, 1) < 0.5, -1.0, 1.0)
-    cab_cx = cx + facing * length * u(-0.12, 0.05)
-    cab_h = body_h * u(0.7, 1.05)
-    cab_bot_w, cab_top_w = length * u(0.28, 0.36), length * u(0.16, 0.24)
-    t = ((body_top - y) / cab_h).clamp(0, 1)  # 0 at the cabin's bottom, 1 at its roof
-    half_w = cab_bot_w - (cab_bot_w - cab_top_w) * t
-    in_cab_rows = (y >= body_top - cab_h) & (y <= body_top + 0.01)
-    cabin = in_cab_rows & ((x - cab_cx).abs() <= half_w)
-    window = (
-        (y >= body_top - cab_h * 0.85)
-        & (y <= body_top - cab_h * 0.12)
-        & ((x - cab_cx).abs() <= half_w - 0.025)
-        & ((x - cab_cx).abs() >= 0.012)
-    )
-    paint_mask = (body | cabin) & ~window
-
-    wheel_dx = length * u(0.29, 0.33)
-    wheel_cy = ground - wheel_r
-    wheels = torch.zeros(n, size, size, dtype=torch.bool)
-    hubs = torch.zeros_like(wheels)
-    for side in (-1.0, 1.0):
-        d2 = (x - cx - side * wheel_dx) ** 2 + (y - wheel_cy) ** 2
-        wheels |= d2 <= wheel_r**2
-        hubs |= d2 <= (wheel_r * 0.45) ** 2
-
-    # Shadow on the ground under the car.
-    shadow = ((x - cx) / (length * 0.6)) ** 2 + ((y - ground) / (wheel_r * 0.8)) ** 2 <= 1
-    img = torch.where(shadow.unsqueeze(1), img * u(0.35, 0.6, 1, 1, 1), img)
-
-    # Paint: class colour with per-car variation in shade and a small channel jitter.
-    base = torch.tensor([c[1] for c in COLOUR_CLASSES])[labels].view(n, 3, 1, 1)
-    metallic = torch.tensor([float(c[3]) for c in COLOUR_CLASSES])[labels].view(n, 1, 1, 1)
-    paint = base * u(0.82, 1.12, 1, 1, 1) + u(-0.035, 0.035, 3, 1, 1)
-    # Shading: the roof and upper body catch more light than the sills.
-    rel = ((y - (body_top - cab_h)) / (body_bot - body_top + cab_h)).clamp(0, 1).unsqueeze(1)
-    paint = paint * (1.12 - 0.4 * rel)
-    # Specular highlight: a soft streak along the shoulder line, stronger on metallic paint.
-    streak_y = body_top + body_h * u(0.1, 0.35)
-    streak = torch.exp(-(((y - streak_y) / (body_h * 0.12)) ** 2)).unsqueeze(1)
-    strength = u(0.0, 0.35, 1, 1, 1) + 0.25 * metallic
-    paint = paint + strength * streak * (1.0 - paint)
-    img = torch.where(paint_mask.unsqueeze(1), paint, img)
-
-    glass = u(0.08, 0.25, 1, 1, 1) + torch.tensor([0.0, 0.02, 0.05]).view(1, 3, 1, 1)
-    glass = glass + 0.25 * (1 - t).unsqueeze(1) * u(0, 0.6, 1, 1, 1)  # sky reflection
-    img = torch.where(window.unsqueeze(1), glass, img)
-    img = torch.where(wheels.unsqueeze(1), u(0.03, 0.1, 1, 1, 1), img)
-    img = torch.where(hubs.unsqueeze(1), u(0.35, 0.6, 1, 1, 1), img)
-
-    # Scene lighting: overall exposure and a mild colour temperature, then sensor noise.
-    temp = u(-0.05, 0.05)
-    tint = torch.stack([1 + temp, torch.ones_like(temp), 1 - temp], dim=1)
-    img = img * u(0.55, 1.25, 1, 1, 1) * tint
-    img = img + u(0.01, 0.06, 1, 1, 1) * torch.randn(img.shape, generator=gen)
-    return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-
-
-def make_synthetic(n: int, image_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw `n` vehicle images of `image_size` px: the same images for the same arguments.
-
-    Returns:
-        images uint8 (n, 3, S, S) and labels int64 (n,) indexing `COLOUR_CLASSES`.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    labels = _class_sequence(n, gen)
-    chunk = max(16, (1 << 21) // (image_size * image_size))  # bounded temporaries at any size
-    parts = [_draw(labels[i : i + chunk], image_size, gen) for i in range(0, n, chunk)]
-    return torch.cat(parts), labels
-
-
 # --------------------------------------------------------------------------- decoding
 
 
@@ -391,11 +267,22 @@ def _decode_one(path: Path, size: int) -> torch.Tensor | str:
     return data.view(size, size, 3).permute(2, 0, 1).contiguous()
 
 
-def _decode_items(items: Sequence[_Item], size: int, data: str, workers: int) -> list[torch.Tensor]:
+def _decode_items(
+    items: Sequence[_Item], size: int, data: str, workers: int, out: torch.Tensor
+) -> None:
+    """Decode `items` into the rows of `out` (uint8 (N, 3, S, S)), one image at a time."""
+
+    def one(i: int) -> str | None:
+        r = _decode_one(items[i].path, size)
+        if isinstance(r, str):
+            return r
+        out[i].copy_(r)
+        return None
+
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL releases the GIL
-        out = list(pool.map(lambda it: _decode_one(it.path, size), items))
-    bad = [(it.path, r) for it, r in zip(items, out) if isinstance(r, str)]
+        res = list(pool.map(one, range(len(items))))
+    bad = [(it.path, r) for it, r in zip(items, res) if r is not None]
     if bad:
         shown = "; ".join(f"{p} ({r})" for p, r in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
@@ -403,7 +290,6 @@ def _decode_items(items: Sequence[_Item], size: int, data: str, workers: int) ->
             f"data: {data}: every image must decode, got {len(bad)} unreadable: "
             f"{shown}{more}. Remove or replace these files"
         )
-    return out  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- caching
@@ -423,64 +309,140 @@ def _source_key(cfg: TrainConfig, items: Sequence[_Item] | None) -> str:
     return h.hexdigest()[:24]
 
 
-def _read_disk(key: str) -> _Decoded | None:
-    folder = cache_dir()
-    if folder is None or not (folder / f"{key}.pt").is_file():
-        return None
-    try:
-        blob = torch.load(folder / f"{key}.pt", map_location="cpu", weights_only=True)
-        return _Decoded(blob["images"], blob["labels"], blob["split"], tuple(blob["class_names"]))
-    except Exception:  # noqa: BLE001 - a partial or stale file is only a cache miss
-        return None
+def _labels_of(
+    cfg: TrainConfig, items: Sequence[_Item] | None
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Labels (int64) and given split (int8: 0 train, 1 val, -1 none) in source order; cheap."""
+    if items is None:  # the labels make_synthetic(n, size, seed=0) draws first
+        labels = _class_sequence(cfg.synthetic_size, torch.Generator().manual_seed(0))
+        split = torch.full((len(labels),), -1, dtype=torch.int8)
+        return labels, split, tuple(c[0] for c in COLOUR_CLASSES)
+    names = tuple(sorted({it.label for it in items}))
+    index = {name: i for i, name in enumerate(names)}
+    labels = torch.tensor([index[it.label] for it in items], dtype=torch.int64)
+    split = torch.tensor(
+        [{"train": 0, "val": 1, None: -1}[it.split] for it in items], dtype=torch.int8
+    )
+    return labels, split, names
 
 
-def _write_disk(key: str, dec: _Decoded) -> None:
-    folder = cache_dir()
-    if folder is None:
-        return
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        torch.save(
-            {
-                "images": dec.images,
-                "labels": dec.labels,
-                "split": dec.split,
-                "class_names": list(dec.class_names),
-            },
-            tmp,
+def _layout(
+    cfg: TrainConfig, labels: torch.Tensor, split: torch.Tensor
+) -> tuple[torch.Tensor, int, str]:
+    """The source row of each cached row (train block, then val block), the train size, a tag.
+
+    The train block is in one fixed shuffled order, so `max_train_samples` keeps a prefix of it:
+    the same images a sorted random pick kept, as a view instead of a copy.
+    """
+    if (split >= 0).all():
+        is_val, tag = split == 1, "given"
+    else:
+        is_val, tag = _stratified_val(labels, cfg.val_fraction), f"v{cfg.val_fraction!r}"
+    train_idx = (~is_val).nonzero().flatten()
+    val_idx = is_val.nonzero().flatten()
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(
+            f"data: {cfg.data}: needs images in both splits, got {len(train_idx)} "
+            f"train and {len(val_idx)} val. Add images or change val_fraction"
         )
-        os.replace(tmp, folder / f"{key}.pt")  # atomic: concurrent workers never see half a file
-    except OSError:
-        pass  # a read-only home only costs the next process a re-decode
+    gen = torch.Generator().manual_seed(SPLIT_SEED + 1)
+    train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
+    return torch.cat([train_idx, val_idx]), len(train_idx), tag
 
 
-def _decode_source(cfg: TrainConfig) -> _Decoded:
+def _copy_rows(out: torch.Tensor, src: torch.Tensor, rows: torch.Tensor) -> None:
+    """out[i] = src[rows[i]], a bounded chunk at a time."""
+    step = max(1, _CHUNK_BYTES // max(1, out[0].numel()))
+    for i in range(0, len(rows), step):
+        out[i : i + step] = src[rows[i : i + step]]
+
+
+def _fill(
+    dst: np.ndarray,
+    cfg: TrainConfig,
+    items: Sequence[_Item] | None,
+    order: torch.Tensor,
+    folder: Path | None,
+    base: str,
+    name: str,
+) -> None:
+    """Write the images of `order` into `dst`: reordered from a cached sibling, else decoded."""
+    out = torch.from_numpy(dst)
+    for sib in _data_cache.siblings(folder, base, name) if folder is not None else ():
+        if tuple(sib.meta["shape"]) == tuple(dst.shape):  # same source, other val_fraction
+            pos = torch.empty_like(order)
+            pos[torch.tensor(sib.meta["order"])] = torch.arange(len(order))
+            _copy_rows(out, sib.images, pos[order])
+            return
+    if items is None:
+        images, _ = make_synthetic(cfg.synthetic_size, cfg.image_size, seed=0)
+        _copy_rows(out, images, order)
+    else:
+        chosen = [items[i] for i in order.tolist()]
+        _decode_items(chosen, cfg.image_size, cfg.data, cfg.num_workers, out)
+
+
+def _images(
+    cfg: TrainConfig,
+    items: Sequence[_Item] | None,
+    base: str,
+    name: str,
+    meta: dict,
+) -> torch.Tensor:
+    """The cached images of `name`: mapped from disk, built under a lock on a miss.
+
+    Falls back to a private in-memory tensor when the cache is off or its folder is unwritable.
+    """
+    order = torch.tensor(meta["order"])
+    folder = cache_dir()
+
+    def fill(dst: np.ndarray) -> None:
+        _fill(dst, cfg, items, order, folder, base, name)
+
+    def valid(e: _data_cache.Entry | None) -> bool:
+        return e is not None and all(e.meta.get(k) == v for k, v in meta.items())
+
+    if folder is not None:
+        path = folder / _data_cache.file_name(name)
+        entry = _data_cache.open_entry(path, name)
+        if not valid(entry):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with _data_cache.build_lock(folder, base):
+                    entry = _data_cache.open_entry(path, name)  # built by another worker?
+                    if not valid(entry):
+                        entry = _data_cache.write_entry(folder, name, meta, fill)
+            except OSError:  # a read-only home only costs a private copy
+                entry = None
+        if entry is not None and valid(entry):
+            return entry.images
+    out = torch.empty(tuple(meta["shape"]), dtype=torch.uint8)
+    fill(out.numpy())
+    return out
+
+
+def _laid_out(cfg: TrainConfig) -> _Laid:
     items = None if cfg.data == "synthetic" else _source_items(cfg.data, "data")
-    key = _source_key(cfg, items)
-    if key in _MEMORY:
-        _MEMORY.move_to_end(key)
-        return _MEMORY[key]
-    dec = _read_disk(key)
-    if dec is None:
-        if items is None:
-            images, labels = make_synthetic(cfg.synthetic_size, cfg.image_size, seed=0)
-            names = tuple(c[0] for c in COLOUR_CLASSES)
-            split = torch.full((len(labels),), -1, dtype=torch.int8)
-        else:
-            names = tuple(sorted({it.label for it in items}))
-            index = {name: i for i, name in enumerate(names)}
-            images = torch.stack(_decode_items(items, cfg.image_size, cfg.data, cfg.num_workers))
-            labels = torch.tensor([index[it.label] for it in items], dtype=torch.int64)
-            split = torch.tensor(
-                [{"train": 0, "val": 1, None: -1}[it.split] for it in items], dtype=torch.int8
-            )
-        dec = _Decoded(images, labels, split, names)
-        _write_disk(key, dec)
-    _MEMORY[key] = dec
+    labels, split, names = _labels_of(cfg, items)
+    order, n_train, tag = _layout(cfg, labels, split)  # bad splits fail before any decoding
+    base = _source_key(cfg, items)
+    name = f"{base}.{tag}"
+    if name in _MEMORY:
+        _MEMORY.move_to_end(name)
+        return _MEMORY[name]
+    laid_labels = labels[order]
+    meta = {
+        "shape": [len(order), 3, cfg.image_size, cfg.image_size],
+        "labels": laid_labels.tolist(),
+        "order": order.tolist(),
+        "n_train": n_train,
+        "class_names": list(names),
+    }
+    laid = _Laid(_images(cfg, items, base, name, meta), laid_labels, n_train, names)
+    _MEMORY[name] = laid
     while len(_MEMORY) > _MEMORY_SLOTS:
         _MEMORY.popitem(last=False)
-    return dec
+    return laid
 
 
 # --------------------------------------------------------------------------- splitting
@@ -501,36 +463,25 @@ def _stratified_val(labels: torch.Tensor, fraction: float) -> torch.Tensor:
 def load_dataset(cfg: TrainConfig) -> DatasetSplits:
     """The train and val images of `cfg.data` at `cfg.image_size`, decoded once and cached.
 
-    Decoded tensors are kept in-process and on disk (`cache_dir()`), keyed by a hash of the file
-    list, sizes, mtimes, labels and image size. The val split is fixed (not seeded per trial).
+    Images are decoded once per machine into a cache file (`cache_dir()`) keyed by a hash of the
+    file list, sizes, mtimes, labels and image size (plus `val_fraction` when the source gives no
+    split), mapped read-only and shared by every process; the splits are views of it. The val
+    split is fixed (not seeded per trial).
 
     Raises:
         ConfigError: a bad source (see `check_data_source`) or unreadable images (listed).
     """
-    dec = _decode_source(cfg)
-    if (dec.split >= 0).all():
-        is_val = dec.split == 1
-    else:
-        is_val = _stratified_val(dec.labels, cfg.val_fraction)
-    train_idx = (~is_val).nonzero().flatten()
-    val_idx = is_val.nonzero().flatten()
-    if cfg.max_train_samples is not None and cfg.max_train_samples < len(train_idx):
-        gen = torch.Generator().manual_seed(SPLIT_SEED + 1)
-        keep = torch.randperm(len(train_idx), generator=gen)[: cfg.max_train_samples]
-        train_idx = train_idx[keep.sort().values]
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ConfigError(
-            f"data: {cfg.data}: needs images in both splits, got {len(train_idx)} "
-            f"train and {len(val_idx)} val. Add images or change val_fraction"
-        )
-    train_labels = dec.labels[train_idx]
-    counts = torch.bincount(train_labels, minlength=len(dec.class_names))
+    laid = _laid_out(cfg)
+    n = laid.n_train
+    m = n if cfg.max_train_samples is None else min(n, cfg.max_train_samples)
+    train_labels = laid.labels[:m]
+    counts = torch.bincount(train_labels, minlength=len(laid.class_names))
     return DatasetSplits(
-        train_images=dec.images[train_idx],
+        train_images=laid.images[:m],
         train_labels=train_labels,
-        val_images=dec.images[val_idx],
-        val_labels=dec.labels[val_idx],
-        class_names=dec.class_names,
+        val_images=laid.images[n:],
+        val_labels=laid.labels[n:],
+        class_names=laid.class_names,
         class_counts=tuple(int(c) for c in counts),
         source=cfg.data,
         image_size=cfg.image_size,

@@ -109,7 +109,7 @@ def test_max_train_samples_caps_train_split_only():
 def test_load_dataset_reuses_memory_then_disk_cache(monkeypatch):
     cfg = TrainConfig(synthetic_size=64, image_size=32)
     first = load_dataset(cfg)
-    files = list(cache_dir().glob("*.pt"))
+    files = list(cache_dir().glob("*.imgs"))
     assert len(files) == 1
 
     def never(*a, **k):
@@ -203,7 +203,7 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     assert "\n" not in msg
     assert "2 unreadable" in msg and str(bad) in msg and str(truncated) in msg
     assert msg.endswith("Remove or replace these files")
-    assert not any(cache_dir().glob("*.pt"))  # nothing half-decoded was cached
+    assert not any(cache_dir().glob("*.imgs"))  # nothing half-decoded was cached
 
 
 def test_changed_file_invalidates_the_disk_cache(tmp_path):
@@ -215,7 +215,7 @@ def test_changed_file_invalidates_the_disk_cache(tmp_path):
     os.utime(target, ns=(1, 1))  # a different mtime even on coarse filesystems
     clear_memory_cache()
     after = load_dataset(cfg)
-    assert len(list(cache_dir().glob("*.pt"))) == 2
+    assert len(list(cache_dir().glob("*.imgs"))) == 2
     assert not torch.equal(
         torch.cat([before.train_images, before.val_images]),
         torch.cat([after.train_images, after.val_images]),
@@ -308,3 +308,135 @@ def test_check_data_source_rejects_with_one_clear_line(tmp_path, make, expected)
 def test_check_data_source_accepts_synthetic_and_good_sources(tmp_path):
     check_data_source("synthetic")
     check_data_source(str(_imagefolder(tmp_path / "cars", per_class=1)))
+
+
+# --------------------------------------------------------------------------- shared cache file
+
+_LINUX = pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
+
+# Loads the set as a trial would, touches every page, reports, then waits for one command.
+_CHILD = """
+import sys
+from hpo.config import TrainConfig
+from hpo.data import load_dataset
+s = load_dataset(TrainConfig(synthetic_size=64, image_size=32))
+print(int(s.train_images.sum()) + int(s.val_images.sum()), flush=True)
+if sys.stdin.readline().strip() == "write":
+    s.train_images[0] += 1
+print("survived", flush=True)
+"""
+
+
+def _mapping(pid, where):
+    """(perms, inode, path, rss kB, pss kB) of the mapping of `pid` holding address or file `where`."""
+    with open(f"/proc/{pid}/smaps") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        head = line.split(maxsplit=5)
+        if ":" in head[0]:  # a "Key: value" row, not a mapping's header
+            continue
+        lo, hi = (int(x, 16) for x in head[0].split("-"))
+        path = head[5] if len(head) > 5 else ""
+        if (lo <= where < hi) if isinstance(where, int) else path == str(where):
+            kb = {}
+            for row in lines[i + 1 :]:
+                key, sep, rest = row.partition(":")
+                if not sep or " " in key:
+                    break
+                kb[key] = rest.split()[0] if rest.split() else ""
+            return head[1], int(head[4]), path, int(kb["Rss"]), int(kb["Pss"])
+    raise AssertionError(f"no mapping of {where} in process {pid}")
+
+
+@_LINUX
+def test_cached_splits_are_read_only_views_of_one_mapped_file():
+    cfg = TrainConfig(synthetic_size=80, image_size=32, max_train_samples=20)
+    capped, full = load_dataset(cfg), load_dataset(cfg.replace(max_train_samples=None))
+    (file,) = cache_dir().glob("*.imgs")
+    for t in (capped.train_images, full.train_images, full.val_images):
+        perms, inode, path, _, _ = _mapping("self", t.data_ptr())
+        assert path == str(file) and inode == file.stat().st_ino
+        assert perms.startswith("r-")  # mapped without write permission: a write faults
+    # Views, not copies: the cap keeps a prefix of the train block, val follows it.
+    assert capped.train_images.data_ptr() == full.train_images.data_ptr()
+    assert full.val_images.data_ptr() == full.train_images[-1].data_ptr() + 3 * 32 * 32
+    assert torch.equal(capped.train_images, full.train_images[:20])
+
+
+@_LINUX
+def test_concurrent_first_builds_make_one_file_that_both_processes_share(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VCR_HPO_CACHE": str(cache_dir())}
+    kids = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        sums = {k.stdout.readline().strip() for k in kids}
+        assert len(sums) == 1 and sums != {""}  # both loaded, and the same pixels
+        files = sorted(p.name for p in cache_dir().iterdir() if not p.name.endswith(".lock"))
+        assert len(files) == 1 and files[0].endswith(".imgs")  # one file, no temp left over
+        (file,) = cache_dir().glob("*.imgs")
+        for k in kids:
+            _, inode, _, rss, pss = _mapping(k.pid, file)
+            assert inode == file.stat().st_ino  # both map the final file, not a replaced one
+            assert rss >= 64 * 3 * 32 * 32 // 1024 and pss <= 0.6 * rss  # pages counted once
+        kids[0].stdin.write("write\n")
+        kids[1].stdin.write("read\n")
+        out = [k.communicate(timeout=60)[0] for k in kids]
+    finally:
+        for k in kids:
+            k.kill() if k.poll() is None else None
+    assert kids[0].returncode == -signal.SIGSEGV and "survived" not in out[0]
+    assert kids[1].returncode == 0 and "survived" in out[1]
+    clear_memory_cache()
+    splits = load_dataset(TrainConfig(synthetic_size=64, image_size=32))
+    assert {str(int(splits.train_images.sum()) + int(splits.val_images.sum()))} == sums  # no write
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_cache_file_is_rebuilt(monkeypatch, damage):
+    cfg = TrainConfig(synthetic_size=64, image_size=32)
+    first = load_dataset(cfg)
+    (file,) = cache_dir().glob("*.imgs")
+    size = file.stat().st_size
+    blob = file.read_bytes()
+    file.unlink()  # the old mapping stays valid; damage a fresh file in its place
+    file.write_bytes(
+        {"truncate": blob[: size - 100], "garbage": b"not a cache" * 500, "empty": b""}[damage]
+    )
+    clear_memory_cache()
+    again = load_dataset(cfg)
+    assert file.stat().st_size == size
+    assert torch.equal(again.train_images, first.train_images)
+    assert torch.equal(again.val_labels, first.val_labels)
+
+
+def test_other_val_fraction_reorders_the_cached_file_without_regenerating(monkeypatch):
+    cfg = TrainConfig(synthetic_size=120, image_size=32, val_fraction=0.2)
+    load_dataset(cfg)
+    images, labels = make_synthetic(120, 32, seed=0)
+
+    def never(*a, **k):
+        raise AssertionError("regenerated instead of reordering the cached file")
+
+    monkeypatch.setattr(data_mod, "make_synthetic", never)
+    other = load_dataset(cfg.replace(val_fraction=0.5))
+    assert len(list(cache_dir().glob("*.imgs"))) == 2
+    is_val = data_mod._stratified_val(labels, 0.5)
+    weights = torch.arange(1, 3 * 32 * 32 + 1, dtype=torch.float64)
+
+    def rows(x):  # the val set as sorted row fingerprints: the order does not matter
+        return (x.flatten(1).double() * weights).sum(1).sort().values
+
+    assert torch.equal(rows(other.val_images), rows(images[is_val]))
+    assert sorted(other.val_labels.tolist()) == sorted(labels[is_val].tolist())
