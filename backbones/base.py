@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import ConfigError, WeightsNotFoundError
 
-__all__ = ["BaseBackbone", "FeatureSpec", "LEVELS", "LEVEL_STRIDES", "Output"]
+__all__ = ["LEVELS", "LEVEL_STRIDES", "BaseBackbone", "FeatureSpec", "Output"]
 
 LEVELS = ("c2", "c3", "c4", "c5")
 LEVEL_STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}

@@ -9,14 +9,14 @@ import torch
 import torchvision
 from torch import nn
 
-from ._builders import register_backbone
+from ._builders import BUILTIN_BACKBONES, register_backbone
 from .base import LEVELS, BaseBackbone, FeatureSpec, Output
 from .errors import ConfigError, WeightsNotFoundError
 from .weights import hub_checkpoint_path, load_state_dict_file
 
 __all__ = ["ResNetBackbone"]
 
-_NAMES = ("resnet18", "resnet34", "resnet50")
+_NAMES = BUILTIN_BACKBONES["resnet"]
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

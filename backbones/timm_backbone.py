@@ -8,15 +8,15 @@ from pathlib import Path
 import timm
 import torch
 
-from ._builders import register_backbone
+from ._builders import BUILTIN_BACKBONES, register_backbone
 from .base import LEVEL_STRIDES, BaseBackbone, FeatureSpec, Output
 from .errors import ConfigError, WeightsNotFoundError
 from .weights import hf_cached_file, hf_expected_path, hub_checkpoint_path, load_state_dict_file
 
-__all__ = ["TimmBackbone", "EfficientNetBackbone"]
+__all__ = ["EfficientNetBackbone", "TimmBackbone"]
 
-_EFFICIENTNETS = tuple(f"efficientnet_b{i}" for i in range(8))
-_OTHER_TIMM = ("convnext_tiny", "mobilenetv3_large_100", "resnet10t")
+_EFFICIENTNETS = BUILTIN_BACKBONES["efficientnet"]
+_OTHER_TIMM = BUILTIN_BACKBONES["timm"]
 
 
 def resolve_timm_weights(name: str) -> Path:
