@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,11 +111,19 @@ def write_config(cfg: TrainConfig, path: Path, *, header: str = "") -> Path:
     return path
 
 
-def read_config(path: Path) -> TrainConfig:
-    """Read a TrainConfig YAML file (as `write_config` or `save_run` writes it).
+def read_config(path: Path, *, warn: Callable[[str], None] | None = None) -> TrainConfig:
+    """Read a TrainConfig YAML file: flat (as `write_config` or `save_run` writes it) or the
+    seed's `config.yaml` layout (trainer fields under `train:`, beside other sections).
+
+    In the seed layout, keys under `train:` that are not trainer fields and the other top-level
+    sections are ignored, and named in one warning.
+
+    Args:
+        warn: receives that warning (default: one `warning: ...` line on stderr).
 
     Raises:
-        ConfigError: missing file, not a mapping, unknown fields or bad values.
+        ConfigError: missing file, not a mapping, unknown fields or bad values; in the seed
+            layout, a `train:` that is not a mapping or a trainer field beside it.
     """
     path = Path(path)
     try:
@@ -131,7 +139,44 @@ def read_config(path: Path) -> TrainConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: must be a mapping of TrainConfig fields, got {data!r}. "
                           "Write one field: value per line")
+    if SEED_SECTION in data:
+        data = _seed_layout_fields(data, str(path), warn or _warn_on_stderr)
     return TrainConfig.from_dict(data, where=str(path))
+
+
+#: The seed's config.yaml keeps trainer settings under this section (seeds/backbones.md).
+SEED_SECTION = "train"
+
+
+def _warn_on_stderr(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _seed_layout_fields(
+    data: Mapping[str, Any], where: str, warn: Callable[[str], None]
+) -> dict[str, Any]:
+    """The trainer fields of a seed-layout config; what is not one is named in one warning."""
+    from .config import FIELD_NAMES
+
+    section = data[SEED_SECTION]
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where}: {SEED_SECTION}: must be a mapping of trainer fields, got "
+                          f"{section!r}. Write {SEED_SECTION}: {{backbone: resnet50}}")
+    ignored = [f"{SEED_SECTION}.{k}" for k in section if k not in FIELD_NAMES]
+    for key, value in data.items():
+        if key == SEED_SECTION:
+            continue
+        if key in FIELD_NAMES and not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key}: a trainer field beside {SEED_SECTION}:, got "
+                              f"{value!r}. Move it under {SEED_SECTION}: (or drop "
+                              f"{SEED_SECTION}: and write every field at the top)")
+        ignored.append(str(key))  # another section of the seed's config (data:, model:, ...)
+    if ignored:
+        warn(f"{where}: read the trainer fields under {SEED_SECTION}:; ignored, not trainer "
+             f"fields: {', '.join(ignored)}")
+    return {k: v for k, v in section.items() if k in FIELD_NAMES}
 
 
 def _importances_ok(study: optuna.Study) -> str | None:

@@ -157,3 +157,57 @@ def test_status_loads_no_torch(tiny_study):
                          check=False)
     assert out.returncode == 0, out.stderr
     assert "finished 3/3" in out.stdout and "HEAVY []" in out.stdout
+
+
+# --- the seed's config.yaml layout (seeds/backbones.md: `train: {backbone: "resnet50"}`)
+
+
+def test_read_config_accepts_the_seed_layout_without_a_word(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text('train:\n  backbone: "resnet50"  # or "efficientnet_b0"\n')
+    assert read_config(path) == TrainConfig(backbone="resnet50")
+    assert capsys.readouterr().err == ""
+
+
+def test_read_config_seed_layout_names_what_it_ignores_in_one_line(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  num_classes: 10\ntrain:\n  backbone: resnet34\n  epochs: 7\n"
+                    "  num_epochs: 30\n  lr: 0.01\n  log_dir: runs/\ndata:\n  root: /data\n")
+    notes: list[str] = []
+    assert read_config(path, warn=notes.append) == TrainConfig(backbone="resnet34", epochs=7,
+                                                               lr=0.01)
+    expected = (f"{path}: read the trainer fields under train:; ignored, not trainer fields: "
+                "train.num_epochs, train.log_dir, model, data")
+    assert notes == [expected]
+    read_config(path)  # default: the same line on stderr
+    assert capsys.readouterr().err == f"warning: {notes[0]}\n"
+
+
+@pytest.mark.parametrize("content, rule", [
+    ("train: resnet50\n", "train: must be a mapping of trainer fields, got 'resnet50'"),
+    ("train:\n", "train: must be a mapping of trainer fields, got None"),
+    ("train: {backbone: resnet18}\nepochs: 3\n", "epochs: a trainer field beside train:, got 3"),
+    ("train: {backbone: resnet81}\n", "backbone: unknown backbone 'resnet81'"),
+    ("train: {epochs: 0}\n", "epochs: must lie in"),
+])
+def test_train_rejects_a_bad_seed_layout_with_exit_2(content, rule, tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and rule in err[0] and str(path) in err[0], err
+
+
+def test_train_runs_the_seed_layout(tmp_path, capsys):
+    """Regression: `vcr-hpo train --config` refused it ("train: not a trainer field")."""
+    path = tmp_path / "config.yaml"
+    path.write_text("train:\n  backbone: resnet10t\n  epochs: 1\n  synthetic_size: 40\n"
+                    "  image_size: 32\n  batch_size: 16\n  device: cpu\n  optimiser: adam\n")
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: read the trainer fields under train:; ignored, not trainer " \
+           "fields: train.optimiser\n" in err
+    saved = read_config(tmp_path / "run" / "config.yaml")  # written flat
+    assert saved == TrainConfig(backbone="resnet10t", epochs=1, synthetic_size=40, image_size=32,
+                                batch_size=16, device="cpu")
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]) == 1
