@@ -41,7 +41,8 @@ class ResNetBackbone(BaseBackbone):
         name: "resnet18", "resnet34" or "resnet50".
         pretrained: load ImageNet weights from `$TORCH_HOME/hub/checkpoints/` (no network).
         weights: path of a state_dict file; implies pretrained.
-        output: "features" or "pooled".
+        output: "features" (c2..c5, the default) or "pooled".
+        return_nodes: the seed's keyword: True is output="features", False is "pooled".
     """
 
     family = "resnet"
@@ -52,9 +53,10 @@ class ResNetBackbone(BaseBackbone):
         pretrained: bool = False,
         *,
         weights: str | os.PathLike | None = None,
-        output: Output = "features",
+        output: Output | None = None,
+        return_nodes: bool | None = None,
     ) -> None:
-        super().__init__(name, output=output)
+        super().__init__(name, output=output, return_nodes=return_nodes)
         if name not in _NAMES:
             from ._builders import BACKBONES
 

@@ -60,7 +60,8 @@ class TimmBackbone(BaseBackbone):
         name: a timm model name registered here.
         pretrained: load ImageNet weights from the local HF or torch hub cache (no network).
         weights: path of a state_dict file of the full timm model; implies pretrained.
-        output: "features" or "pooled".
+        output: "features" (c2..c5, the default) or "pooled".
+        return_nodes: the seed's keyword: True is output="features", False is "pooled".
     """
 
     family = "timm"
@@ -76,9 +77,10 @@ class TimmBackbone(BaseBackbone):
         pretrained: bool = False,
         *,
         weights: str | os.PathLike | None = None,
-        output: Output = "features",
+        output: Output | None = None,
+        return_nodes: bool | None = None,
     ) -> None:
-        super().__init__(name, output=output)
+        super().__init__(name, output=output, return_nodes=return_nodes)
         file = None
         if weights is not None:
             file = Path(weights).expanduser()
