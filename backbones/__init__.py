@@ -13,6 +13,7 @@ from ._lazy import lazy_exports
 #: public name -> submodule that defines it
 _EXPORTS = {
     "BACKBONES": "factory",  # through the factory, which imports every built-in backbone
+    "BACKBONE_NAMES": "_builders",
     "BackboneEntry": "_builders",
     "register_backbone": "_builders",
     "LEVEL_STRIDES": "base",
@@ -36,6 +37,7 @@ _EXPORTS = {
 
 __all__ = [
     "BACKBONES",
+    "BACKBONE_NAMES",
     "BACKBONE_OPTIONS",
     "LEVELS",
     "LEVEL_STRIDES",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._builders import BackboneEntry, register_backbone
+    from ._builders import BACKBONE_NAMES, BackboneEntry, register_backbone
     from .base import LEVEL_STRIDES, LEVELS, BaseBackbone, FeatureSpec
     from .errors import ConfigError, UnknownNameError, VcrHpoError, WeightsNotFoundError
     from .factory import (

@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._names import NameTable
 from .registry import Registry
 
-__all__ = ["BACKBONES", "BackboneEntry", "register_backbone"]
+__all__ = ["BACKBONES", "BACKBONE_NAMES", "BUILTIN_BACKBONES", "BackboneEntry", "register_backbone"]
+
+#: family -> the built-in names its module registers (resnet.py, timm_backbone.py read them here)
+BUILTIN_BACKBONES: dict[str, tuple[str, ...]] = {
+    "resnet": ("resnet18", "resnet34", "resnet50"),
+    "efficientnet": tuple(f"efficientnet_b{i}" for i in range(8)),
+    "timm": ("convnext_tiny", "mobilenetv3_large_100", "resnet10t"),
+}
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,13 @@ class BackboneEntry:
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
+
+#: Every backbone name, known without importing torch (config validation reads this).
+BACKBONE_NAMES = NameTable(
+    "backbone",
+    (name for names in BUILTIN_BACKBONES.values() for name in names),
+    live=f"{__name__}:BACKBONES",
+)
 
 
 def register_backbone(names: tuple[str, ...], family: str):

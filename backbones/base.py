@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import ConfigError, WeightsNotFoundError
 
-__all__ = ["BaseBackbone", "FeatureSpec", "LEVELS", "LEVEL_STRIDES", "Output"]
+__all__ = ["LEVELS", "LEVEL_STRIDES", "BaseBackbone", "FeatureSpec", "Output", "resolve_output"]
 
 LEVELS = ("c2", "c3", "c4", "c5")
 LEVEL_STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
@@ -27,6 +27,33 @@ class FeatureSpec:
     stride: int
 
 
+def resolve_output(name: str, output: str | None, return_nodes: bool | None) -> Output:
+    """The output mode from `output=` and/or the seed's `return_nodes=` (default "features").
+
+    Raises:
+        ConfigError: a value of the wrong kind, or the two keywords asking for different modes.
+    """
+    if output is not None and output not in ("features", "pooled"):
+        raise ConfigError(
+            f"backbone {name}: output must be 'features' or 'pooled', got {output!r}. "
+            "Use one of those."
+        )
+    if return_nodes is None:
+        return output or "features"
+    if not isinstance(return_nodes, bool):
+        raise ConfigError(
+            f"backbone {name}: return_nodes must be true (c2..c5) or false (pooled), got "
+            f"{return_nodes!r}. Use true or false."
+        )
+    implied = "features" if return_nodes else "pooled"
+    if output is not None and output != implied:
+        raise ConfigError(
+            f"backbone {name}: return_nodes={return_nodes} asks for output={implied!r}, got "
+            f"output={output!r} as well. Give one of the two keywords."
+        )
+    return implied
+
+
 class BaseBackbone(nn.Module, abc.ABC):
     """A CNN feature extractor.
 
@@ -36,21 +63,25 @@ class BaseBackbone(nn.Module, abc.ABC):
 
     Args:
         name: registered model name.
-        output: "features" (dict of c2..c5) or "pooled" (vector).
+        output: "features" (dict of c2..c5, the default) or "pooled" (vector).
+        return_nodes: the seed's keyword for the same choice: True is "features", False is
+            "pooled". Give either keyword, or both when they agree.
     """
 
     family: str = "base"
 
-    def __init__(self, name: str, *, output: Output = "features") -> None:
+    def __init__(
+        self, name: str, *, output: Output | None = None, return_nodes: bool | None = None
+    ) -> None:
         super().__init__()
-        if output not in ("features", "pooled"):
-            raise ConfigError(
-                f"backbone {name}: output must be 'features' or 'pooled', got {output!r}. "
-                "Use one of those."
-            )
         self.name = name
-        self.output = output
+        self.output = resolve_output(name, output, return_nodes)
         self._specs: dict[str, FeatureSpec] = {}
+
+    @property
+    def return_nodes(self) -> bool:
+        """True when `forward` returns the c2..c5 dict (the seed's name for output="features")."""
+        return self.output == "features"
 
     @classmethod
     def locate_weights(cls, name: str) -> Path:

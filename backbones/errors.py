@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["VcrHpoError", "ConfigError", "UnknownNameError", "WeightsNotFoundError"]
+__all__ = ["ConfigError", "UnknownNameError", "VcrHpoError", "WeightsNotFoundError"]
 
 
 class VcrHpoError(Exception):

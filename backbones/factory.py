@@ -21,7 +21,7 @@ __all__ = [
     "list_backbones",
 ]
 
-BACKBONE_OPTIONS = ("pretrained", "weights", "output")
+BACKBONE_OPTIONS = ("pretrained", "weights", "output", "return_nodes")
 
 
 def create_backbone(name: str, **cfg: Any) -> BaseBackbone:
@@ -29,7 +29,8 @@ def create_backbone(name: str, **cfg: Any) -> BaseBackbone:
 
     Args:
         name: a registered name (see `list_backbones()`).
-        **cfg: `pretrained`, `weights`, `output`.
+        **cfg: `pretrained`, `weights`, `output`, `return_nodes` (the seed's name for output:
+            True is "features", False is "pooled").
 
     Raises:
         UnknownNameError: unknown name (lists options and the closest match).

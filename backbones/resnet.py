@@ -9,14 +9,14 @@ import torch
 import torchvision
 from torch import nn
 
-from ._builders import register_backbone
+from ._builders import BUILTIN_BACKBONES, register_backbone
 from .base import LEVELS, BaseBackbone, FeatureSpec, Output
 from .errors import ConfigError, WeightsNotFoundError
 from .weights import hub_checkpoint_path, load_state_dict_file
 
 __all__ = ["ResNetBackbone"]
 
-_NAMES = ("resnet18", "resnet34", "resnet50")
+_NAMES = BUILTIN_BACKBONES["resnet"]
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -41,7 +41,8 @@ class ResNetBackbone(BaseBackbone):
         name: "resnet18", "resnet34" or "resnet50".
         pretrained: load ImageNet weights from `$TORCH_HOME/hub/checkpoints/` (no network).
         weights: path of a state_dict file; implies pretrained.
-        output: "features" or "pooled".
+        output: "features" (c2..c5, the default) or "pooled".
+        return_nodes: the seed's keyword: True is output="features", False is "pooled".
     """
 
     family = "resnet"
@@ -52,9 +53,10 @@ class ResNetBackbone(BaseBackbone):
         pretrained: bool = False,
         *,
         weights: str | os.PathLike | None = None,
-        output: Output = "features",
+        output: Output | None = None,
+        return_nodes: bool | None = None,
     ) -> None:
-        super().__init__(name, output=output)
+        super().__init__(name, output=output, return_nodes=return_nodes)
         if name not in _NAMES:
             from ._builders import BACKBONES
 

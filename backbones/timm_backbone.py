@@ -8,15 +8,15 @@ from pathlib import Path
 import timm
 import torch
 
-from ._builders import register_backbone
+from ._builders import BUILTIN_BACKBONES, register_backbone
 from .base import LEVEL_STRIDES, BaseBackbone, FeatureSpec, Output
 from .errors import ConfigError, WeightsNotFoundError
 from .weights import hf_cached_file, hf_expected_path, hub_checkpoint_path, load_state_dict_file
 
-__all__ = ["TimmBackbone", "EfficientNetBackbone"]
+__all__ = ["EfficientNetBackbone", "TimmBackbone"]
 
-_EFFICIENTNETS = tuple(f"efficientnet_b{i}" for i in range(8))
-_OTHER_TIMM = ("convnext_tiny", "mobilenetv3_large_100", "resnet10t")
+_EFFICIENTNETS = BUILTIN_BACKBONES["efficientnet"]
+_OTHER_TIMM = BUILTIN_BACKBONES["timm"]
 
 
 def resolve_timm_weights(name: str) -> Path:
@@ -60,7 +60,8 @@ class TimmBackbone(BaseBackbone):
         name: a timm model name registered here.
         pretrained: load ImageNet weights from the local HF or torch hub cache (no network).
         weights: path of a state_dict file of the full timm model; implies pretrained.
-        output: "features" or "pooled".
+        output: "features" (c2..c5, the default) or "pooled".
+        return_nodes: the seed's keyword: True is output="features", False is "pooled".
     """
 
     family = "timm"
@@ -76,9 +77,10 @@ class TimmBackbone(BaseBackbone):
         pretrained: bool = False,
         *,
         weights: str | os.PathLike | None = None,
-        output: Output = "features",
+        output: Output | None = None,
+        return_nodes: bool | None = None,
     ) -> None:
-        super().__init__(name, output=output)
+        super().__init__(name, output=output, return_nodes=return_nodes)
         file = None
         if weights is not None:
             file = Path(weights).expanduser()

@@ -9,7 +9,7 @@ import torch
 
 from .errors import ConfigError, WeightsNotFoundError
 
-__all__ = ["hub_checkpoint_path", "hf_cached_file", "load_state_dict_file"]
+__all__ = ["hf_cached_file", "hub_checkpoint_path", "load_state_dict_file"]
 
 _HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -73,7 +73,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for corrupt or pickled files
+        except Exception as exc:  # noqa: BLE001  (torch raises several types for corrupt files)
             raise ConfigError(
                 f"weights: cannot read {str(path)!r} as a state_dict, got {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}. Save it with torch.save(model.state_dict(), path)."

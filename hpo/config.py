@@ -10,15 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from backbones import BACKBONES
+from backbones._builders import BACKBONE_NAMES
 from backbones.registry import Registry
 
+from ._names import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
 from .errors import ConfigError, UnknownNameError
-from .heads import HEADS
-from .losses import LOSSES
-from .optim import OPTIMIZERS, SCHEDULERS
 
-__all__ = ["TrainConfig", "FIELD_REGISTRIES", "FIELDS", "field_type", "check_field", "FIELD_NAMES"]
+__all__ = ["FIELDS", "FIELD_NAMES", "FIELD_REGISTRIES", "TrainConfig", "check_field", "field_type"]
 
 
 @dataclass(frozen=True)
@@ -90,13 +88,13 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(TrainConfig)}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
 _HINTS = typing.get_type_hints(TrainConfig)
 
-#: Fields whose values are names in a registry.
+#: Fields whose values are names in a registry: the registries' name tables (no torch import).
 FIELD_REGISTRIES: dict[str, Registry] = {
-    "backbone": BACKBONES,
-    "fusion": HEADS,
-    "loss_fn": LOSSES,
-    "optimizer": OPTIMIZERS,
-    "scheduler": SCHEDULERS,
+    "backbone": BACKBONE_NAMES,
+    "fusion": FUSION_NAMES,
+    "loss_fn": LOSS_NAMES,
+    "optimizer": OPTIMIZER_NAMES,
+    "scheduler": SCHEDULER_NAMES,
 }
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
@@ -171,9 +169,8 @@ def check_field(name: str, value: Any, *, where: str = "config") -> Any:
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{loc}: must be finite, got {value!r}. Write a finite number")
-    elif kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{loc}: must be a string, got {value!r}. Quote it")
+    elif kind is str and not isinstance(value, str):
+        raise ConfigError(f"{loc}: must be a string, got {value!r}. Quote it")
     if name in _RANGES:
         lo, hi, lo_inc, hi_inc = _RANGES[name]
         ok = (value >= lo if lo_inc else value > lo) and (value <= hi if hi_inc else value < hi)

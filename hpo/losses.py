@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -11,12 +11,27 @@ from torch import nn
 
 from backbones.registry import Registry
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
-
-__all__ = ["LOSSES", "CrossEntropy", "FocalLoss", "SmoothModulationLoss", "build_loss"]
+__all__ = [
+    "LOSSES",
+    "CrossEntropy",
+    "EpochAware",
+    "FocalLoss",
+    "LossSettings",
+    "SmoothModulationLoss",
+    "build_loss",
+]
 
 LOSSES: Registry = Registry("loss")
+
+
+class LossSettings(Protocol):
+    """The fields `build_loss` reads (a TrainConfig has them; this module does not import it)."""
+
+    loss_fn: str
+    label_smoothing: float
+    focal_gamma: float
+    focal_alpha: float | None
+    tau: float
 
 
 class EpochAware(nn.Module):
@@ -86,7 +101,7 @@ class SmoothModulationLoss(EpochAware):
         )
 
 
-def build_loss(cfg: TrainConfig, class_counts: Sequence[int]) -> EpochAware:
+def build_loss(cfg: LossSettings, class_counts: Sequence[int]) -> EpochAware:
     """The loss `cfg.loss_fn` with its hyperparameters from `cfg`."""
     cls = LOSSES.get(cfg.loss_fn)
     if cls is FocalLoss:

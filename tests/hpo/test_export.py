@@ -89,14 +89,49 @@ def test_train_rejects_a_bad_config_with_exit_2(content, rule, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("html", b"<!doctype html>")])
-def test_report_writes_history_importances_and_intermediate_plots(fmt, magic, tiny_study, tmp_path):
+def test_report_on_3_trials_names_the_count_and_skips_importances(fmt, magic, tiny_study,
+                                                                   tmp_path, capsys):
     url, _, _ = tiny_study
     assert main(["report", "--storage", url, "-o", str(tmp_path), "--format", fmt]) == 0
-    for stem in ("history", "importances", "intermediate"):
-        data = (tmp_path / f"{stem}.{fmt}").read_bytes()
+    out, err = capsys.readouterr()
+    assert out.split() == [str(tmp_path / f"history-3trials.{fmt}"),
+                           str(tmp_path / f"intermediate-3trials.{fmt}")]
+    assert "skipped importances: needs at least 10 COMPLETE trials for a stable ranking, got 3" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"history-3trials.{fmt}",
+                                                          f"intermediate-3trials.{fmt}"]
+    for stem in ("history", "intermediate"):
+        data = (tmp_path / f"{stem}-3trials.{fmt}").read_bytes()
         assert data.startswith(magic) and len(data) > 5_000, stem
         if fmt == "html":
-            assert b"Plotly.newPlot" in data
+            kind = "trials reporting" if stem == "intermediate" else "COMPLETE trials"
+            assert b"Plotly.newPlot" in data and f"(3 {kind})".encode() in data
+
+
+@pytest.mark.parametrize("n, drawn", [(9, False), (10, True), (12, True)])
+def test_report_draws_importances_from_10_complete_trials_on(n, drawn, tmp_path):
+    from hpo.export import MIN_IMPORTANCE_TRIALS, write_report
+
+    assert MIN_IMPORTANCE_TRIALS == 10
+    study = optuna.create_study(direction="maximize")
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+             "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64])}
+    for i in range(n):
+        lr = 10 ** (-4 + 3 * i / n)
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr, "batch_size": [16, 32, 64][i % 3]}, distributions=dists,
+            value=float(i) / n, intermediate_values={0: 0.1} if i < 4 else {}))
+    (tmp_path / "importances-12trials.html").write_text("from an earlier report")
+    written, skipped = write_report(study, tmp_path, fmt="html")
+    names = sorted(p.name for p in written)
+    assert names == sorted([f"history-{n}trials.html", "intermediate-4trials.html"]
+                           + ([f"importances-{n}trials.html"] if drawn else []))
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # the stale file is gone
+    if drawn:
+        html = (tmp_path / f"importances-{n}trials.html").read_text()
+        assert f"({n} COMPLETE trials)" in html
+    else:
+        assert skipped["importances"] == ("needs at least 10 COMPLETE trials for a stable "
+                                          "ranking, got 9")
 
 
 def test_status_shows_counts_best_and_top(tiny_study, capsys):
@@ -157,3 +192,57 @@ def test_status_loads_no_torch(tiny_study):
                          check=False)
     assert out.returncode == 0, out.stderr
     assert "finished 3/3" in out.stdout and "HEAVY []" in out.stdout
+
+
+# --- the seed's config.yaml layout (seeds/backbones.md: `train: {backbone: "resnet50"}`)
+
+
+def test_read_config_accepts_the_seed_layout_without_a_word(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text('train:\n  backbone: "resnet50"  # or "efficientnet_b0"\n')
+    assert read_config(path) == TrainConfig(backbone="resnet50")
+    assert capsys.readouterr().err == ""
+
+
+def test_read_config_seed_layout_names_what_it_ignores_in_one_line(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  num_classes: 10\ntrain:\n  backbone: resnet34\n  epochs: 7\n"
+                    "  num_epochs: 30\n  lr: 0.01\n  log_dir: runs/\ndata:\n  root: /data\n")
+    notes: list[str] = []
+    assert read_config(path, warn=notes.append) == TrainConfig(backbone="resnet34", epochs=7,
+                                                               lr=0.01)
+    expected = (f"{path}: read the trainer fields under train:; ignored, not trainer fields: "
+                "train.num_epochs, train.log_dir, model, data")
+    assert notes == [expected]
+    read_config(path)  # default: the same line on stderr
+    assert capsys.readouterr().err == f"warning: {notes[0]}\n"
+
+
+@pytest.mark.parametrize("content, rule", [
+    ("train: resnet50\n", "train: must be a mapping of trainer fields, got 'resnet50'"),
+    ("train:\n", "train: must be a mapping of trainer fields, got None"),
+    ("train: {backbone: resnet18}\nepochs: 3\n", "epochs: a trainer field beside train:, got 3"),
+    ("train: {backbone: resnet81}\n", "backbone: unknown backbone 'resnet81'"),
+    ("train: {epochs: 0}\n", "epochs: must lie in"),
+])
+def test_train_rejects_a_bad_seed_layout_with_exit_2(content, rule, tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and rule in err[0] and str(path) in err[0], err
+
+
+def test_train_runs_the_seed_layout(tmp_path, capsys):
+    """Regression: `vcr-hpo train --config` refused it ("train: not a trainer field")."""
+    path = tmp_path / "config.yaml"
+    path.write_text("train:\n  backbone: resnet10t\n  epochs: 1\n  synthetic_size: 40\n"
+                    "  image_size: 32\n  batch_size: 16\n  device: cpu\n  optimiser: adam\n")
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: read the trainer fields under train:; ignored, not trainer " \
+           "fields: train.optimiser\n" in err
+    saved = read_config(tmp_path / "run" / "config.yaml")  # written flat
+    assert saved == TrainConfig(backbone="resnet10t", epochs=1, synthetic_size=40, image_size=32,
+                                batch_size=16, device="cpu")
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]) == 1

@@ -1,0 +1,95 @@
+"""Measuring a model: validation loss, accuracy and macro-F1; batch-1 latency."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._augment import normalise
+
+__all__ = ["evaluate", "measure_latency"]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float, float]:
+    """Cross-entropy, accuracy and macro-F1 of `model` on uint8 `images`.
+
+    The loss is plain cross-entropy whatever the training loss, so trials compare on one scale.
+    Macro-F1 averages over classes present in the labels or the predictions.
+    """
+    model.eval()
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    for i in range(0, len(labels), batch_size):
+        x = normalise(images[i : i + batch_size].to(device, non_blocking=True))
+        y = labels[i : i + batch_size].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = model(x)
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        pred = logits.argmax(dim=1)
+        confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(
+            num_classes, num_classes
+        )
+    conf = confusion.cpu().double()
+    tp = conf.diag()
+    support, predicted = conf.sum(1), conf.sum(0)
+    present = (support + predicted) > 0
+    f1 = 2 * tp / (support + predicted).clamp_min(1)
+    n = max(1, len(labels))
+    return (
+        float(total_loss) / n,
+        float(tp.sum()) / n,
+        float(f1[present].mean()) if present.any() else 0.0,
+    )
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module,
+    image_size: int,
+    device: torch.device,
+    *,
+    runs: int = 20,
+    channels_last: bool = False,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
+    """Median milliseconds of one batch-1 forward pass at `image_size` on `device`.
+
+    Runs under the same autocast dtype as training, so CUDA latency reflects mixed precision.
+    """
+    model.eval()
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    for i in range(runs + 3):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 3:  # the first calls allocate and pick kernels
+            times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)

@@ -1,0 +1,189 @@
+"""The steps of a run after building: one epoch, validation, the result; `train_model` composes them."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+from ..config import TrainConfig
+from ..data import DatasetSplits
+from ..errors import ConfigError
+from ._augment import augment, normalise
+from ._build import build_state
+from ._evaluate import evaluate, measure_latency
+from ._state import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, TrainState
+
+__all__ = ["finish", "train_epoch", "train_model", "validate"]
+
+Monitor = Literal["val_acc", "val_macro_f1", "val_loss"]
+_CUDA_CHECK_EVERY = 8  # steps between loss checks on CUDA (each check waits for the GPU)
+
+
+def epoch_order(
+    n: int, count: int, weights: torch.Tensor | None, gen: torch.Generator
+) -> torch.Tensor:
+    """Indices for one epoch: a permutation, or `count` weighted draws with replacement."""
+    if weights is not None:
+        return torch.multinomial(weights, count, replacement=True, generator=gen)
+    return torch.randperm(n, generator=gen, device=gen.device)
+
+
+def _fit_epoch(s: TrainState, epoch: int) -> tuple[float, float]:
+    """Train `epoch` once over the training split; (mean train loss, lr of the last step)."""
+    cfg, d, device = s.cfg, s.data, s.device
+    check_every = 1 if device.type == "cpu" else _CUDA_CHECK_EVERY
+    s.criterion.set_epoch(epoch, cfg.epochs)
+    s.model.train()
+    order = epoch_order(len(d.train_y), d.steps * d.batch, d.sample_weights, s.order_gen)
+    running = torch.zeros((), device=device, dtype=torch.float64)
+    last_lr = s.optimizer.param_groups[0]["lr"]
+    for step in range(d.steps):
+        idx = order[step * d.batch : (step + 1) * d.batch]
+        x = d.train_x[idx].to(device, non_blocking=True)
+        y = d.train_y[idx.to(device)]
+        x = normalise(augment(x, s.augment_gen) if cfg.augment else x)
+        if s.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None
+        ):
+            loss = s.criterion(s.model(x), y)
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        last_lr = s.optimizer.param_groups[0]["lr"]  # the rate this step used
+        s.scheduler.step()
+        running += loss.detach().double()
+        checking = (step + 1) % check_every == 0 or step == d.steps - 1
+        if checking and not math.isfinite(float(running)):
+            raise NonFiniteLossError(
+                f"loss became {float(loss.detach())} at epoch {epoch} step {step} "
+                f"(lr={cfg.lr:g}, optimizer={cfg.optimizer}, loss_fn={cfg.loss_fn}). "
+                "Lower lr or add warmup"
+            )
+    return float(running) / d.steps, last_lr
+
+
+def validate(s: TrainState) -> tuple[float, float, float]:
+    """(val_loss, val_acc, val_macro_f1) of the state's model now (see `evaluate`)."""
+    return evaluate(
+        s.model,
+        s.data.val_x,
+        s.data.val_y,
+        s.data.num_classes,
+        device=s.device,
+        batch_size=max(256, s.cfg.batch_size),
+        amp_dtype=s.amp_dtype,
+        channels_last=s.channels_last,
+    )
+
+
+def train_epoch(s: TrainState) -> EpochMetrics:
+    """Train epoch `s.epoch`, validate, record the metrics in `s` and advance it by one epoch.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite; the message names epoch and step.
+        ValueError: the state has trained all its epochs already.
+    """
+    if s.done:
+        raise ValueError(f"train_epoch: the state has trained its {s.cfg.epochs} epochs, "
+                         f"got epoch {s.epoch}. Build a new state")
+    epoch = s.epoch
+    t0 = time.perf_counter()
+    train_loss, last_lr = _fit_epoch(s, epoch)
+    if s.device.type == "cuda":
+        torch.cuda.synchronize(s.device)
+    train_seconds = time.perf_counter() - t0
+    val_loss, val_acc, val_f1 = validate(s)
+    images = s.data.steps * s.data.batch
+    m = EpochMetrics(
+        epoch=epoch,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        val_acc=val_acc,
+        val_macro_f1=val_f1,
+        seconds=time.perf_counter() - t0,
+        images_per_s=images / train_seconds if train_seconds > 0 else float("inf"),
+        lr=last_lr,
+    )
+    s.record(m)
+    return m
+
+
+def finish(s: TrainState, *, measure_latency_ms: bool = False) -> TrainResult:
+    """The result of a state that has trained at least one epoch (optionally timing inference)."""
+    if s.best is None:
+        raise ValueError("finish: the state has trained no epoch, got epoch 0. Train one first")
+    latency = None
+    if measure_latency_ms:
+        latency = measure_latency(
+            s.model, s.cfg.image_size, s.device, channels_last=s.channels_last,
+            amp_dtype=s.amp_dtype,
+        )
+    return TrainResult(
+        model=s.model,
+        info=s.info,
+        history=list(s.history),
+        best_epoch=s.best.epoch,
+        best=s.best,
+        latency_ms=latency,
+        monitor=s.monitor,
+    )
+
+
+def train_model(
+    cfg: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_start: Callable[[RunInfo], None] | None = None,
+    monitor: Monitor = "val_acc",
+    measure_latency_ms: bool = False,
+    data: DatasetSplits | None = None,
+    start: TrainState | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
+) -> TrainResult:
+    """Train `cfg.backbone` + `cfg.fusion` head for `cfg.epochs` epochs on `cfg.data`.
+
+    `build_state`, then `train_epoch` until done, then `finish`.
+
+    Args:
+        on_epoch: called after every epoch; an exception it raises stops training and propagates
+            (the objective raises optuna.TrialPruned from it).
+        on_start: called once the model is built, before the first step.
+        monitor: the metric that picks `best_epoch` (val_loss is minimised, the others maximised).
+        measure_latency_ms: also time a batch-1 forward pass after training.
+        data: already loaded splits (default: `load_dataset(cfg)`, cached).
+        start: continue this state (a `build_state(cfg)` given a checkpoint's
+            `load_state_dict`) instead of building one; its earlier epochs are not passed to
+            `on_epoch` again.
+        on_state: called with the state after each epoch, after `on_epoch` (so a pruned epoch
+            leaves no checkpoint): the place to save `state.state_dict()`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite; the message names epoch and step.
+        ConfigError: bad data, device or weights; a `start` state of another config.
+    """
+    if start is not None:
+        if start.cfg != cfg:
+            raise ConfigError("start: must be a state of the same config, got one of "
+                              f"backbone={start.cfg.backbone!r}, seed={start.cfg.seed}. "
+                              "Build it with build_state(cfg)")
+        state = start
+        if state.monitor != monitor:
+            state.set_monitor(monitor)
+    else:
+        state = build_state(cfg, data=data, monitor=monitor)
+    if on_start is not None:
+        on_start(state.info)
+    while not state.done:
+        m = train_epoch(state)
+        if on_epoch is not None:
+            on_epoch(m)
+        if on_state is not None:
+            on_state(state)
+    return finish(state, measure_latency_ms=measure_latency_ms)
