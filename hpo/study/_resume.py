@@ -111,7 +111,7 @@ def open_study(
         ConfigError: the stored study optimises other directions.
         SpaceChangedError: the space or overrides changed and `allow_space_change` is False.
     """
-    from .algorithms import build_pruner, build_sampler
+    from ..algorithms import build_pruner, build_sampler
 
     overrides = dict(overrides or {})
     directions = [str(d).lower() for d in space.study.directions]
