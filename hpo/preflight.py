@@ -81,12 +81,12 @@ def check_storage_driver(url: str, *, where: str = "--storage") -> None:
         parsed = make_url(postgres_driver(url))
         dialect = parsed.get_dialect()
         dialect.import_dbapi()
-    except (ArgumentError, ValueError):
-        raise ConfigError(f"{where}: not a database URL, got {url!r}. "
-                          "Use sqlite:///studies/NAME.db or postgresql://user@host:5432/db") from None
     except NoSuchModuleError as exc:
         raise ConfigError(f"{where}: unknown database driver, got {url!r} ({exc}). "
                           "Use sqlite:///... or postgresql://...") from None
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{where}: not a database URL, got {url!r}. "
+                          "Use sqlite:///studies/NAME.db or postgresql://user@host:5432/db") from None
     except ImportError as exc:
         shown = parsed.render_as_string(hide_password=True)
         raise ConfigError(f"{where}: the database driver is not installed, got {shown!r} "
