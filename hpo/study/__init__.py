@@ -113,5 +113,6 @@ __all__ = [
     "study_status",
     "top_trial_ids",
     "top_trials",
+    "translate_storage_errors",
     "trial_id",
 ]
