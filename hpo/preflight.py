@@ -124,10 +124,13 @@ def check_weights(space: SearchSpace | None, cfg: TrainConfig, *, where: str,
         ConfigError: one line for the first backbone whose file is missing, with where it is
             expected and how to get it.
     """
+    wanted = weight_backbones(space, cfg)
+    if not wanted:
+        return
     from backbones import find_pretrained_weights
 
     prefix = "fixed." if space is not None else ""
-    for name, path in weight_backbones(space, cfg):
+    for name, path in wanted:
         try:
             find_pretrained_weights(name, cfg.weights)
         except WeightsNotFoundError as exc:
