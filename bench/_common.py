@@ -148,42 +148,42 @@ def _quiet_optuna() -> Iterator[None]:
 
 def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials: int,
                    stop=None, name: str = "bench") -> list[TrialRecord]:
-    """Run `space` as `vcr-hpo run` does (open_study, claim_trial, run_one_trial, Objective).
+    """Run `space` through `hpo.run_study`, the engine `vcr-hpo run` calls.
 
     Args:
-        url: storage URL; the storage is built by `hpo.study.build_storage`.
-        max_trials: finished trials (complete + pruned) after which the loop stops.
-        stop: `stop(records) -> bool`, asked after each trial; True ends the loop early.
+        url: storage URL.
+        max_trials: finished trials (complete + pruned) after which the run stops.
+        stop: `stop(records) -> bool`, asked after each trial; True ends the run early.
 
     Returns:
-        One record per trial, in the order they ran.
-    """
-    from hpo import study as S
-    from hpo.objective import Objective
+        One record per trial, in the order they ran; `seconds` spans from the end of the
+        previous trial (or the study's opening) to the end of this one: claim + train + tell.
 
-    baseline = space.default_params() or {
-        p.name: p.baseline() for p in space.params if p.enabled({})}
-    space.config_for(baseline, overrides)  # bad overrides: ConfigError now, not one FAIL per trial
+    Raises:
+        RuntimeError: a trial failed (a bench figure over failed trials would mislead).
+    """
+    import torch
+
+    import hpo
+
     records: list[TrialRecord] = []
+    last = [time.perf_counter()]
+
+    def record(study, frozen) -> None:
+        if frozen.state.name == "FAIL":
+            reason = frozen.user_attrs.get("fail_reason")
+            raise RuntimeError(f"trial {frozen.number} failed: {reason}")
+        records.append(TrialRecord(
+            number=frozen.number, state=frozen.state.name,
+            value=frozen.value if frozen.state.name == "COMPLETE" else None,
+            epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - last[0],
+            curve=tuple(v for _, v in sorted(frozen.intermediate_values.items()))))
+        last[0] = time.perf_counter()
+        if stop is not None and stop(records):
+            study.stop()
+
     with _quiet_optuna():
-        storage = S.build_storage(url)
-        study = S.open_study(space, storage, study_name=name, overrides=dict(overrides),
-                             n_trials=max_trials)
-        objective = Objective(space, overrides=dict(overrides))
-        while True:
-            t0 = time.perf_counter()
-            trial = S.claim_trial(study, max_trials)
-            if trial is None:
-                break
-            frozen = S.run_one_trial(study, trial, objective)
-            if frozen.state.name == "FAIL":  # a bench figure over failed trials would mislead
-                reason = frozen.user_attrs.get("fail_reason")
-                raise RuntimeError(f"trial {frozen.number} failed: {reason}")
-            records.append(TrialRecord(
-                number=frozen.number, state=frozen.state.name,
-                value=frozen.value if frozen.state.name == "COMPLETE" else None,
-                epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - t0,
-                curve=tuple(v for _, v in sorted(frozen.intermediate_values.items()))))
-            if stop is not None and stop(records):
-                break
+        hpo.run_study(space, storage=url, study_name=name, n_trials=max_trials,
+                      overrides=dict(overrides), callbacks=[record],
+                      threads=torch.get_num_threads())
     return records

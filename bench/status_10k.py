@@ -17,10 +17,11 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from hpo.study import build_storage, study_status
+from hpo.study import _optuna, build_storage, study_id, study_status
+
+models = _optuna.models()
 
 
 def build(path: Path, n: int) -> optuna.storages.RDBStorage:
@@ -36,7 +37,7 @@ def build(path: Path, n: int) -> optuna.storages.RDBStorage:
     states = [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
     for i in range(n):
         state = states[i % 4]
-        trial = models.TrialModel(number=i, study_id=study._study_id, state=state,
+        trial = models.TrialModel(number=i, study_id=study_id(study), state=state,
                                   datetime_start=now, datetime_complete=now)
         session.add(trial)
         session.flush()

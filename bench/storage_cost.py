@@ -110,19 +110,19 @@ def _open(space, url: str, n: int, tweak):
 
 
 def time_trials(study, objective, upto: int, out: dict) -> None:
-    """Run the runner loop (claim + run + tell) until `upto` finished trials; per trial, append
-    wall and process-CPU seconds and the number of reports to `out`."""
+    """Run the runner loop (`hpo.study.run_trials`: claim + run + tell) until `upto` finished
+    trials; per trial, append wall and process-CPU seconds and the number of reports to `out`."""
     from hpo import study as S
 
-    while True:
-        t0, c0 = time.perf_counter(), time.process_time()
-        trial = S.claim_trial(study, upto)
-        if trial is None:
-            return
-        frozen = S.run_one_trial(study, trial, objective)
-        out["wall"].append(time.perf_counter() - t0)
-        out["cpu"].append(time.process_time() - c0)
+    last = [time.perf_counter(), time.process_time()]
+
+    def timed(frozen) -> None:
+        out["wall"].append(time.perf_counter() - last[0])
+        out["cpu"].append(time.process_time() - last[1])
         out["reports"].append(len(frozen.intermediate_values))
+        last[:] = [time.perf_counter(), time.process_time()]
+
+    S.run_trials(study, objective, n_trials=upto, on_trial=timed, max_failures_in_a_row=None)
 
 
 def _count_commits(study) -> list[int]:
@@ -183,10 +183,11 @@ def fill_study(url: str, space, attrs: dict, n: int, reports: int) -> float:
     import optuna
     import sqlalchemy as sa
     from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models as m
 
     from hpo import study as S
+    from hpo.study import _optuna
 
+    m = _optuna.models()
     storage = S.build_storage(url)
     study = S.open_study(space, storage, study_name="big", n_trials=n)
     dists = space.distributions()
@@ -198,7 +199,7 @@ def fill_study(url: str, space, attrs: dict, n: int, reports: int) -> float:
         table = m.TrialModel.__table__
         first_id = (conn.execute(sa.select(sa.func.max(table.c.trial_id))).scalar() or 0) + 1
         first_number = conn.execute(sa.select(sa.func.count()).select_from(table).where(
-            table.c.study_id == study._study_id)).scalar()
+            table.c.study_id == S.study_id(study))).scalar()
         trials, params, values, inter, uattrs = [], [], [], [], []
         expected = {}
         for i in range(n):
@@ -209,7 +210,7 @@ def fill_study(url: str, space, attrs: dict, n: int, reports: int) -> float:
             pruned = i % 10 == 9
             curve = [rng.uniform(0.1, 0.9) for _ in range(1 if pruned else reports)]
             state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE
-            trials.append({"trial_id": tid, "number": first_number + i, "study_id": study._study_id,
+            trials.append({"trial_id": tid, "number": first_number + i, "study_id": S.study_id(study),
                            "state": state,
                            "datetime_start": now - datetime.timedelta(seconds=n - i),
                            "datetime_complete": now - datetime.timedelta(seconds=n - i - 0.5)})

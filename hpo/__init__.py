@@ -11,6 +11,11 @@ from backbones._lazy import lazy_exports
 
 #: public name -> submodule that defines it
 _EXPORTS = {
+    "RunPlan": "api",
+    "StudyResult": "api",
+    "load_space": "api",
+    "plan_run": "api",
+    "run_study": "api",
     "PRUNERS": "algorithms",
     "SAMPLERS": "algorithms",
     "build_pruner": "algorithms",
@@ -43,8 +48,10 @@ __all__ = [
     "NonFiniteLossError",
     "Objective",
     "Param",
+    "RunPlan",
     "SearchSpace",
     "SearchSpaceError",
+    "StudyResult",
     "StudySpec",
     "TrainConfig",
     "TrainResult",
@@ -53,13 +60,17 @@ __all__ = [
     "check_data_source",
     "load_dataset",
     "load_search_space",
+    "load_space",
     "parse_search_space",
+    "plan_run",
+    "run_study",
     "save_run",
     "train_model",
 ]
 
 if TYPE_CHECKING:
     from .algorithms import PRUNERS, SAMPLERS, build_pruner, build_sampler
+    from .api import RunPlan, StudyResult, load_space, plan_run, run_study
     from .config import TrainConfig
     from .data import DatasetSplits, check_data_source, load_dataset
     from .objective import Objective

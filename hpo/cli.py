@@ -11,11 +11,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from backbones.errors import ConfigError, UnknownNameError, VcrHpoError
 
-__all__ = ["main", "command"]
+__all__ = ["command", "main"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +143,8 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 def _cmd_validate(ns: argparse.Namespace) -> int:
     import json
 
+    from .api import grid_note
+    from .preflight import preflight
     from .space import SearchSpaceError, load_search_space
 
     try:
@@ -156,6 +157,8 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
         if len(exc.errors) > 1:  # a single error stays a single line
             print(f"{len(exc.errors)} errors; nothing was written to any study", file=sys.stderr)
         return 2
+    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    preflight(space.config_for(baseline), space=space, where=str(space.source))  # this machine
     st = space.study
     objectives = ", ".join(f"{d} {m}" for d, m in zip(st.directions, st.metrics))
     print(f"space:    {space.source}")
@@ -170,6 +173,8 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     print(f"fixed:    {scalars(dict(space.fixed)) or '-'}")
     print(f"baseline: {scalars(space.default_params() or {}) or 'none (no defaults)'}")
     print(f"fingerprint: {space.fingerprint[:16]}")
+    if note := grid_note(space, st.n_trials):
+        print(note)
     print()
     _print_table(["name", "type", "range / choices", "log/step", "condition"], space.describe())
     return 0
@@ -182,15 +187,9 @@ _RESUME_HINT = "resume with: "
 
 
 def _env_seconds(name: str, default: int) -> int:
-    import os
+    from .api import env_seconds
 
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"${name}: must be a whole number of seconds >= 1, got {raw!r}. "
-                          f"Unset it (default {default}) or give e.g. {default}")
-    return int(raw)
+    return env_seconds(name, default)
 
 
 def _positive(kind: type, what: str):
@@ -273,210 +272,44 @@ def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> st
     return shlex.join(argv)
 
 
-@dataclass(frozen=True)
-class _RunPlan:
-    """A `vcr-hpo run` after every check that needs no storage."""
-
-    space: Any
-    overrides: dict
-    cfg: Any  # the baseline TrainConfig (proves the combination is valid)
-    study_name: str
-    url: str
-    n_trials: int
-    timeout: float | None
-    heartbeat: int
-    grace: int
-
-
-def _prepare_run(ns: argparse.Namespace) -> _RunPlan:
-    """Everything that can be checked before touching storage; raises ConfigError on bad input."""
+def _run_overrides(ns: argparse.Namespace) -> dict[str, object]:
     from .config import check_field
-    from .data import check_data_source
-    from .space import load_search_space
-    from .study import check_storage_url, default_storage_url
 
-    space = load_search_space(ns.space)
     overrides = _parse_sets(ns.set)
     if ns.data is not None:
         overrides["data"] = check_field("data", ns.data, where="--data")
     if ns.device is not None:
         overrides["device"] = check_field("device", ns.device, where="--device")
-    searched = sorted({p.name for p in space.params} & set(overrides))
-    if searched:
-        raise ConfigError(f"--set {searched[0]}: is searched by the space, got {overrides[searched[0]]!r}. "
-                          f"Narrow its choices in {space.source} instead, or move it to fixed:")
-    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
-    cfg = space.config_for(baseline, overrides)
-    _check_weight_overrides(space, overrides, cfg)
-    check_data_source(cfg.data, where="--data" if "data" in overrides else f"{space.source}: fixed.data")
-    study_name = ns.study_name or space.study.name
-    url = check_storage_url(ns.storage) if ns.storage else default_storage_url(study_name)
-    n_trials = ns.n_trials or space.study.n_trials
-    if not n_trials:
-        raise ConfigError(f"{space.source}: study.n_trials: needed to know when to stop, got null. "
-                          "Set it in the space or pass --n-trials N")
-    timeout = ns.timeout if ns.timeout is not None else space.study.timeout
-    heartbeat = _env_seconds("VCR_HPO_HEARTBEAT", 10)
-    grace = _env_seconds("VCR_HPO_GRACE", 30)
-    if grace <= heartbeat:
-        raise ConfigError(f"$VCR_HPO_GRACE: must exceed the heartbeat interval ({heartbeat} s), got "
-                          f"{grace}. Give a grace period of at least twice the interval")
-    return _RunPlan(space, overrides, cfg, study_name, url, n_trials, timeout, heartbeat, grace)
-
-
-def _check_weight_overrides(space, overrides, cfg) -> None:
-    """`--set weights=`/`pretrained=` must name files on this machine, like the space's own."""
-    from backbones import WeightsNotFoundError, find_pretrained_weights
-
-    key = "weights" if "weights" in overrides else "pretrained" if "pretrained" in overrides else None
-    if key is None or not (cfg.pretrained or cfg.weights):
-        return
-    searched = {p.name: p for p in space.params}
-    names = searched["backbone"].choices if "backbone" in searched else (cfg.backbone,)
-    for name in names:
-        try:
-            find_pretrained_weights(name, cfg.weights)
-        except WeightsNotFoundError as exc:
-            raise ConfigError(f"--set {key}: {exc}") from None
-
-
-def _cpu_threads(device: str, requested: int | None, workers: int) -> int:
-    """Torch threads per worker (--threads, else the idle-core rule, read once per command);
-    set here when this process trains on the CPU."""
-    import torch
-
-    from .study import cpu_threads
-
-    threads = requested or cpu_threads(workers)
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        torch.set_num_threads(threads)
-    return threads
-
-
-def _best_of(study) -> tuple[int, float] | None:
-    from .study import rdb_storage, top_trial_ids
-
-    ids = top_trial_ids(rdb_storage(study), study._study_id, 1,
-                        maximize=study.directions[0].name == "MAXIMIZE")
-    if not ids:
-        return None
-    t = rdb_storage(study).get_trial(ids[0])
-    return t.number, t.values[0]
+    return overrides
 
 
 @command("run", "run or resume a study: same command again resumes; --workers N for parallel",
          args=_run_args)
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .api import grid_note, plan_run, run_study
+    from .console import summary_lines
+    from .study import RunInterrupted
 
-    from . import study as S
-    from .console import Progress, summary_lines
-
-    plan = _prepare_run(ns)
-    space, url, n_trials = plan.space, plan.url, plan.n_trials
-    if not ns.storage:
-        Path("studies").mkdir(exist_ok=True)
-    if ns.workers > 1 and url.startswith("sqlite") and ns.worker_index == 0:
+    plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
+                    timeout=ns.timeout, overrides=_run_overrides(ns))
+    if ns.worker_index == 0 and (note := grid_note(plan.space, plan.n_trials)):
+        print(note, file=sys.stderr)
+    if ns.workers > 1 and plan.url.startswith("sqlite") and ns.worker_index == 0:
         print(f"warning: {ns.workers} workers share SQLite: fine on one machine; for several "
               "machines use a PostgreSQL --storage URL", file=sys.stderr)
-    threads = _cpu_threads(plan.cfg.device, ns.threads, ns.workers)
-    hint = _RESUME_HINT + _resume_command(ns, url, plan.study_name)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it better
-    storage = S.build_storage(url, heartbeat_interval=plan.heartbeat, grace_period=plan.grace)
-    with S.translate_storage_errors(url):
-        study = S.open_study(space, storage, study_name=plan.study_name, overrides=plan.overrides,
-                             allow_space_change=ns.allow_space_change, worker_index=ns.worker_index,
-                             n_trials=n_trials)
-        counts = S.count_states(storage, study._study_id)
-        progress = Progress(target=n_trials, metric=space.study.metrics[0],
-                            maximize=space.study.directions[0] == "maximize",
-                            finished=S.finished_count(counts), best=_best_of(study),
-                            epochs=plan.cfg.epochs, enabled=not ns.quiet)
-        if ns.workers > 1:
-            code = _run_workers(ns, study, storage, plan, progress, threads)
-            if code in (130, 143):
-                print(hint, file=sys.stderr)
-        else:
-            from .algorithms import build_sampler
-            from .objective import Objective
-
-            objective = Objective(space, overrides=plan.overrides, on_epoch=progress.epoch)
-            seed = space.study.sampler.args.get("seed")
-
-            def reseed(n_existing: int):
-                return build_sampler(space, seed=S.sampler_seed(seed, n_existing, ns.worker_index))
-
-            try:
-                with S.interrupt_on_signals():
-                    S.run_trials(study, objective, n_trials=n_trials, timeout=plan.timeout,
-                                 on_trial=progress.trial, reseed=reseed)
-            except S.RunInterrupted as exc:
-                progress.close()
-                print(f"interrupted by {exc}: the running trial is marked interrupted and will be "
-                      f"retried; {hint}", file=sys.stderr)
-                return exc.exit_code
-            code = 0
-        progress.close()
-        if not ns.quiet:
-            print("\n".join(summary_lines(study)))
-    return code
-
-
-def _run_workers(ns, study, storage, plan: _RunPlan, progress, threads: int) -> int:
-    """Start N copies of this command (one trial loop each) and watch the storage until they end."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from . import study as S
-
-    url = plan.url
-    argv = [sys.executable, "-m", "hpo.cli", "run", "--space", ns.space, "--storage", url,
-            "--study-name", plan.study_name, "--n-trials", str(plan.n_trials), "--workers", "1", "--quiet",
-            "--threads", str(threads)]
-    for flag, value in (("--timeout", ns.timeout), ("--data", ns.data), ("--device", ns.device)):
-        if value is not None:
-            argv += [flag, str(value)]
-    for item in ns.set:
-        argv += ["--set", item]
-    if ns.allow_space_change:
-        argv.append("--allow-space-change")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    # Own sessions: a terminal Ctrl-C reaches only this parent, which forwards it once (a
-    # doubled signal would make the workers exit without marking their trials interrupted).
-    procs = [subprocess.Popen([*argv, "--worker-index", str(i)], env=env, start_new_session=True)
-             for i in range(ns.workers)]
-    received: list[int] = []
-
-    def forward(signum, frame):
-        received.append(signum)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)  # a second signal reaches them too: they exit at once
-        if len(received) > 1:
-            os._exit(128 + signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    hint = _RESUME_HINT + _resume_command(ns, plan.url, plan.study_name)
     try:
-        while any(p.poll() is None for p in procs):
-            counts = S.count_states(storage, study._study_id)
-            progress.poll(S.finished_count(counts), _best_of(study), counts[S.TrialState.RUNNING])
-            time.sleep(1.0)
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    codes = [p.wait() for p in procs]
-    counts = S.count_states(storage, study._study_id)
-    progress.poll(S.finished_count(counts), _best_of(study), counts[S.TrialState.RUNNING])
-    if received:
-        return 128 + received[0]
-    bad = [c for c in codes if c != 0]
-    if bad:
-        raise VcrHpoError(f"{url}: {len(bad)} of {ns.workers} workers failed, got exit codes {codes}. "
-                          "Their errors are printed above")
+        result = run_study(plan.space, plan=plan, storage=ns.storage, workers=ns.workers,
+                           allow_space_change=ns.allow_space_change, threads=ns.threads,
+                           progress=not ns.quiet, worker_index=ns.worker_index)
+    except RunInterrupted as exc:
+        print(f"interrupted by {exc}: the running trial is marked interrupted and will be "
+              f"retried; {hint}", file=sys.stderr)
+        return exc.exit_code
+    if not ns.quiet:
+        print("\n".join(summary_lines(result.study)))
+    if result.reason != "target reached" and not ns.quiet:
+        print(result.detail)
     return 0
 
 
@@ -633,9 +466,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _cmd_train(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .api import set_cpu_threads
     from .config import check_field
-    from .data import check_data_source
     from .export import read_config
+    from .preflight import preflight
 
     cfg = read_config(Path(ns.config))
     changes = _parse_sets(ns.set)
@@ -643,7 +477,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         changes["device"] = check_field("device", ns.device, where="--device")
     if changes:
         cfg = cfg.replace(**changes)
-    check_data_source(cfg.data, where=f"{ns.config}: data")
+    preflight(cfg, overrides=changes, where=str(ns.config))
     out = Path(ns.out) if ns.out else Path("runs") / f"{cfg.experiment_name}-{Path(ns.config).stem}"
 
     from .train import save_run, train_model
@@ -653,7 +487,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
               f"{m.val_loss:.4f}  val_acc {m.val_acc:.4f}  val_macro_f1 {m.val_macro_f1:.4f}  "
               f"({m.seconds:.1f} s, {m.images_per_s:.0f} img/s)", file=sys.stderr, flush=True)
 
-    _cpu_threads(cfg.device, None, 1)
+    set_cpu_threads(cfg.device, None, 1)
     result = train_model(cfg, on_epoch=show)
     path = save_run(result, cfg, out)
     print(f"best epoch {result.best_epoch + 1}: val_acc {result.best.val_acc:.4f}  "

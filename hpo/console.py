@@ -11,6 +11,8 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .metrics import rank_trials
+
 __all__ = ["Progress", "format_params", "format_table", "summary_lines"]
 
 
@@ -33,40 +35,49 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
     return out
 
 
-class Progress:
-    """One status line on stderr: finished/target trials, the running epoch, the best so far.
+#: One status line: finished/target trials, bar, times, then the running epoch and the best.
+_FORMAT = "{n_fmt}/{total_fmt} trials |{bar:20}| [{elapsed}<{remaining}{postfix}]"
 
-    On a terminal the line redraws in place; otherwise (logs, pipes) one line per finished trial.
+
+class Progress:
+    """A tqdm bar on stderr: finished/target trials, the running trial's epoch, the best so far.
+
+    On a terminal the bar redraws in place; otherwise (logs, pipes) tqdm's line is printed once
+    per finished trial, with the trial's state and any fail reason. `enabled=False` (--quiet)
+    prints nothing.
     """
 
     def __init__(self, *, target: int, metric: str, maximize: bool, finished: int = 0,
                  best: tuple[int, float] | None = None, epochs: int | None = None,
                  stream: TextIO | None = None, enabled: bool = True) -> None:
+        from tqdm import tqdm
+
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.target, self.metric, self.maximize = target, metric, maximize
         self.finished, self.best, self.epochs = finished, best, epochs
         self.current = ""
-        self._last = 0.0
+        self._start = time.monotonic()
+        self._bar = tqdm(total=target, initial=finished, file=self.stream, disable=not self.tty,
+                         bar_format=_FORMAT, dynamic_ncols=True, leave=True, mininterval=0.2)
 
-    def _bar(self) -> str:
-        width = 20
-        done = min(width, round(width * self.finished / self.target)) if self.target else width
+    def _postfix(self) -> str:
         best = f"best {self.best[1]:.4f} (#{self.best[0]})" if self.best else "best -"
-        parts = [f"[{'#' * done}{'-' * (width - done)}] {self.finished}/{self.target} trials", best]
-        if self.current:
-            parts.insert(1, self.current)
-        return " | ".join(parts)
+        return " | ".join([self.current, best] if self.current else [best])
 
-    def _draw(self, force: bool = False) -> None:
-        if not self.tty:
-            return
-        now = time.monotonic()
-        if force or now - self._last > 0.2:
-            self.stream.write("\r\x1b[2K" + self._bar())
-            self.stream.flush()
-            self._last = now
+    def line(self) -> str:
+        """The bar as one line of text (what a log gets)."""
+        from tqdm import tqdm
+
+        return tqdm.format_meter(min(self.finished, self.target), self.target,
+                                 time.monotonic() - self._start, bar_format=_FORMAT,
+                                 postfix=self._postfix(), ncols=None)
+
+    def _draw(self) -> None:
+        if self.tty:
+            self._bar.n = min(self.finished, self.target)
+            self._bar.set_postfix_str(self._postfix(), refresh=True)
 
     def epoch(self, trial_number: int, metrics: Any) -> None:
         """Objective callback: after each epoch of the running trial."""
@@ -76,7 +87,7 @@ class Progress:
         value = getattr(metrics, self.metric, None)
         shown = f" {self.metric} {value:.4f}" if isinstance(value, float) else ""
         self.current = f"trial {trial_number} epoch {metrics.epoch + 1}{total}{shown}"
-        self._draw(force=True)
+        self._draw()
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -93,12 +104,12 @@ class Progress:
         if not self.enabled:
             return
         if self.tty:
-            self._draw(force=True)
+            self._draw()
             return
         value = f" {self.metric}={trial.values[0]:.4f}" if trial.values else ""
         reason = trial.user_attrs.get("fail_reason") if trial.state == TrialState.FAIL else None
         why = f" ({reason})" if reason else ""
-        print(f"{self._bar()} | trial {trial.number} {trial.state.name}{value}{why}",
+        print(f"{self.line()} | trial {trial.number} {trial.state.name}{value}{why}",
               file=self.stream, flush=True)
 
     def poll(self, finished: int, best: tuple[int, float] | None, running: int) -> None:
@@ -106,16 +117,15 @@ class Progress:
         changed = (finished, best) != (self.finished, self.best)
         self.finished, self.best = finished, best
         self.current = f"{running} running"
-        if self.enabled and (self.tty or changed):
-            if self.tty:
-                self._draw(force=True)
-            else:
-                print(self._bar(), file=self.stream, flush=True)
+        if not self.enabled:
+            return
+        if self.tty:
+            self._draw()
+        elif changed:
+            print(self.line(), file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._bar.close()
 
 
 def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -> list[str]:
@@ -130,11 +140,9 @@ def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed, "
         f"{counts[TrialState.RUNNING]} running, {counts[TrialState.WAITING]} waiting"
     )]
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    if not done:
+    ranked = rank_trials(trials, study.directions)
+    if not ranked:
         return lines + ["no COMPLETE trial yet"]
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(done, key=lambda t: ((-t.values[0]) if maximize else t.values[0], t.number))
     best = ranked[0]
     scores = " ".join(f"{n}={v:.4f}" for n, v in zip(names, best.values))
     lines += [f"best trial #{best.number}: {scores}", f"  {format_params(best.params)}", "",

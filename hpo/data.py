@@ -498,3 +498,21 @@ def describe(splits: DatasetSplits) -> str:
         f"{splits.source} @ {splits.image_size}px: {len(splits.train_labels)} train, "
         f"{len(splits.val_labels)} val; {tail}"
     )
+
+
+# --------------------------------------------------------------------------- preflight decode
+
+
+def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> int:
+    """Open and decode every image of a source once (at 8 px), before any trial trains.
+
+    Returns the number of images checked (0 for synthetic data).
+
+    Raises:
+        ConfigError: the source check fails, or one line naming the files that do not decode.
+    """
+    if data == "synthetic":
+        return 0
+    items = _source_items(data, where)
+    _decode_items(items, 8, data, workers)
+    return len(items)

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import TrainConfig
 from .errors import ConfigError, VcrHpoError
-from .study import ATTR_OVERRIDES, ATTR_SPACE_YAML
+from .study import ATTR_OVERRIDES, ATTR_SPACE_YAML, top_trials
 
 __all__ = [
     "MIN_IMPORTANCE_TRIALS",
@@ -40,23 +40,17 @@ def _completed(study: optuna.Study) -> list[FrozenTrial]:
             if t.values is not None and all(math.isfinite(v) for v in t.values)]
 
 
-def _rank_key(study: optuna.Study):
-    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
-    # Several objectives: rank by the first (the study's main metric), ties by trial number.
-    return lambda t: (-sign * t.values[0], t.number)
-
-
 def best_trial(study: optuna.Study) -> FrozenTrial:
-    """The best COMPLETE trial on the first objective.
+    """The best COMPLETE trial on the first objective (`hpo.study.top_trials`).
 
     Raises:
         VcrHpoError: no trial has completed yet.
     """
-    done = _completed(study)
-    if not done:
+    best = top_trials(study, 1)
+    if not best:
         raise VcrHpoError(f"study {study.study_name!r}: no COMPLETE trial yet, got "
                           f"{len(study.trials)} trial(s). Run or resume the study first")
-    return min(done, key=_rank_key(study))
+    return best[0]
 
 
 def _value_of(study: optuna.Study, trial: FrozenTrial, name: str) -> Any:
@@ -78,8 +72,7 @@ def best_per(study: optuna.Study, name: str) -> dict[Any, FrozenTrial]:
         raise ConfigError(f"--per: not a trainer field, got {name!r}. Use a parameter name such as backbone")
     best_trial(study)  # raises when nothing completed
     groups: dict[Any, FrozenTrial] = {}
-    key = _rank_key(study)
-    for t in sorted(_completed(study), key=key):
+    for t in top_trials(study):
         groups.setdefault(_value_of(study, t, name), t)
     return groups
 

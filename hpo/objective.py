@@ -10,15 +10,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from .train import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, train_model
+from .metrics import EPOCH_METRICS, metric_values
+from .train import EpochMetrics, NonFiniteLossError, RunInfo, train_model
 
 if TYPE_CHECKING:
     from .space import SearchSpace
 
 __all__ = ["EPOCH_METRICS", "Objective", "library_versions", "metric_values"]
 
-#: Metrics measured every epoch (a pruner can watch them); the others are fixed per model.
-EPOCH_METRICS = ("val_acc", "val_macro_f1", "val_loss")
 _REASON_CHARS = 300  # fail_reason stays one short line in the dashboard
 
 
@@ -41,27 +40,6 @@ def library_versions() -> dict[str, str]:
         "timm": timm.__version__,
         "optuna": optuna.__version__,
     }
-
-
-def metric_values(result: TrainResult, metrics: tuple[str, ...]) -> tuple[float, ...]:
-    """The values of `metrics` for a finished run: epoch metrics from its best epoch."""
-    out = []
-    for name in metrics:
-        if name in EPOCH_METRICS:
-            out.append(float(getattr(result.best, name)))
-        elif name == "params_m":
-            out.append(result.params_m)
-        elif name == "latency_ms":
-            if result.latency_ms is None:
-                raise ValueError(
-                    "latency_ms was not measured (train_model(measure_latency_ms=True))"
-                )
-            out.append(result.latency_ms)
-        else:
-            raise ValueError(
-                f"unknown metric {name!r}; known: {EPOCH_METRICS + ('params_m', 'latency_ms')}"
-            )
-    return tuple(out)
 
 
 def _reason(exc: BaseException) -> str:
@@ -160,7 +138,7 @@ class Objective:
             "best_metrics",
             {
                 k: round(float(getattr(best, k)), 5)
-                for k in ("val_acc", "val_macro_f1", "val_loss", "train_loss")
+                for k in (*EPOCH_METRICS, "train_loss")
             },
         )
         values = metric_values(result, self.metrics)

@@ -57,9 +57,9 @@ def _objective(trial):
 
 def test_run_trials_counts_finished_trials_over_the_whole_study(tmp_path):
     study = _study(tmp_path)
-    assert run_trials(study, _objective, n_trials=3) == 3
-    assert run_trials(study, _objective, n_trials=3) == 0  # rerun at the target adds nothing
-    assert run_trials(study, _objective, n_trials=5) == 2  # a higher target tops up
+    assert run_trials(study, _objective, n_trials=3).ran == 3
+    assert run_trials(study, _objective, n_trials=3).ran == 0  # rerun at the target adds nothing
+    assert run_trials(study, _objective, n_trials=5).ran == 2  # a higher target tops up
     counts = count_states(study._storage, study._study_id)
     assert counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] == 5
     assert sorted(t.number for t in study.trials) == list(range(5))
@@ -74,7 +74,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
             raise RuntimeError("CUDA out of memory (simulated by the objective)")
         return x
 
-    assert run_trials(study, objective, n_trials=3) == 4  # the failure does not count
+    assert run_trials(study, objective, n_trials=3).ran == 4  # the failure does not count
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [t.number for t in failed] == [1]
     assert failed[0].user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")
@@ -97,7 +97,7 @@ def test_a_run_whose_trials_all_fail_stops_with_the_reason(tmp_path):
     assert counts[TrialState.COMPLETE] == 2 and counts[TrialState.FAIL] == 4
     # one success resets the count: a failure every other trial never stops the run
     study2 = _study(tmp_path, name="alternating")
-    assert run_trials(study2, lambda t: 1 / (t.number % 2), n_trials=5, max_failures_in_a_row=2) == 10
+    assert run_trials(study2, lambda t: 1 / (t.number % 2), n_trials=5, max_failures_in_a_row=2).ran == 10
 
 
 def test_interrupted_trial_is_failed_and_queued_again_exactly_once(tmp_path):
@@ -214,9 +214,9 @@ def test_default_storage_url_names_a_file():
 
 
 def test_locked_sqlite_says_so_and_suggests_postgresql(tmp_path, monkeypatch):
-    import hpo.study as S
+    from hpo.study import _storage
 
-    monkeypatch.setattr(S, "SQLITE_BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(_storage, "SQLITE_BUSY_TIMEOUT", 0.2)
     study = _study(tmp_path)
     holder = sqlite3.connect(tmp_path / "study.db")
     holder.execute("BEGIN EXCLUSIVE")

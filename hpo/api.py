@@ -1,0 +1,406 @@
+"""The Python API of a study run: `load_space`, `plan_run`, `run_study` and its `StudyResult`.
+
+`vcr-hpo run` parses its arguments, calls `run_study` and prints; the benches call it too.
+Everything that needs no storage (the space, overrides, this machine's devices, data, drivers
+and weight files) is checked in `plan_run`, so bad input raises ConfigError with nothing written.
+
+    import hpo
+
+    space = hpo.load_space("search_spaces/hyperparameters.yaml")
+    result = hpo.run_study(space, storage="sqlite:///studies/demo.db", n_trials=4,
+                           overrides={"epochs": 1, "image_size": 32})
+    print(result.reason, result.counts, result.best.params if result.best else None)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, VcrHpoError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from .config import TrainConfig
+    from .space import SearchSpace
+
+__all__ = [
+    "RunPlan",
+    "StudyResult",
+    "grid_points",
+    "load_space",
+    "plan_run",
+    "run_study",
+    "set_cpu_threads",
+]
+
+#: Heartbeat settings come from the environment so tests (and impatient users) can shorten them.
+HEARTBEAT_ENV, GRACE_ENV = "VCR_HPO_HEARTBEAT", "VCR_HPO_GRACE"
+
+
+def load_space(path: str | os.PathLike) -> SearchSpace:
+    """Read and validate a search-space YAML file (`hpo.space.load_search_space`).
+
+    Raises:
+        SearchSpaceError: every problem of the file, one line each.
+    """
+    from .space import load_search_space
+
+    return load_search_space(path)
+
+
+def env_seconds(name: str, default: int) -> int:
+    """A whole number of seconds >= 1 from the environment, else `default`."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"${name}: must be a whole number of seconds >= 1, got {raw!r}. "
+                          f"Unset it (default {default}) or give e.g. {default}")
+    return int(raw)
+
+
+def grid_points(space: SearchSpace) -> int | None:
+    """Points of a Grid or BruteForce space (the most trials it can run); None for others.
+
+    Grid: the product of every parameter's values (Optuna's grid ignores `when:`).
+    BruteForce: the distinct parameter sets, with conditional parameters counted where enabled.
+    """
+    from .algorithms import FINITE_SPACE_SAMPLERS
+
+    kind = space.study.sampler.type
+    if kind not in FINITE_SPACE_SAMPLERS:
+        return None
+    params = list(space.params)
+    if kind == "Grid" or not any(p.when for p in params):
+        return math.prod(p.grid_size() for p in params)
+
+    def count(i: int, values: dict[str, Any]) -> int:
+        if i == len(params):
+            return 1
+        p = params[i]
+        if not p.enabled(values):
+            return count(i + 1, values)
+        return sum(count(i + 1, {**values, p.name: v}) for v in p.grid_values())
+
+    return count(0, {})
+
+
+def grid_note(space: SearchSpace, n_trials: int | None) -> str | None:
+    """A line saying that `n_trials` exceeds a finite grid, else None."""
+    points = grid_points(space)
+    if points is None or not n_trials or n_trials <= points:
+        return None
+    return (f"note: n_trials {n_trials} exceeds the {space.study.sampler.type} grid of {points} "
+            f"points: the run ends when the grid is exhausted")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A study run after every check that needs no storage."""
+
+    space: SearchSpace
+    overrides: Mapping[str, Any]
+    cfg: TrainConfig  # the baseline TrainConfig (proves the combination is valid)
+    study_name: str
+    url: str
+    n_trials: int
+    timeout: float | None
+    heartbeat: int
+    grace: int
+    grid_points: int | None
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What `run_study` leaves: the study, its trial counts by state, the best trial, and why
+    the run ended ("target reached", "timeout", "grid exhausted", "stopped")."""
+
+    study: optuna.Study
+    storage: str
+    counts: Mapping[str, int]
+    best: FrozenTrial | None
+    reason: str
+    detail: str
+    ran: int
+    plan: RunPlan = field(repr=False)
+
+    @property
+    def finished(self) -> int:
+        """COMPLETE + PRUNED trials: what `n_trials` counts."""
+        return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
+
+
+def _searched_override(space: SearchSpace, overrides: Mapping[str, Any]) -> None:
+    searched = sorted({p.name for p in space.params} & set(overrides))
+    if searched:
+        key = searched[0]
+        raise ConfigError(f"--set {key}: is searched by the space, got {overrides[key]!r}. "
+                          f"Narrow its choices in {space.source} instead, or move it to fixed:")
+
+
+def plan_run(
+    space: SearchSpace | str | os.PathLike,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    preflight: bool = True,
+) -> RunPlan:
+    """Check everything a run needs before touching storage.
+
+    Args:
+        space: a parsed SearchSpace or the path of its YAML file.
+        overrides: TrainConfig fields that win over params and fixed values (checked here).
+        preflight: check this machine (device, data, storage driver, weight files).
+
+    Raises:
+        ConfigError: bad input, one line (SearchSpaceError: every problem of the file).
+    """
+    from .config import check_field
+    from .study import check_storage_url, default_storage_url
+
+    if not hasattr(space, "study"):
+        space = load_space(space)
+    checked = {k: check_field(k, v, where=f"--set {k}") for k, v in dict(overrides or {}).items()}
+    _searched_override(space, checked)
+    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
+    cfg = space.config_for(baseline, checked)
+    name = study_name or space.study.name
+    url = check_storage_url(storage) if storage else default_storage_url(name)
+    target = n_trials or space.study.n_trials
+    if not target:
+        raise ConfigError(f"{space.source}: study.n_trials: needed to know when to stop, got null. "
+                          "Set it in the space or pass --n-trials N")
+    heartbeat = env_seconds(HEARTBEAT_ENV, 10)
+    grace = env_seconds(GRACE_ENV, 30)
+    if grace <= heartbeat:
+        raise ConfigError(f"${GRACE_ENV}: must exceed the heartbeat interval ({heartbeat} s), got "
+                          f"{grace}. Give a grace period of at least twice the interval")
+    if preflight:
+        from .preflight import preflight as check_machine
+
+        check_machine(cfg, space=space, overrides=checked, storage=url, where=str(space.source))
+    return RunPlan(space=space, overrides=checked, cfg=cfg, study_name=name, url=url,
+                   n_trials=int(target),
+                   timeout=timeout if timeout is not None else space.study.timeout,
+                   heartbeat=heartbeat, grace=grace, grid_points=grid_points(space))
+
+
+def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
+    """Torch threads per worker (`requested`, else the idle-core rule `hpo.study.cpu_threads`);
+    set in this process when it trains on the CPU. Returns the number."""
+    import torch
+
+    from .study import cpu_threads
+
+    threads = requested or cpu_threads(workers)
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        torch.set_num_threads(threads)
+    return threads
+
+
+def _best(study: optuna.Study) -> tuple[int, float] | None:
+    from .study import top_trials
+
+    best = top_trials(study, 1)
+    return (best[0].number, best[0].values[0]) if best else None
+
+
+def _result(study: optuna.Study, plan: RunPlan, reason: str, detail: str, ran: int) -> StudyResult:
+    from .study import count_states, study_id, top_trials
+
+    counts = count_states(study, study_id(study))
+    best = top_trials(study, 1)
+    return StudyResult(study=study, storage=plan.url, counts={s.name: n for s, n in counts.items()},
+                       best=best[0] if best else None, reason=reason, detail=detail, ran=ran,
+                       plan=plan)
+
+
+def run_study(
+    space: SearchSpace | str | os.PathLike,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    allow_space_change: bool = False,
+    threads: int | None = None,
+    progress: bool = False,
+    worker_index: int = 0,
+    plan: RunPlan | None = None,
+) -> StudyResult:
+    """Run or resume a study until it holds `n_trials` finished trials (COMPLETE + PRUNED).
+
+    The same call again resumes: finished trials are kept, interrupted or orphaned ones are
+    retried with the same params, a seeded sampler does not replay earlier draws.
+
+    Args:
+        space: a parsed SearchSpace or the path of its YAML file.
+        storage: an Optuna RDB URL; default `sqlite:///studies/<study name>.db` (the folder is
+            created).
+        study_name: default the space's `study.name`.
+        n_trials: finished trials the study should hold; default the space's.
+        timeout: seconds after which no new trial starts; default the space's.
+        overrides: TrainConfig fields for every trial (`--set`, `--data`, `--device`).
+        workers: processes on one storage; above 1 this process starts and watches them.
+        callbacks: `callback(study, frozen_trial)` after each trial (single worker only); one
+            may call `study.stop()`.
+        allow_space_change: resume although the space or overrides changed.
+        threads: torch CPU threads per worker; default the idle cores split between workers.
+        progress: show a progress bar on stderr.
+        plan: a `plan_run` result (the CLI plans first to print notes); the arguments above it
+            are then ignored.
+
+    Returns:
+        The study, its counts by state, its best trial (None before any COMPLETE one) and why
+        the run ended.
+
+    Raises:
+        ConfigError: bad input (nothing written), a changed space, or trials that failed with
+            the same configuration error whatever their params (FixedInputError).
+        RunInterrupted: SIGINT/SIGTERM; the running trials are marked and retried on resume.
+        VcrHpoError: storage faults, workers that failed, too many failures in a row.
+    """
+    import optuna
+
+    from . import study as S
+    from .console import Progress
+
+    if plan is None:
+        plan = plan_run(space, storage=storage, study_name=study_name, n_trials=n_trials,
+                        timeout=timeout, overrides=overrides)
+    if workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}. Give 1 or more")
+    if callbacks and workers > 1:
+        raise ConfigError(f"callbacks: run in the worker processes' parent, got {len(callbacks)} "
+                          f"with workers={workers}. Use workers=1 with callbacks")
+    space, url = plan.space, plan.url
+    path = S.sqlite_path(url)
+    if storage is None and path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    n_threads = set_cpu_threads(plan.cfg.device, threads, workers)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says it better
+    db = S.build_storage(url, heartbeat_interval=plan.heartbeat, grace_period=plan.grace)
+    with S.translate_storage_errors(url):
+        study = S.open_study(space, db, study_name=plan.study_name, overrides=plan.overrides,
+                             allow_space_change=allow_space_change, worker_index=worker_index,
+                             n_trials=plan.n_trials)
+        counts = S.count_states(db, S.study_id(study))
+        bar = Progress(target=plan.n_trials, metric=space.study.metrics[0],
+                       maximize=space.study.directions[0] == "maximize",
+                       finished=S.finished_count(counts), best=_best(study),
+                       epochs=plan.cfg.epochs, enabled=progress)
+        try:
+            if workers > 1:
+                _run_workers(study, plan, workers, n_threads, bar, allow_space_change)
+                outcome = _after_workers(study, plan)
+            else:
+                outcome = _run_here(study, plan, bar, callbacks, worker_index)
+        finally:
+            bar.close()
+        return _result(study, plan, outcome.reason, outcome.detail, outcome.ran)
+
+
+def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int):
+    from . import study as S
+    from .algorithms import build_sampler
+    from .objective import Objective
+
+    space = plan.space
+    objective = Objective(space, overrides=plan.overrides, on_epoch=bar.epoch)
+    seed = space.study.sampler.args.get("seed")
+
+    def reseed(n_existing: int):
+        return build_sampler(space, seed=S.sampler_seed(seed, n_existing, worker_index))
+
+    with S.interrupt_on_signals():
+        return S.run_trials(study, objective, n_trials=plan.n_trials, timeout=plan.timeout,
+                            on_trial=bar.trial, callbacks=callbacks, reseed=reseed,
+                            grid_points=plan.grid_points)
+
+
+def _after_workers(study, plan: RunPlan):
+    """Why the workers stopped, read from the storage."""
+    from . import study as S
+
+    counts = S.count_states(study, S.study_id(study))
+    finished = S.finished_count(counts)
+    if finished >= plan.n_trials:
+        return S.RunOutcome(0, "target reached", f"target reached: {plan.n_trials} finished trials")
+    points = S.distinct_points(study)
+    if plan.grid_points is not None and points >= plan.grid_points:
+        return S.RunOutcome(0, "grid exhausted",
+                            f"grid exhausted: {points} of {plan.grid_points} points")
+    if plan.timeout is not None:
+        return S.RunOutcome(0, "timeout", f"timeout: {plan.timeout:g} s")
+    return S.RunOutcome(0, "grid exhausted", f"grid exhausted: {points} of {points} points")
+
+
+def _run_workers(study, plan: RunPlan, workers: int, threads: int, bar,
+                 allow_space_change: bool) -> None:
+    """Start N worker processes (one trial loop each) and watch the storage until they end."""
+    import pickle
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    from optuna.trial import TrialState
+
+    from . import study as S
+
+    spec = {"space": plan.space, "storage": plan.url, "study_name": plan.study_name,
+            "n_trials": plan.n_trials, "timeout": plan.timeout, "overrides": dict(plan.overrides),
+            "allow_space_change": allow_space_change, "threads": threads}
+    with tempfile.TemporaryDirectory(prefix="vcr-hpo-") as tmp:
+        spec_file = Path(tmp) / "run.pickle"
+        spec_file.write_bytes(pickle.dumps(spec))
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        # Own sessions: a terminal Ctrl-C reaches only this parent, which forwards it once (a
+        # doubled signal would make the workers exit without marking their trials interrupted).
+        procs = [subprocess.Popen([sys.executable, "-m", "hpo._worker", str(spec_file), str(i)],
+                                  env=env, start_new_session=True)
+                 for i in range(workers)]
+        received: list[int] = []
+
+        def forward(signum, frame):
+            received.append(signum)
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signum)  # a second signal reaches them too: they exit at once
+            if len(received) > 1:
+                os._exit(128 + signum)
+
+        def poll() -> None:
+            counts = S.count_states(study, S.study_id(study))
+            bar.poll(S.finished_count(counts), _best(study), counts[TrialState.RUNNING])
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while any(p.poll() is None for p in procs):
+                poll()
+                time.sleep(1.0)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        codes = [p.wait() for p in procs]
+    poll()
+    if received:
+        raise S.RunInterrupted(received[0])
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise VcrHpoError(f"{plan.url}: {len(bad)} of {workers} workers failed, got exit codes "
+                          f"{codes}. Their errors are printed above")

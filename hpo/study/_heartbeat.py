@@ -1,0 +1,39 @@
+"""The heartbeat thread of a running trial (ask/tell runs do not get Optuna's own)."""
+
+from __future__ import annotations
+
+import threading
+
+import optuna
+
+from . import _optuna
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every interval from a thread while the trial runs."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+        self._storage, self._trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if _optuna.heartbeat_enabled(self._storage):
+            self._thread = threading.Thread(target=self._beat, name="vcr-hpo-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        interval = self._storage.get_heartbeat_interval()
+        while True:
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # noqa: BLE001 (a missed beat is harmless; a dead thread orphans the trial)
+                pass
+            if self._stop.wait(interval):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,77 @@
+"""Cross-process locks: the SQLite flock and PostgreSQL advisory locks (schema, claims)."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+
+from . import _optuna
+from ._urls import sqlite_path
+
+#: advisory-lock key of Optuna's table creation (study ids, the claim locks' keys, start at 1)
+_PG_SCHEMA_KEY = 0
+
+
+@contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """PostgreSQL: one process at a time creates Optuna's tables. Several machines starting on a
+    new database otherwise race on CREATE TYPE and all but one fail with a UniqueViolation."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with _pg_advisory_lock(engine, _PG_SCHEMA_KEY):
+            yield
+    finally:
+        engine.dispose()
+
+
+
+
+_PG_LOCK_NAMESPACE = 0x56435248  # "VCRH": keeps our advisory locks apart from other users'
+
+
+@contextmanager
+def claim_lock(study: optuna.Study) -> Iterator[None]:
+    """Serialise "count the trials, then start one" across workers, so n_trials is exact.
+
+    SQLite (one machine): an flock on `<db>-lock` beside the file. PostgreSQL (many machines): a
+    session advisory lock keyed by the study. Other databases: no lock (a worker may overshoot).
+    """
+    storage = _optuna.unwrap_storage(study)
+    path = sqlite_path(storage.url)
+    if path is not None:
+        with open(path.with_name(path.name + "-lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif storage.engine.dialect.name == "postgresql":
+        with _pg_advisory_lock(storage.engine, _optuna.study_id(study)):
+            yield
+    else:
+        yield
+
+
+@contextmanager
+def _pg_advisory_lock(engine, key: int) -> Iterator[None]:
+    """A PostgreSQL session advisory lock (namespace "VCRH", `key`), held on its own connection."""
+    import sqlalchemy as sa
+
+    args = {"ns": _PG_LOCK_NAMESPACE, "key": key}
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :key)"), args)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"), args)
+            conn.commit()

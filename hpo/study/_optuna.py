@@ -1,0 +1,106 @@
+"""Every use of Optuna's private names, in one place (tests/hpo/test_optuna_private.py pins them).
+
+When an Optuna upgrade renames one of these, that test fails first and names the attribute;
+nothing else in vcr-hpo reaches behind Optuna's public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+
+__all__ = [
+    "PRIVATE_NAMES",
+    "grid_size",
+    "heartbeat_enabled",
+    "models",
+    "stop_requested",
+    "storage_of",
+    "study_id",
+    "trial_id",
+    "trial_started_column",
+    "unwrap_storage",
+]
+
+#: What this module reads, for the pinning test and for a reader upgrading Optuna.
+PRIVATE_NAMES = (
+    "optuna.storages._heartbeat.is_heartbeat_enabled",
+    "optuna.storages._rdb.models: TrialModel, TrialValueModel, TrialHeartbeatModel, "
+    + "TrialUserAttributeModel",
+    "TrialModel._datetime_start_utc",
+    "Study._study_id, Study._storage, Trial._trial_id",
+    "_CachedStorage._backend",
+    "Study._thread_local.in_optimize_loop, Study._stop_flag",
+    "GridSampler._all_grids",
+)
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's row id in its storage (Optuna keeps it private)."""
+    return study._study_id
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage a study talks to (Optuna's cache wrapper around an RDB storage)."""
+    return study._storage
+
+
+def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The trial's row id (not its number)."""
+    return trial._trial_id
+
+
+def unwrap_storage(storage: Any) -> Any:
+    """A Study or a storage -> the storage under Optuna's `_CachedStorage` wrapper."""
+    storage = getattr(storage, "_storage", storage)  # a Study
+    return getattr(storage, "_backend", storage)  # its _CachedStorage
+
+
+def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether the storage records heartbeats (a heartbeat interval is set)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
+def models():
+    """Optuna's SQLAlchemy models: status counts and ranks run as SQL on 10,000-trial studies."""
+    from optuna.storages._rdb import models as m
+
+    return m
+
+
+def trial_started_column():
+    """The column holding a trial's start time (UTC, naive)."""
+    return models().TrialModel._datetime_start_utc
+
+
+@contextmanager
+def stop_requested(study: optuna.Study) -> Iterator[list[bool]]:
+    """Let `study.stop()` be called outside `optimize` and report whether it was.
+
+    Optuna's Grid and BruteForce samplers call `study.stop()` from `after_trial` (inside
+    `study.tell`) once every point ran; outside `optimize` that raises RuntimeError. Inside this
+    block the call only sets the flag; the yielded list holds one bool after the block: stopped.
+    """
+    local = study._thread_local
+    was, flag = getattr(local, "in_optimize_loop", False), study._stop_flag
+    local.in_optimize_loop = True
+    study._stop_flag = False
+    out: list[bool] = []
+    try:
+        yield out
+    finally:
+        out.append(bool(study._stop_flag))
+        local.in_optimize_loop = was
+        study._stop_flag = flag
+
+
+def grid_size(sampler: optuna.samplers.BaseSampler) -> int | None:
+    """Points of a GridSampler's grid; None for other samplers."""
+    if isinstance(sampler, optuna.samplers.GridSampler):
+        return len(sampler._all_grids)
+    return None

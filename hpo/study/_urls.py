@@ -1,0 +1,61 @@
+"""Storage URL rules: the default SQLite file, accepted databases, the SQLite path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import ConfigError
+
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_storage_url(study_name: str) -> str:
+    """`sqlite:///studies/<study_name>.db`, relative to the current folder."""
+    if not _STUDY_NAME.match(study_name):
+        raise ConfigError(
+            f"--study-name: must be letters, digits, '.', '_' or '-' (it names a file), "
+            f"got {study_name!r}. Choose a name such as vcr-demo"
+        )
+    return f"sqlite:///studies/{study_name}.db"
+
+
+def check_storage_url(url: str, *, where: str = "--storage") -> str:
+    """Validate a storage URL without connecting or creating anything. Returns it unchanged.
+
+    Raises:
+        ConfigError: not an SQLAlchemy URL, an unsupported backend, in-memory SQLite, or an
+            SQLite file whose folder does not exist.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    fix = "Use sqlite:///studies/NAME.db or postgresql://user:pass@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{where}: not a database URL, got {url!r}. {fix}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database
+        if not db or db == ":memory:":
+            raise ConfigError(
+                f"{where}: an in-memory SQLite study can be neither resumed nor shared, got {url!r}. "
+                "Give a file: sqlite:///studies/NAME.db"
+            )
+        if not Path(db).parent.is_dir():
+            raise ConfigError(
+                f"{where}: the folder of the SQLite file does not exist, got {url!r}. "
+                f"Create {Path(db).parent} first or choose another path"
+            )
+    elif backend not in ("postgresql", "mysql"):
+        raise ConfigError(f"{where}: unsupported database {backend!r}, got {url!r}. {fix}")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL, None for other databases."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
