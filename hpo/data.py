@@ -514,5 +514,6 @@ def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> 
     if data == "synthetic":
         return 0
     items = _source_items(data, where)
-    _decode_items(items, 8, data, workers)
+    scratch = torch.empty((len(items), 3, 8, 8), dtype=torch.uint8)
+    _decode_items(items, 8, data, workers, scratch)
     return len(items)
