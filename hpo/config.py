@@ -13,7 +13,7 @@ from typing import Any
 from backbones._builders import BACKBONE_NAMES
 from backbones.registry import Registry
 
-from ._names import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
+from ._choices import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
 from .errors import ConfigError, UnknownNameError
 
 __all__ = ["FIELDS", "FIELD_NAMES", "FIELD_REGISTRIES", "TrainConfig", "check_field", "field_type"]
@@ -132,12 +132,10 @@ def field_optional(name: str) -> bool:
 
 
 def _unknown_field_message(name: str, where: str) -> str:
-    import difflib
+    from backbones.registry import did_you_mean
 
-    close = difflib.get_close_matches(name, FIELD_NAMES, n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return (f"{where}: {name}: not a trainer field, got {name!r}.{hint} "
-            f"Fields: {', '.join(sorted(FIELD_NAMES))}")
+    return (f"{where}: {name}: not a trainer field, got {name!r}. "
+            f"{did_you_mean(name, FIELD_NAMES)}Fields: {', '.join(sorted(FIELD_NAMES))}")
 
 
 def check_field(name: str, value: Any, *, where: str = "config") -> Any:

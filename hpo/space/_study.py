@@ -23,18 +23,13 @@ from ..algorithms import (
     canonical_algorithm_name,
     check_algorithm_args,
 )
+from ..metrics import METRICS as _METRIC_TABLE
 from ..names import STUDY_NAME_RULE, is_study_name
 from ._types import Param, StudySpec, _fmt
 from ._yaml import _MISSING, _did_you_mean, _Errors, _is_scalar, _number, _unknown_key
 
-#: Metric name -> the direction that improves it.
-METRICS: dict[str, str] = {
-    "val_acc": "maximize",
-    "val_macro_f1": "maximize",
-    "val_loss": "minimize",
-    "params_m": "minimize",
-    "latency_ms": "minimize",
-}
+#: Metric name -> the direction that improves it (from the one metrics table).
+METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items()}
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
                "sampler", "pruner")

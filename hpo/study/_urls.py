@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..errors import ConfigError
-
-_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from ..names import check_study_name
 
 
 def default_storage_url(study_name: str) -> str:
     """`sqlite:///studies/<study_name>.db`, relative to the current folder."""
-    if not _STUDY_NAME.match(study_name):
-        raise ConfigError(
-            f"--study-name: must be letters, digits, '.', '_' or '-' (it names a file), "
-            f"got {study_name!r}. Choose a name such as vcr-demo"
-        )
+    check_study_name(study_name, "--study-name")
     return f"sqlite:///studies/{study_name}.db"
 
 

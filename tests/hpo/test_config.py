@@ -14,7 +14,7 @@ import hpo
 from backbones import BACKBONE_NAMES, BACKBONES
 from backbones._names import NameTable
 from backbones.registry import Registry
-from hpo._names import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
+from hpo._choices import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
 from hpo.config import FIELD_REGISTRIES, TrainConfig, check_field
 from hpo.errors import UnknownNameError
 from hpo.heads import HEADS
