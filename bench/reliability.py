@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import runpy
 import shlex
 import shutil
 import signal
@@ -701,9 +702,8 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         os.environ.setdefault("VCR_HPO_CACHE", str(root / "cache"))
         if ns.postgres:
-            from hpo.testing import PostgresCluster
-
-            cluster = PostgresCluster()
+            launcher = Path(__file__).resolve().parents[1] / "tests" / "_postgres.py"
+            cluster = runpy.run_path(str(launcher))["PostgresCluster"]()  # test-only, by path
 
         def url_for(name: str) -> str:
             return cluster.create_database() if cluster else f"sqlite:///{root / name}.db"

@@ -2,7 +2,7 @@
 
 Part 1 runs trivial trials (no training) through the runner's own loop (claim_trial under the
 claim lock, run_one_trial with its heartbeat thread, tell) on the storage `build_storage` makes:
-an SQLite file and, where PostgreSQL binaries exist, a throwaway cluster (hpo.testing). The
+an SQLite file and, where PostgreSQL binaries exist, a throwaway cluster (tests/_postgres.py). The
 trivial objective does what the real Objective does to the storage: suggest the demo space's
 parameters, report each epoch and ask the demo's pruner, and write the user attrs a real trial
 wrote (recorded from one real tiny trial first). Three runs separate the costs:
@@ -28,6 +28,7 @@ import contextlib
 import io
 import os
 import random
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -302,11 +303,11 @@ def run(args) -> int:
                  lambda kind: f"sqlite:///{tmp}/wal-{kind}.db", wal_normal)]
         cluster = None
         if "postgresql" in args.storages:
-            from hpo.testing import PostgresCluster, postgres_available
-
-            if postgres_available():
+            pg = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tests" / "_postgres.py"))
+            PostgresCluster = pg["PostgresCluster"]  # loaded by path: test-only code
+            if pg["postgres_available"]():
                 cluster = PostgresCluster()
-                # hpo.testing runs the cluster with fsync=off: a server with fsync pays more
+                # tests/_postgres.py runs the cluster with fsync=off: a server with fsync pays more
                 urls.append(("postgresql (local, fsync off)",
                              lambda kind: cluster.create_database(), None))
             else:

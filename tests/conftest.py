@@ -1,11 +1,63 @@
-"""Shared fixtures: no network, seeded torch, isolated weight caches."""
+"""Shared fixtures: no network, seeded torch, isolated weight caches, missing parts, timeouts."""
 
 from __future__ import annotations
 
+import os
+import runpy
 import socket
+from pathlib import Path
 
 import pytest
 import torch
+
+SLOW_TIMEOUT = 900  # s per slow test (the fast tier's default is `timeout` in pyproject.toml)
+FULL_SUITE = 'python -m pytest -q -m ""'
+
+
+# --------------------------------------------------------------------------- missing parts
+
+
+def in_ci() -> bool:
+    """True when the CI variable is set to anything but "", "0" or "false"."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def require(component: str, available: bool, how_to_install: str) -> None:
+    """Skip the calling test or fixture when `component` is missing; with CI set, fail it instead.
+
+    CI installs every part the tests use (.ci/run), so a missing one there is a fault in the
+    set-up and must not turn into a green run without, say, the PostgreSQL tests.
+
+    Args:
+        component: what is missing, as a person names it ("PostgreSQL binaries (initdb)").
+        available: whether it is there.
+        how_to_install: the command or step that brings it.
+    """
+    if available:
+        return
+    message = f"{component} is missing: {how_to_install}"
+    if in_ci():
+        pytest.fail(f"{message} (CI is set, so a missing part fails the test)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session", name="require")
+def _require_fixture():
+    """`require(component, available, how_to_install)` for tests and fixtures of any scope."""
+    return require
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests get SLOW_TIMEOUT unless they carry their own timeout mark."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+def pytest_report_header(config):
+    if config.option.markexpr == "not slow":
+        return f"fast tier (slow tests deselected); the whole suite: {FULL_SUITE}"
+    return None
 
 
 @pytest.fixture
@@ -51,11 +103,11 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def postgres_cluster():
-    from hpo.testing import PostgresCluster, postgres_available
-
-    if not postgres_available():
-        pytest.skip("no PostgreSQL binaries (.ci/run installs Debian's postgresql)")
-    cluster = PostgresCluster()
+    """A throwaway cluster (tests/_postgres.py) for the session; stopped at the end."""
+    launcher = runpy.run_path(str(Path(__file__).with_name("_postgres.py")))
+    require("PostgreSQL binaries (initdb, pg_ctl)", launcher["postgres_available"](),
+            "apt-get install postgresql (.ci/run does)")
+    cluster = launcher["PostgresCluster"]()
     yield cluster
     cluster.stop()
 

@@ -25,6 +25,7 @@ def test_unknown_name_is_an_attribute_error(package):
         importlib.import_module(package).nope  # noqa: B018
 
 
+@pytest.mark.slow
 def test_errors_and_registry_import_without_torch():
     code = ("import sys, backbones.errors, backbones.registry, hpo.errors, hpo.study; "
             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")

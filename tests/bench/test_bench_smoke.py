@@ -143,8 +143,8 @@ def test_storage_cost_quick_prints_overheads_and_status(capsys, monkeypatch):
         assert 0 < float(r["median_s"]) <= float(r["max_s"])
 
 
-@pytest.mark.skipif(shutil.which("vcr-hpo") is None, reason="needs the installed vcr-hpo")
-def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch):
+def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch, require):
+    require("vcr-hpo on PATH", shutil.which("vcr-hpo") is not None, "pip install -e .")
     out = _run("parallel", ["--quick"], capsys, monkeypatch)
     _command_line(out, "parallel", "--quick")
     (rows,) = tables(out)

@@ -35,6 +35,7 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # trains a tiny study, then tops it up
 def test_run_rerun_and_top_up(tiny_space, tmp_path, capsys):
     space_file = tiny_space()
     space = load_search_space(space_file)

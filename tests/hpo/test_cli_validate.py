@@ -96,6 +96,7 @@ def test_installed_console_script_validates(tmp_path):
     assert "hyperparameters.lr.low (line 2): must be a number, not a quoted string" in res.stderr
 
 
+@pytest.mark.slow
 def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
     """`vcr-hpo validate ... | head -1`: the reader has gone; exit 141, no traceback."""
     import os

@@ -37,10 +37,9 @@ def _get(url: str, timeout: float = 30) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def dashboard(tiny_study, tmp_path_factory):
+def dashboard(tiny_study, tmp_path_factory, require):
     """`vcr-hpo dashboard` serving the tiny study on a free loopback port."""
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
+    require("vcr-hpo on PATH", VCR is not None, "pip install -e .")
     url, name, _ = tiny_study
     port = _free_port()
     log = open(tmp_path_factory.mktemp("dash") / "log", "w+")
@@ -86,9 +85,8 @@ def test_api_serves_feature_channels_intermediate_values_and_metric_names(dashbo
 
 
 @pytest.mark.browser
-def test_trial_page_renders_feature_channels_and_intermediate_values(dashboard, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+def test_trial_page_renders_feature_channels_and_intermediate_values(dashboard, tmp_path, require):
+    require("chromium", CHROMIUM is not None, "apt-get install chromium (.ci/run does)")
     base, study_id, study = dashboard
     out = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -128,10 +128,19 @@ def test_load_dataset_reuses_memory_then_disk_cache(monkeypatch):
 
 
 def test_disk_cache_can_be_turned_off(monkeypatch, tmp_path):
+    """VCR_HPO_CACHE=off writes no file where a cache could go: not the default ~/.cache/vcr-hpo
+    (HOME is tmp_path/home here) nor a folder named "off" (the working folder is tmp_path)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VCR_HPO_CACHE")
+    cfg = TrainConfig(synthetic_size=40, image_size=32)
+    load_dataset(cfg)  # control: unset, the cache is the default folder, which this test sees
+    assert len(list((tmp_path / "home/.cache/vcr-hpo").glob("*.pt"))) == 1
     monkeypatch.setenv("VCR_HPO_CACHE", "off")
+    clear_memory_cache()
     assert cache_dir() is None
-    load_dataset(TrainConfig(synthetic_size=40, image_size=32))
-    assert not (tmp_path / "cache").exists()
+    load_dataset(cfg.replace(image_size=40))
+    assert len(list(tmp_path.rglob("*.pt"))) == 1  # still only the control's file
 
 
 # --------------------------------------------------------------------------- files

@@ -182,6 +182,7 @@ def test_status_issues_the_same_queries_for_30_or_300_trials(tmp_path):
     assert counts[0] == counts[1]
 
 
+@pytest.mark.slow
 def test_status_loads_no_torch(tiny_study):
     """`vcr-hpo status` reads the storage only: a fresh process never imports torch or timm."""
     url, _, _ = tiny_study

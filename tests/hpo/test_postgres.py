@@ -19,9 +19,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres,
 VCR = shutil.which("vcr-hpo")
 
 
-def test_three_workers_on_one_postgres_study(postgres_url, tiny_space, tmp_path):
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
+def test_three_workers_on_one_postgres_study(postgres_url, tiny_space, tmp_path, require):
+    require("vcr-hpo on PATH", VCR is not None, "pip install -e .")
     space = tiny_space(epochs=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [VCR, "run", "--space", str(space), "--storage", postgres_url, "--n-trials", "7"]

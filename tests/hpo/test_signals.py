@@ -22,9 +22,8 @@ GRACE = 2
 
 
 @pytest.fixture
-def env(tmp_path):
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
+def env(tmp_path, require):
+    require("vcr-hpo on PATH", VCR is not None, "pip install -e .")
     return {**os.environ, "VCR_HPO_HEARTBEAT": "1", "VCR_HPO_GRACE": str(GRACE),
             "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -12,7 +12,8 @@ from hpo.study import build_storage
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql",
+                                               marks=[pytest.mark.postgres, pytest.mark.slow])])
 def storage(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'contract.db'}"

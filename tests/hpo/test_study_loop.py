@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -286,11 +287,11 @@ def test_cpu_threads_split_the_idle_cores_between_workers(cores, busy, workers, 
     assert cpu_threads(workers, cores=cores, busy=busy) == expected
 
 
-def test_busy_cores_sees_a_spinning_process():
+@pytest.mark.slow
+def test_busy_cores_sees_a_spinning_process(require):
     """A process spinning on one core shows up as about one busy core, within the sampling."""
     quiet = busy_cores(0.3)
-    if quiet is None:
-        pytest.skip("no /proc/stat here")
+    require("/proc/stat", quiet is not None, "a Linux machine")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
@@ -302,5 +303,21 @@ def test_busy_cores_sees_a_spinning_process():
     assert busy >= 0.7  # the spinner alone holds a core (other tests may add to it)
 
 
-def test_cpu_threads_reads_this_machine():
-    assert 1 <= cpu_threads(1) <= (os.cpu_count() or 1)
+def test_cpu_threads_reads_this_machine(require):
+    """Without `busy`, the rule measures this machine: with a thread spinning on one core, 1000
+    cores leave at most 999 idle, and the reading never counts more busy cores than there are."""
+    require("/proc/stat", busy_cores(0.05) is not None, "a Linux machine")
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        threads = cpu_threads(1, cores=1000)
+    finally:
+        stop.set()
+        spinner.join()
+    assert 1000 - (os.cpu_count() or 1) <= threads <= 999

@@ -15,10 +15,9 @@ VCR = shutil.which("vcr-hpo")
 
 
 @pytest.fixture(scope="session")
-def campaign():
+def campaign(require):
     """bench/reliability.py as a module: the storm, load and audit code the benchmark runs too."""
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
+    require("vcr-hpo on PATH", VCR is not None, "pip install -e .")
     spec = importlib.util.spec_from_file_location("vcr_reliability", ROOT / "bench" / "reliability.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name

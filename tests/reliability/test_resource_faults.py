@@ -28,8 +28,8 @@ def _trials(url: str, name: str = "rel"):
 
 
 @pytest.fixture
-def tmpfs(tmp_path):
-    """mount(name, size) -> a fresh tmpfs folder; skips where this machine forbids mounting."""
+def tmpfs(tmp_path, require):
+    """mount(name, size) -> a fresh tmpfs folder; skips (fails in CI) where mounting is forbidden."""
     mounted = []
 
     def mount(name: str, size: str = "4M"):
@@ -37,9 +37,8 @@ def tmpfs(tmp_path):
         path.mkdir()
         got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
                               str(path)], capture_output=True, text=True, check=False)
-        if got.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({got.stderr.strip()}): needs root with "
-                        "CAP_SYS_ADMIN, as on the CI machine")
+        require(f"a tmpfs mount ({got.stderr.strip()})", got.returncode == 0,
+                "run as root with CAP_SYS_ADMIN, as on the CI machine")
         mounted.append(path)
         return path
 

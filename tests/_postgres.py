@@ -1,4 +1,13 @@
-"""Test and benchmark helpers: a throwaway PostgreSQL cluster on 127.0.0.1 (like optuna.testing)."""
+"""A throwaway PostgreSQL cluster on 127.0.0.1 for the tests and the benches (test-only code).
+
+Not part of the installed package: tests/conftest.py, bench/reliability.py and
+bench/storage_cost.py load it by its path. Kept instead of
+pytest-postgresql because that plugin runs initdb/pg_ctl as the current user, and initdb refuses
+root (CI runs as root); this launcher runs them as the `postgres` user through runuser.
+
+`VCR_HPO_TEST_PG_BINDIR` names the folder holding initdb and pg_ctl; set it to an empty folder
+to see how the tests behave on a machine without PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +25,10 @@ __all__ = ["PostgresCluster", "postgres_available"]
 
 
 def _pg_bindir() -> str | None:
-    """Debian's PostgreSQL binaries (newest version), else whatever initdb is on PATH."""
+    """$VCR_HPO_TEST_PG_BINDIR, else Debian's PostgreSQL binaries (newest), else initdb on PATH."""
+    chosen = os.environ.get("VCR_HPO_TEST_PG_BINDIR")
+    if chosen is not None:
+        return chosen if os.path.isfile(os.path.join(chosen, "initdb")) else None
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
     if found:
@@ -82,12 +94,6 @@ class PostgresCluster:
             cur.execute(f"CREATE DATABASE {name}")
         conn.close()
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
-
-    def __enter__(self) -> PostgresCluster:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def stop(self) -> None:
         try:
