@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 import torch
@@ -45,6 +47,12 @@ def _by_number(study):
     return {t.number: (t.state, t.params, t.values) for t in study.trials}
 
 
+def _readme_example() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("### From Python", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
 def test_readme_example_gives_the_same_study_as_the_cli(tiny_space, tmp_path, capsys):
     space_file = tiny_space(epochs=1)
     tiny = ["epochs=1", "image_size=32"]
@@ -52,11 +60,16 @@ def test_readme_example_gives_the_same_study_as_the_cli(tiny_space, tmp_path, ca
                  f"sqlite:///{tmp_path / 'cli.db'}", "--quiet", "--threads", "1",
                  *(a for s in tiny for a in ("--set", s))]) == 0
 
-    # the README's example, word for word apart from the paths
-    space = hpo.load_space(space_file)
-    result = hpo.run_study(space, storage=f"sqlite:///{tmp_path / 'api.db'}", n_trials=2,
-                           overrides={"epochs": 1, "image_size": 32}, threads=1)
-    print(result.reason, result.counts, result.best.params if result.best else None)
+    # the README's example, word for word apart from the paths, the budget and the threads
+    code = _readme_example()
+    for word, instead in (('"hyperparameters.yaml"', repr(str(space_file))),
+                          ('"sqlite:///studies/demo.db"', repr(f"sqlite:///{tmp_path / 'api.db'}")),
+                          ("n_trials=4", "n_trials=2"), ("overrides=", "threads=1, overrides=")):
+        assert word in code
+        code = code.replace(word, instead)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    result = scope["result"]
 
     cli = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'cli.db'}")
     assert _by_number(result.study) == _by_number(cli)
