@@ -135,12 +135,12 @@ def test_disk_cache_can_be_turned_off(monkeypatch, tmp_path):
     monkeypatch.delenv("VCR_HPO_CACHE")
     cfg = TrainConfig(synthetic_size=40, image_size=32)
     load_dataset(cfg)  # control: unset, the cache is the default folder, which this test sees
-    assert len(list((tmp_path / "home/.cache/vcr-hpo").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "home/.cache/vcr-hpo").glob("*.imgs"))) == 1
     monkeypatch.setenv("VCR_HPO_CACHE", "off")
     clear_memory_cache()
     assert cache_dir() is None
     load_dataset(cfg.replace(image_size=40))
-    assert len(list(tmp_path.rglob("*.pt"))) == 1  # still only the control's file
+    assert len(list(tmp_path.rglob("*.imgs"))) == 1  # still only the control's file
 
 
 # --------------------------------------------------------------------------- files
