@@ -61,6 +61,9 @@ class Objective:
         space: the validated search space (metrics and directions come from `space.study`).
         overrides: fields that win over params and fixed values (CLI `--set`, `--data`, `--device`).
         on_epoch: `on_epoch(trial_number, metrics)` after each epoch, for progress display.
+        artifact_store: where each finished or pruned trial uploads its confusion matrix (PNG,
+            JSON) and learning curves (`hpo.figures`); None draws nothing. The counts are also
+            kept as user attr `confusion` either way.
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class Objective:
         *,
         overrides: Mapping[str, Any] | None = None,
         on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+        artifact_store: Any | None = None,
     ) -> None:
         self.space = space
+        self.artifact_store = artifact_store
         self.overrides = dict(overrides or {})
         self.on_epoch = on_epoch
         self.metrics: tuple[str, ...] = tuple(space.study.metrics)
@@ -80,11 +85,13 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         single = len(self.metrics) == 1
         history: list[EpochMetrics] = []
+        run: list[RunInfo] = []
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
 
             def started(info: RunInfo) -> None:
+                run.append(info)
                 for key, value in (
                     ("feature_channels", info.feature_channels),
                     ("feature_strides", info.feature_strides),
@@ -116,6 +123,8 @@ class Objective:
                 measure_latency_ms="latency_ms" in self.metrics,
             )
         except optuna.TrialPruned:
+            if history and run:  # what the trial looked like at the epoch it stopped
+                self._explain(trial, history, history[-1], run[0])
             raise
         except NonFiniteLossError as exc:
             trial.set_user_attr("fail_reason", _reason(exc))
@@ -141,5 +150,40 @@ class Objective:
                 for k in (*EPOCH_METRICS, "train_loss")
             },
         )
+        self._explain(trial, result.history, result.best, result.info)
         values = metric_values(result, self.metrics)
         return values[0] if single else values
+
+    def _explain(
+        self,
+        trial: optuna.Trial,
+        history: list[EpochMetrics],
+        epoch: EpochMetrics,
+        info: RunInfo,
+    ) -> None:
+        """User attr `confusion` of `epoch`; its figures uploaded as artifacts when a store is set.
+
+        Drawing or uploading never fails the trial: the error becomes user attr `artifact_error`.
+        """
+        if epoch.confusion is None:
+            return
+        class_names = info.class_names
+        trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
+                                          "matrix": [list(r) for r in epoch.confusion]})
+        if self.artifact_store is None:
+            return
+        import tempfile
+
+        from optuna.artifacts import upload_artifact
+
+        from .figures import write_trial_figures
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="vcr-hpo-figures-") as tmp:
+                title = f"trial {trial.number}: {info.backbone}"
+                for path in write_trial_figures(tmp, history, class_names, epoch=epoch,
+                                                title=title):
+                    upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
+                                    study_or_trial=trial)
+        except Exception as exc:  # noqa: BLE001 - figures explain a trial, they never fail it
+            trial.set_user_attr("artifact_error", _reason(exc))
