@@ -495,6 +495,39 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="a folder written by `vcr-hpo train` (model.pt, config.yaml, metrics.json)")
+    p.add_argument("--images", required=True, metavar="DIR_OR_JSONL",
+                   help="an image folder (class sub-folders give labels) or a .jsonl manifest")
+    p.add_argument("-o", "--output", default="preds.csv", metavar="FILE",
+                   help="CSV path,predicted,probability[,label,correct] (default preds.csv)")
+    p.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=_positive(int, "batch_size"), default=64, metavar="N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("predict", "predict the colour of images with a trained model; CSV out, accuracy when "
+         "labelled", args=_predict_args)
+def _cmd_predict(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import check_field
+    from .predict import accuracy, list_images, load_trained, predict_images, write_predictions
+
+    device = check_field("device", ns.device, where="--device")
+    trained = load_trained(Path(ns.model), device=device)
+    items = list_images(Path(ns.images), trained.class_names)
+    preds = predict_images(trained, items, batch_size=ns.batch_size, progress=not ns.quiet)
+    path = write_predictions(preds, Path(ns.output))
+    right, labelled = accuracy(preds)
+    line = f"{len(preds)} images -> {path}"
+    if labelled:
+        line += f"; accuracy {right / labelled:.4f} ({right}/{labelled} labelled)"
+    print(line)
+    return 0
+
+
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
