@@ -61,9 +61,11 @@ class Objective:
         space: the validated search space (metrics and directions come from `space.study`).
         overrides: fields that win over params and fixed values (CLI `--set`, `--data`, `--device`).
         on_epoch: `on_epoch(trial_number, metrics)` after each epoch, for progress display.
-        artifact_store: where each finished or pruned trial uploads its confusion matrix (PNG,
-            JSON) and learning curves (`hpo.figures`); None draws nothing. The counts are also
-            kept as user attr `confusion` either way.
+        artifacts: the study's artifact store (`hpo.artifacts.artifact_store`). With it each
+            epoch replaces the trial's checkpoint, and a retried trial resumes from its
+            origin's (`hpo.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
+            Finished and pruned trials upload their confusion matrix (PNG, JSON) and learning
+            curves there (`hpo.figures`); the counts are kept as user attr `confusion` either way.
     """
 
     def __init__(
@@ -72,10 +74,10 @@ class Objective:
         *,
         overrides: Mapping[str, Any] | None = None,
         on_epoch: Callable[[int, EpochMetrics], None] | None = None,
-        artifact_store: Any | None = None,
+        artifacts: Any = None,
     ) -> None:
         self.space = space
-        self.artifact_store = artifact_store
+        self.artifacts = artifacts
         self.overrides = dict(overrides or {})
         self.on_epoch = on_epoch
         self.metrics: tuple[str, ...] = tuple(space.study.metrics)
@@ -86,9 +88,13 @@ class Objective:
         single = len(self.metrics) == 1
         history: list[EpochMetrics] = []
         run: list[RunInfo] = []
+        start = None
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
+            start, on_state = None, None
+            if self.artifacts is not None:
+                start, on_state = self._checkpointing(trial, params, cfg)
 
             def started(info: RunInfo) -> None:
                 run.append(info)
@@ -121,10 +127,13 @@ class Objective:
                 on_start=started,
                 monitor=self.monitor,
                 measure_latency_ms="latency_ms" in self.metrics,
+                start=start,
+                on_state=on_state,
             )
         except optuna.TrialPruned:
             if history and run:  # what the trial looked like at the epoch it stopped
-                self._explain(trial, history, history[-1], run[0])
+                full = start.history if start is not None else history  # a resumed one's too
+                self._explain(trial, full, history[-1], run[0])
             raise
         except NonFiniteLossError as exc:
             trial.set_user_attr("fail_reason", _reason(exc))
@@ -170,12 +179,11 @@ class Objective:
         class_names = info.class_names
         trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
                                           "matrix": [list(r) for r in epoch.confusion]})
-        if self.artifact_store is None:
+        if self.artifacts is None:
             return
         import tempfile
 
-        from optuna.artifacts import upload_artifact
-
+        from .artifacts import upload
         from .figures import write_trial_figures
 
         try:
@@ -183,7 +191,53 @@ class Objective:
                 title = f"trial {trial.number}: {info.backbone}"
                 for path in write_trial_figures(tmp, history, class_names, epoch=epoch,
                                                 title=title):
-                    upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
-                                    study_or_trial=trial)
+                    upload(trial, self.artifacts, path)
         except Exception as exc:  # noqa: BLE001 - figures explain a trial, they never fail it
             trial.set_user_attr("artifact_error", _reason(exc))
+
+    def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any):
+        """(state to resume or None, on_state saver) for a trial with an artifact store."""
+        from .checkpoint import (
+            checkpoint_identity,
+            drop_checkpoints,
+            find_checkpoint,
+            retry_origins,
+            save_checkpoint,
+        )
+        from .study import _optuna
+        from .train import build_state
+
+        identity = checkpoint_identity(self.space, self.overrides, params, cfg)
+        system = _optuna.storage_of(trial.study).get_trial_system_attrs(_optuna.trial_id(trial))
+        origins = retry_origins(system)
+        start = None
+        if origins:
+            found = find_checkpoint(self.artifacts, origins, identity)
+            note = found.note
+            if found.state is not None:
+                try:
+                    start = build_state(cfg, monitor=self.monitor)
+                    start.load_state_dict(found.state)
+                except Exception as exc:  # noqa: BLE001 (any mismatch: start afresh, say why)
+                    start = None
+                    note = (f"checkpoint of trial {found.origin} does not load "
+                            f"({_reason(exc)}); trained from epoch 0")
+            if start is None:
+                if note:
+                    trial.set_user_attr("resume_note", note[:_REASON_CHARS])
+            else:
+                metric = self.metrics[0]
+                if len(self.metrics) == 1 and metric in EPOCH_METRICS:
+                    for m in start.history:  # the pruner sees the origin's curve, then ours
+                        trial.report(getattr(m, metric), m.epoch)
+                trial.set_user_attr("resumed_from_epoch", start.epoch)
+                trial.set_user_attr("resumed_from_trial", found.origin)
+        superseded = list(origins)
+
+        def on_state(state: Any) -> None:
+            save_checkpoint(self.artifacts, trial.number, identity, state.state_dict())
+            if superseded:  # ours is newer: the origins' checkpoints are no longer needed
+                drop_checkpoints(self.artifacts, superseded)
+                superseded.clear()
+
+        return start, on_state

@@ -8,10 +8,10 @@ import optuna
 import pytest
 import torch
 import yaml
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 from torch import nn
 
+from hpo.artifacts import artifact_store, download, list_trial_artifacts
 from hpo.config import TrainConfig
 from hpo.data import COLOUR_CLASSES
 from hpo.figures import CONFUSION_JSON, confusion_summary, write_trial_figures
@@ -106,14 +106,10 @@ def _space(fixed: dict):
     return parse_search_space(yaml.safe_dump(doc), source="test.yaml")
 
 
-def _artifacts(storage, store, trial, folder):
+def _artifacts(store, trial, folder):
     """{file name: bytes} of the trial's artifacts, downloaded from the store."""
-    out = {}
-    for meta in get_all_artifact_meta(trial, storage=storage):
-        dest = folder / meta.artifact_id
-        download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(dest))
-        out[meta.filename] = dest.read_bytes()
-    return out
+    return {m.filename: download(store, m.artifact_id, folder / m.artifact_id).read_bytes()
+            for m in list_trial_artifacts(trial)}
 
 
 @pytest.mark.slow
@@ -129,13 +125,12 @@ def test_objective_uploads_confusion_and_curves_of_complete_and_pruned_trials(
     storage = build_storage(url)
     study = optuna.create_study(storage=storage, study_name="t", direction="maximize",
                                 pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
-    (tmp_path / "artifacts").mkdir()
-    store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
-    study.optimize(Objective(space, artifact_store=store), n_trials=1)
+    store = artifact_store(url, "t", str(tmp_path / "artifacts"))
+    study.optimize(Objective(space, artifacts=store), n_trials=1)
 
     (trial,) = optuna.load_study(study_name="t", storage=url).trials
     assert trial.state == state and "artifact_error" not in trial.user_attrs
-    files = _artifacts(storage, store, trial, tmp_path)
+    files = _artifacts(store, trial, tmp_path)
     assert sorted(files) == ["confusion_matrix.json", "confusion_matrix.png",
                              "learning_curves.png"]
     assert files["confusion_matrix.png"][:8] == PNG == files["learning_curves.png"][:8]
