@@ -567,22 +567,30 @@ def _cmd_dashboard(ns: argparse.Namespace) -> int:
 def _report_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
     p.add_argument("-o", "--out", default="report", metavar="DIR", help="default report/")
-    p.add_argument("--format", choices=["png", "html"], default="png",
-                   help="png (matplotlib) or html (plotly, interactive)")
+    p.add_argument("--format", choices=["png", "html", "both"], default="both",
+                   help="png (matplotlib), html (plotly, interactive) or both (default; png "
+                        "only when plotly is not installed)")
 
 
-@command("report", "plots: optimisation history, parameter importances, intermediate values",
-         args=_report_args)
+@command("report", "plots + index.html: history, importances, intermediate values, best "
+         "trial's confusion matrix, best per backbone, accuracy vs size/latency (Pareto), "
+         "parallel coordinates", args=_report_args)
 def _cmd_report(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .export import write_report
+    from .report import html_available, write_full_report
 
+    formats = ("png", "html") if ns.format == "both" else (ns.format,)
+    if ns.format == "both" and not html_available():
+        formats = ("png",)
+        print("note: HTML plots skipped: plotly is not installed (pip install plotly)",
+              file=sys.stderr)
     _, study = _load_one(ns)
-    written, skipped = write_report(study, Path(ns.out), fmt=ns.format)
-    for path in written:
+    report = write_full_report(study, Path(ns.out), formats=formats)
+    for path in report.files:
         print(path)
-    for name, why in skipped.items():
+    print(report.index)
+    for name, why in report.skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     return 0
 
