@@ -50,6 +50,8 @@ __all__ = [
 
 #: Study user attr holding the artifact location a run used.
 ATTR_ARTIFACTS = "artifacts"
+#: Suffixes mimetypes guesses wrongly (.pt is not a "snesdev page table").
+_BINARY = {".pt", ".pth", ".ckpt", ".npz", ".safetensors"}
 #: Prefix of the system attrs where Optuna keeps artifact metadata (public in Optuna's docs).
 _META_PREFIX = "artifacts:"
 
@@ -232,20 +234,24 @@ def upload(
     *,
     name: str | None = None,
     storage: optuna.storages.BaseStorage | None = None,
+    mimetype: str | None = None,
 ) -> str:
     """Upload the file `path` as an artifact of a running trial or a study; returns its id.
 
     Args:
         name: the file name shown in the dashboard (default: the file's own).
+        mimetype: default guessed from the name (`.pt`: application/octet-stream).
         storage: needed only for a FrozenTrial (a finished trial cannot take artifacts: Optuna
             refuses to change it; upload while it runs, or to the study).
     """
     from optuna.artifacts import upload_artifact
 
     path = Path(path)
+    if mimetype is None and Path(name or path.name).suffix in _BINARY:
+        mimetype = "application/octet-stream"
     if name is None or name == path.name:
         return upload_artifact(artifact_store=store, file_path=str(path),
-                               study_or_trial=trial_or_study, storage=storage)
+                               study_or_trial=trial_or_study, storage=storage, mimetype=mimetype)
     with tempfile.TemporaryDirectory(prefix="vcr-hpo-upload-") as tmp:
         named = Path(tmp) / name
         try:
@@ -253,7 +259,7 @@ def upload(
         except OSError:
             shutil.copyfile(path, named)
         return upload_artifact(artifact_store=store, file_path=str(named),
-                               study_or_trial=trial_or_study, storage=storage)
+                               study_or_trial=trial_or_study, storage=storage, mimetype=mimetype)
 
 
 def download(store: ArtifactStore, artifact_id: str, dest: str | os.PathLike) -> Path:
