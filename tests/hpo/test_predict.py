@@ -147,3 +147,35 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(trained, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_best_then_train_init_weights_then_predict(tmp_path, capsys):
+    """The closing loop: a study on an ImageFolder, `best` (config + kept weights), `train
+    --init-weights`, `predict` on val/: one row per image, the accuracy the run measured."""
+    data = _image_folder(tmp_path / "cars", n=100)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "study": {"name": "loop", "metric": "val_acc", "direction": "maximize", "n_trials": 1,
+                  "sampler": {"type": "Random", "seed": 1}, "pruner": None},
+        "hyperparameters": {"lr": {"type": "float", "low": 1e-3, "high": 3e-3, "log": True}},
+        "fixed": {"backbone": "resnet10t", "data": str(data), "image_size": 32, "epochs": 1,
+                  "batch_size": 16, "device": "cpu", "scheduler": "none"}}))
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    assert main(["run", "--space", str(space), "--storage", url, "--quiet"]) == 0
+    best = tmp_path / "best.yaml"
+    assert main(["best", "--storage", url, "-o", str(best)]) == 0
+    assert best.with_suffix(".pt").is_file()  # the trial's kept final weights
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(best), "--init-weights", str(best.with_suffix(".pt")),
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(run), "--images", str(data / "val"), "-o", str(out),
+                 "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in (data / "val").rglob("*.png"))
+    final = json.loads((run / "metrics.json").read_text())["history"][-1]["val_acc"]
+    right = sum(r["correct"] == "true" for r in rows)
+    assert right / len(rows) == pytest.approx(final, abs=1e-12)
+    assert f"accuracy {final:.4f} ({right}/{len(rows)} labelled)" in capsys.readouterr().out
