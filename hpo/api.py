@@ -116,6 +116,7 @@ class RunPlan:
     heartbeat: int
     grace: int
     grid_points: int | None
+    artifacts: str | None = None  # --artifacts as checked; None: the study's recorded or default
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ def plan_run(
     timeout: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     preflight: bool = True,
+    artifacts: str | None = None,
 ) -> RunPlan:
     """Check everything a run needs before touching storage.
 
@@ -162,10 +164,13 @@ def plan_run(
         space: a parsed SearchSpace or the path of its YAML file.
         overrides: TrainConfig fields that win over params and fixed values (checked here).
         preflight: check this machine (device, data, storage driver, weight files).
+        artifacts: where trial files go (a folder, s3://bucket/prefix, gs://bucket/prefix);
+            default: the location recorded in the study, else `studies/<study>-artifacts`.
 
     Raises:
         ConfigError: bad input, one line (SearchSpaceError: every problem of the file).
     """
+    from .artifacts import check_location
     from .config import check_field
     from .study import check_storage_url, default_storage_url
 
@@ -177,6 +182,8 @@ def plan_run(
     cfg = space.config_for(baseline, checked)
     name = study_name or space.study.name
     url = check_storage_url(storage) if storage else default_storage_url(name)
+    if artifacts is not None:
+        artifacts = check_location(artifacts)
     target = n_trials or space.study.n_trials
     if not target:
         raise ConfigError(f"{space.source}: study.n_trials: needed to know when to stop, got null. "
@@ -193,7 +200,8 @@ def plan_run(
     return RunPlan(space=space, overrides=checked, cfg=cfg, study_name=name, url=url,
                    n_trials=int(target),
                    timeout=timeout if timeout is not None else space.study.timeout,
-                   heartbeat=heartbeat, grace=grace, grid_points=grid_points(space))
+                   heartbeat=heartbeat, grace=grace, grid_points=grid_points(space),
+                   artifacts=artifacts)
 
 
 def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
@@ -241,6 +249,7 @@ def run_study(
     progress: bool = False,
     worker_index: int = 0,
     plan: RunPlan | None = None,
+    artifacts: str | None = None,
 ) -> StudyResult:
     """Run or resume a study until it holds `n_trials` finished trials (COMPLETE + PRUNED).
 
@@ -263,6 +272,9 @@ def run_study(
         progress: show a progress bar on stderr.
         plan: a `plan_run` result (the CLI plans first to print notes); the arguments above it
             are then ignored.
+        artifacts: see `plan_run` (ignored with `plan`). Trials checkpoint there after each
+            epoch, a retried trial resumes from its origin's checkpoint, and the best trials'
+            final weights are kept there.
 
     Returns:
         The study, its counts by state, its best trial (None before any COMPLETE one) and why
@@ -281,7 +293,7 @@ def run_study(
 
     if plan is None:
         plan = plan_run(space, storage=storage, study_name=study_name, n_trials=n_trials,
-                        timeout=timeout, overrides=overrides)
+                        timeout=timeout, overrides=overrides, artifacts=artifacts)
     if workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}. Give 1 or more")
     if callbacks and workers > 1:
@@ -298,6 +310,7 @@ def run_study(
         study = S.open_study(space, db, study_name=plan.study_name, overrides=plan.overrides,
                              allow_space_change=allow_space_change, worker_index=worker_index,
                              n_trials=plan.n_trials)
+        store = _open_artifacts(study, plan)
         counts = S.count_states(db, S.study_id(study))
         bar = Progress(target=plan.n_trials, metric=space.study.metrics[0],
                        maximize=space.study.directions[0] == "maximize",
@@ -308,19 +321,32 @@ def run_study(
                 _run_workers(study, plan, workers, n_threads, bar, allow_space_change)
                 outcome = _after_workers(study, plan)
             else:
-                outcome = _run_here(study, plan, bar, callbacks, worker_index)
+                outcome = _run_here(study, plan, bar, callbacks, worker_index, store)
         finally:
             bar.close()
         return _result(study, plan, outcome.reason, outcome.detail, outcome.ran)
 
 
-def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int):
+def _open_artifacts(study, plan: RunPlan):
+    """The study's artifact store; the location is recorded in the study for later commands."""
+    from .artifacts import artifact_store, record_location, study_location
+
+    location = study_location(study, plan.url, plan.artifacts)
+    record_location(study, location)
+    return artifact_store(plan.url, plan.study_name, location)
+
+
+def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=None):
     from . import study as S
     from .algorithms import build_sampler
+    from .checkpoint import keep_best_weights
     from .objective import Objective
 
     space = plan.space
-    objective = Objective(space, overrides=plan.overrides, on_epoch=bar.epoch)
+    objective = Objective(space, overrides=plan.overrides, on_epoch=bar.epoch, artifacts=store)
+    if store is not None:
+        top, per_backbone = space.study.keep_weights
+        callbacks = [*callbacks, keep_best_weights(store, top=top, per_backbone=per_backbone)]
     seed = space.study.sampler.args.get("seed")
 
     def reseed(n_existing: int):
@@ -364,7 +390,8 @@ def _run_workers(study, plan: RunPlan, workers: int, threads: int, bar,
 
     spec = {"space": plan.space, "storage": plan.url, "study_name": plan.study_name,
             "n_trials": plan.n_trials, "timeout": plan.timeout, "overrides": dict(plan.overrides),
-            "allow_space_change": allow_space_change, "threads": threads}
+            "allow_space_change": allow_space_change, "threads": threads,
+            "artifacts": plan.artifacts}
     with tempfile.TemporaryDirectory(prefix="vcr-hpo-") as tmp:
         spec_file = Path(tmp) / "run.pickle"
         spec_file.write_bytes(pickle.dumps(spec))

@@ -249,10 +249,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="override a fixed TrainConfig field for every trial (repeatable)")
     p.add_argument("--allow-space-change", action="store_true",
                    help="resume even though the search space changed since the study started")
+    _artifacts_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=_positive(int, "threads"), default=None, metavar="N",
                    help="torch CPU threads per worker (default: idle cores // workers, at least 1)")
+
+
+def _artifacts_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifacts", metavar="LOCATION",
+                   help="checkpoints, kept weights and trial files: a folder, s3://bucket/prefix "
+                        "or gs://bucket/prefix (default: the study's, else studies/<study>-artifacts)")
 
 
 def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> str:
@@ -269,6 +276,8 @@ def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> st
         argv += ["--set", item]
     if ns.allow_space_change:
         argv.append("--allow-space-change")
+    if ns.artifacts:
+        argv += ["--artifacts", ns.artifacts]
     return shlex.join(argv)
 
 
@@ -291,7 +300,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from .study import RunInterrupted
 
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
-                    timeout=ns.timeout, overrides=_run_overrides(ns))
+                    timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts)
     if ns.worker_index == 0 and (note := grid_note(plan.space, plan.n_trials)):
         print(note, file=sys.stderr)
     if ns.workers > 1 and plan.url.startswith("sqlite") and ns.worker_index == 0:
@@ -423,7 +432,9 @@ def _best_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
     p.add_argument("--per", metavar="PARAM", help="one file per value of PARAM (e.g. backbone)")
     p.add_argument("-o", "--output", default="best.yaml", metavar="FILE",
-                   help="config file for `vcr-hpo train --config` (default best.yaml)")
+                   help="config file for `vcr-hpo train --config` (default best.yaml); the "
+                        "trial's final weights, when kept, go beside it as FILE.pt")
+    _artifacts_arg(p)
 
 
 @command("best", "export the best trial's TrainConfig as YAML (optionally best per backbone)",
@@ -431,10 +442,13 @@ def _best_args(p: argparse.ArgumentParser) -> None:
 def _cmd_best(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .artifacts import artifact_store, study_location
+    from .checkpoint import read_weights
     from .console import format_params
     from .export import best_per, best_trial, config_paths, trial_config, write_config
 
     url, study = _load_one(ns)
+    store = artifact_store(url, study.study_name, study_location(study, url, ns.artifacts))
     if ns.per:
         chosen = best_per(study, ns.per)
         targets = config_paths(Path(ns.output), list(chosen))
@@ -446,9 +460,18 @@ def _cmd_best(ns: argparse.Namespace) -> int:
         scores = " ".join(f"{n}={v:.4f}" for n, v in zip(names, trial.values))
         header = (f"vcr-hpo best: study {study.study_name} ({url}), trial #{trial.number}: {scores}\n"
                   f"train it with: vcr-hpo train --config {targets[key]}")
+        weights = read_weights(store, study, trial.number, targets[key].with_suffix(".pt"))
+        if weights is not None:
+            header += f" --init-weights {weights}"
         path = write_config(trial_config(study, trial), targets[key], header=header)
         label = f"{ns.per}={key}: " if ns.per else ""
         print(f"{label}trial #{trial.number} {scores} -> {path}  ({format_params(trial.params)})")
+        if weights is not None:
+            print(f"{label}weights of trial #{trial.number} -> {weights}  (train from them with "
+                  f"--init-weights {weights})")
+        else:
+            print(f"{label}no weights kept for trial #{trial.number} (only the top trials' are; "
+                  "study.keep_weights): train starts from scratch")
     return 0
 
 
@@ -459,6 +482,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field (e.g. --set epochs=20)")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="start from these weights (the .pt `vcr-hpo best` writes); default: scratch")
 
 
 @command("train", "full training of an exported config; saves the model and its metrics",
@@ -478,9 +503,14 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     if changes:
         cfg = cfg.replace(**changes)
     preflight(cfg, overrides=changes, where=str(ns.config))
+    init = None
+    if ns.init_weights:
+        from .checkpoint import load_init_weights
+
+        init = load_init_weights(ns.init_weights, cfg)
     out = Path(ns.out) if ns.out else Path("runs") / f"{cfg.experiment_name}-{Path(ns.config).stem}"
 
-    from .train import save_run, train_model
+    from .train import build_state, save_run, train_model
 
     def show(m) -> None:
         print(f"epoch {m.epoch + 1}/{cfg.epochs}: train_loss {m.train_loss:.4f}  val_loss "
@@ -488,10 +518,55 @@ def _cmd_train(ns: argparse.Namespace) -> int:
               f"({m.seconds:.1f} s, {m.images_per_s:.0f} img/s)", file=sys.stderr, flush=True)
 
     set_cpu_threads(cfg.device, None, 1)
-    result = train_model(cfg, on_epoch=show)
+    start = None
+    if init is not None:
+        start = build_state(cfg)
+        try:
+            start.model.load_state_dict(init)
+        except RuntimeError as exc:  # shapes or keys differ: another head, classes or backbone
+            first = str(exc).strip().splitlines()
+            raise ConfigError(f"--init-weights: must fit the model {cfg.backbone}/{cfg.fusion} "
+                              f"this config builds, got {first[-1].strip()[:160] if first else exc}"
+                              f" in {ns.init_weights!r}. Use the weights `vcr-hpo best` wrote "
+                              "with this config, or drop --init-weights") from None
+        print(f"starting from {ns.init_weights}", file=sys.stderr)
+    result = train_model(cfg, on_epoch=show, start=start)
     path = save_run(result, cfg, out)
     print(f"best epoch {result.best_epoch + 1}: val_acc {result.best.val_acc:.4f}  "
           f"val_macro_f1 {result.best.val_macro_f1:.4f} -> {path}/model.pt, metrics.json, config.yaml")
+    return 0
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="a folder written by `vcr-hpo train` (model.pt, config.yaml, metrics.json)")
+    p.add_argument("--images", required=True, metavar="DIR_OR_JSONL",
+                   help="an image folder (class sub-folders give labels) or a .jsonl manifest")
+    p.add_argument("-o", "--output", default="preds.csv", metavar="FILE",
+                   help="CSV path,predicted,probability[,label,correct] (default preds.csv)")
+    p.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=_positive(int, "batch_size"), default=64, metavar="N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("predict", "predict the colour of images with a trained model; CSV out, accuracy when "
+         "labelled", args=_predict_args)
+def _cmd_predict(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import check_field
+    from .predict import accuracy, list_images, load_trained, predict_images, write_predictions
+
+    device = check_field("device", ns.device, where="--device")
+    trained = load_trained(Path(ns.model), device=device)
+    items = list_images(Path(ns.images), trained.class_names)
+    preds = predict_images(trained, items, batch_size=ns.batch_size, progress=not ns.quiet)
+    path = write_predictions(preds, Path(ns.output))
+    right, labelled = accuracy(preds)
+    line = f"{len(preds)} images -> {path}"
+    if labelled:
+        line += f"; accuracy {right / labelled:.4f} ({right}/{labelled} labelled)"
+    print(line)
     return 0
 
 
@@ -504,6 +579,7 @@ def _dashboard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (the dashboard has no authentication)")
+    _artifacts_arg(p)
 
 
 @command("dashboard", "optuna-dashboard on the study storage (127.0.0.1 unless --allow-remote)",
@@ -525,31 +601,62 @@ def _cmd_dashboard(ns: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
     storage = _open_existing(urls[0])
-    print(f"optuna-dashboard on http://{ns.host}:{ns.port}/dashboard  ({urls[0]}); Ctrl-C stops it",
-          file=sys.stderr, flush=True)
-    run_server(storage, host=ns.host, port=ns.port)
+    store = _dashboard_store(ns, urls[0], storage)
+    print(f"optuna-dashboard on http://{ns.host}:{ns.port}/dashboard  ({urls[0]}; artifacts "
+          f"{store}); Ctrl-C stops it", file=sys.stderr, flush=True)
+    run_server(storage, host=ns.host, port=ns.port, artifact_store=store)
     return 0
+
+
+def _dashboard_store(ns: argparse.Namespace, url: str, storage):
+    """The artifact store the dashboard serves: --artifacts, else the (one) study's location."""
+    import optuna
+
+    from .artifacts import artifact_store, check_location, study_location
+
+    names = [s.study_name for s in storage.get_all_studies()]
+    if ns.study_name:
+        names = [n for n in names if n == ns.study_name]
+    if ns.artifacts:
+        return artifact_store(url, names[0] if names else "", check_location(ns.artifacts))
+    locations = {n: study_location(optuna.load_study(study_name=n, storage=storage), url)
+                 for n in names}
+    if not locations:
+        return None
+    if len(set(locations.values())) > 1:
+        print(f"warning: the studies of {url} keep artifacts in {len(set(locations.values()))} "
+              f"places; the dashboard shows those of {names[0]} only. Pass --study-name or "
+              "--artifacts", file=sys.stderr)
+    return artifact_store(url, names[0], locations[names[0]])
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
     p.add_argument("-o", "--out", default="report", metavar="DIR", help="default report/")
-    p.add_argument("--format", choices=["png", "html"], default="png",
-                   help="png (matplotlib) or html (plotly, interactive)")
+    p.add_argument("--format", choices=["png", "html", "both"], default="both",
+                   help="png (matplotlib), html (plotly, interactive) or both (default; png "
+                        "only when plotly is not installed)")
 
 
-@command("report", "plots: optimisation history, parameter importances, intermediate values",
-         args=_report_args)
+@command("report", "plots + index.html: history, importances, intermediate values, best "
+         "trial's confusion matrix, best per backbone, accuracy vs size/latency (Pareto), "
+         "parallel coordinates", args=_report_args)
 def _cmd_report(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .export import write_report
+    from .report import html_available, write_full_report
 
+    formats = ("png", "html") if ns.format == "both" else (ns.format,)
+    if ns.format == "both" and not html_available():
+        formats = ("png",)
+        print("note: HTML plots skipped: plotly is not installed (pip install plotly)",
+              file=sys.stderr)
     _, study = _load_one(ns)
-    written, skipped = write_report(study, Path(ns.out), fmt=ns.format)
-    for path in written:
+    report = write_full_report(study, Path(ns.out), formats=formats)
+    for path in report.files:
         print(path)
-    for name, why in skipped.items():
+    print(report.index)
+    for name, why in report.skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     return 0
 

@@ -61,6 +61,11 @@ class Objective:
         space: the validated search space (metrics and directions come from `space.study`).
         overrides: fields that win over params and fixed values (CLI `--set`, `--data`, `--device`).
         on_epoch: `on_epoch(trial_number, metrics)` after each epoch, for progress display.
+        artifacts: the study's artifact store (`hpo.artifacts.artifact_store`). With it each
+            epoch replaces the trial's checkpoint, and a retried trial resumes from its
+            origin's (`hpo.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
+            Finished and pruned trials upload their confusion matrix (PNG, JSON) and learning
+            curves there (`hpo.figures`); the counts are kept as user attr `confusion` either way.
     """
 
     def __init__(
@@ -69,8 +74,10 @@ class Objective:
         *,
         overrides: Mapping[str, Any] | None = None,
         on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+        artifacts: Any = None,
     ) -> None:
         self.space = space
+        self.artifacts = artifacts
         self.overrides = dict(overrides or {})
         self.on_epoch = on_epoch
         self.metrics: tuple[str, ...] = tuple(space.study.metrics)
@@ -80,11 +87,17 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         single = len(self.metrics) == 1
         history: list[EpochMetrics] = []
+        run: list[RunInfo] = []
+        start = None
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
+            start, on_state = None, None
+            if self.artifacts is not None:
+                start, on_state = self._checkpointing(trial, params, cfg)
 
             def started(info: RunInfo) -> None:
+                run.append(info)
                 for key, value in (
                     ("feature_channels", info.feature_channels),
                     ("feature_strides", info.feature_strides),
@@ -114,8 +127,13 @@ class Objective:
                 on_start=started,
                 monitor=self.monitor,
                 measure_latency_ms="latency_ms" in self.metrics,
+                start=start,
+                on_state=on_state,
             )
         except optuna.TrialPruned:
+            if history and run:  # what the trial looked like at the epoch it stopped
+                full = start.history if start is not None else history  # a resumed one's too
+                self._explain(trial, full, history[-1], run[0])
             raise
         except NonFiniteLossError as exc:
             trial.set_user_attr("fail_reason", _reason(exc))
@@ -141,5 +159,85 @@ class Objective:
                 for k in (*EPOCH_METRICS, "train_loss")
             },
         )
+        self._explain(trial, result.history, result.best, result.info)
         values = metric_values(result, self.metrics)
         return values[0] if single else values
+
+    def _explain(
+        self,
+        trial: optuna.Trial,
+        history: list[EpochMetrics],
+        epoch: EpochMetrics,
+        info: RunInfo,
+    ) -> None:
+        """User attr `confusion` of `epoch`; its figures uploaded as artifacts when a store is set.
+
+        Drawing or uploading never fails the trial: the error becomes user attr `artifact_error`.
+        """
+        if epoch.confusion is None:
+            return
+        class_names = info.class_names
+        trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
+                                          "matrix": [list(r) for r in epoch.confusion]})
+        if self.artifacts is None:
+            return
+        import tempfile
+
+        from .artifacts import upload
+        from .figures import write_trial_figures
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="vcr-hpo-figures-") as tmp:
+                title = f"trial {trial.number}: {info.backbone}"
+                for path in write_trial_figures(tmp, history, class_names, epoch=epoch,
+                                                title=title):
+                    upload(trial, self.artifacts, path)
+        except Exception as exc:  # noqa: BLE001 - figures explain a trial, they never fail it
+            trial.set_user_attr("artifact_error", _reason(exc))
+
+    def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any):
+        """(state to resume or None, on_state saver) for a trial with an artifact store."""
+        from .checkpoint import (
+            checkpoint_identity,
+            drop_checkpoints,
+            find_checkpoint,
+            retry_origins,
+            save_checkpoint,
+        )
+        from .study import _optuna
+        from .train import build_state
+
+        identity = checkpoint_identity(self.space, self.overrides, params, cfg)
+        system = _optuna.storage_of(trial.study).get_trial_system_attrs(_optuna.trial_id(trial))
+        origins = retry_origins(system)
+        start = None
+        if origins:
+            found = find_checkpoint(self.artifacts, origins, identity)
+            note = found.note
+            if found.state is not None:
+                try:
+                    start = build_state(cfg, monitor=self.monitor)
+                    start.load_state_dict(found.state)
+                except Exception as exc:  # noqa: BLE001 (any mismatch: start afresh, say why)
+                    start = None
+                    note = (f"checkpoint of trial {found.origin} does not load "
+                            f"({_reason(exc)}); trained from epoch 0")
+            if start is None:
+                if note:
+                    trial.set_user_attr("resume_note", note[:_REASON_CHARS])
+            else:
+                metric = self.metrics[0]
+                if len(self.metrics) == 1 and metric in EPOCH_METRICS:
+                    for m in start.history:  # the pruner sees the origin's curve, then ours
+                        trial.report(getattr(m, metric), m.epoch)
+                trial.set_user_attr("resumed_from_epoch", start.epoch)
+                trial.set_user_attr("resumed_from_trial", found.origin)
+        superseded = list(origins)
+
+        def on_state(state: Any) -> None:
+            save_checkpoint(self.artifacts, trial.number, identity, state.state_dict())
+            if superseded:  # ours is newer: the origins' checkpoints are no longer needed
+                drop_checkpoints(self.artifacts, superseded)
+                superseded.clear()
+
+        return start, on_state

@@ -32,7 +32,8 @@ from ._yaml import _MISSING, _did_you_mean, _Errors, _is_scalar, _number, _unkno
 METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items()}
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
-               "sampler", "pruner")
+               "sampler", "pruner", "keep_weights")
+_KEEP_KEYS = ("top", "per_backbone")
 _MAX_GRID = 1_000_000
 
 
@@ -100,6 +101,9 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
         else:
             timeout = float(t)
 
+    keep = _parse_keep(errs, path + ("keep_weights",), raw.get("keep_weights"))
+    if keep is None:
+        ok = False
     sampler = _parse_algorithm(errs, path + ("sampler",), raw.get("sampler", _MISSING), "sampler")
     pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner")
     if sampler is _MISSING or pruner is _MISSING:
@@ -107,7 +111,30 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     if not ok:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
-                     n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner)
+                     n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
+                     keep_weights=keep)
+
+
+def _parse_keep(errs: _Errors, path: tuple, raw: Any) -> tuple[int, int] | None:
+    """`keep_weights: {top: K, per_backbone: K}` (each default 1, 0 keeps none) -> (top, per)."""
+    if raw is None:
+        return (1, 1)
+    if not isinstance(raw, dict):
+        errs.add(path, "must be a mapping", raw, "Write keep_weights: {top: 1, per_backbone: 1}")
+        return None
+    out = {"top": 1, "per_backbone": 1}
+    ok = True
+    for key, value in raw.items():
+        if key not in _KEEP_KEYS:
+            _unknown_key(errs, path + (key,), key, _KEEP_KEYS, "keep_weights")
+            ok = False
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errs.add(path + (key,), "must be a whole number >= 0", value,
+                     "Write e.g. 1 (0 keeps no weights)")
+            ok = False
+        else:
+            out[key] = value
+    return (out["top"], out["per_backbone"]) if ok else None
 
 
 def _default_study_name(source: str) -> str:

@@ -32,9 +32,13 @@ class StudySpec:
     timeout: float | None
     sampler: AlgorithmSpec
     pruner: AlgorithmSpec | None
+    #: final weights kept: the top k COMPLETE trials of the study, and per backbone
+    keep_weights: tuple[int, int] = (1, 1)
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        extra = {} if self.keep_weights == (1, 1) else {
+            "keep_weights": {"top": self.keep_weights[0], "per_backbone": self.keep_weights[1]}}
+        return {**extra,
             "name": self.name,
             "directions": list(self.directions),
             "metrics": list(self.metrics),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ._augment import augment, normalise
 from ._build import build_state
 from ._device import resolve_device
-from ._evaluate import evaluate, measure_latency
+from ._evaluate import Confusion, evaluate, evaluate_counts, measure_latency
 from ._loop import finish, train_epoch, train_model, validate
 from ._save import save_run
 from ._state import (
@@ -29,6 +29,7 @@ from ._state import (
 )
 
 __all__ = [
+    "Confusion",
     "EpochMetrics",
     "NonFiniteLossError",
     "RunInfo",
@@ -38,6 +39,7 @@ __all__ = [
     "augment",
     "build_state",
     "evaluate",
+    "evaluate_counts",
     "finish",
     "measure_latency",
     "normalise",

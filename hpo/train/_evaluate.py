@@ -11,10 +11,12 @@ from torch import nn
 
 from ._augment import normalise
 
-__all__ = ["evaluate", "measure_latency"]
+__all__ = ["Confusion", "evaluate", "evaluate_counts", "measure_latency"]
+
+#: Confusion counts, rows = true class, columns = predicted class (plain ints: JSON, checkpoints).
+Confusion = tuple[tuple[int, ...], ...]
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
@@ -26,8 +28,29 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[float, float, float]:
-    """Cross-entropy, accuracy and macro-F1 of `model` on uint8 `images`.
+    """Cross-entropy, accuracy and macro-F1 of `model` on uint8 `images` (see `evaluate_counts`)."""
+    loss, acc, f1, _ = evaluate_counts(
+        model, images, labels, num_classes, device=device, batch_size=batch_size,
+        amp_dtype=amp_dtype, channels_last=channels_last,
+    )
+    return loss, acc, f1
 
+
+@torch.no_grad()
+def evaluate_counts(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float, float, Confusion]:
+    """Cross-entropy, accuracy, macro-F1 and the confusion counts of `model` on uint8 `images`.
+
+    The counts come from the same pass (one bincount of labels * C + predictions per batch).
     The loss is plain cross-entropy whatever the training loss, so trials compare on one scale.
     Macro-F1 averages over classes present in the labels or the predictions.
     """
@@ -48,7 +71,8 @@ def evaluate(
         confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(
             num_classes, num_classes
         )
-    conf = confusion.cpu().double()
+    counts = confusion.cpu()
+    conf = counts.double()
     tp = conf.diag()
     support, predicted = conf.sum(1), conf.sum(0)
     present = (support + predicted) > 0
@@ -58,6 +82,7 @@ def evaluate(
         float(total_loss) / n,
         float(tp.sum()) / n,
         float(f1[present].mean()) if present.any() else 0.0,
+        tuple(tuple(row) for row in counts.tolist()),
     )
 
 

@@ -14,7 +14,7 @@ from ..data import DatasetSplits
 from ..errors import ConfigError
 from ._augment import augment, normalise
 from ._build import build_state
-from ._evaluate import evaluate, measure_latency
+from ._evaluate import evaluate_counts, measure_latency
 from ._state import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, TrainState
 
 __all__ = ["finish", "train_epoch", "train_model", "validate"]
@@ -71,7 +71,12 @@ def _fit_epoch(s: TrainState, epoch: int) -> tuple[float, float]:
 
 def validate(s: TrainState) -> tuple[float, float, float]:
     """(val_loss, val_acc, val_macro_f1) of the state's model now (see `evaluate`)."""
-    return evaluate(
+    return _validate_counts(s)[:3]
+
+
+def _validate_counts(s: TrainState):
+    """`validate` plus the confusion counts of the same pass."""
+    return evaluate_counts(
         s.model,
         s.data.val_x,
         s.data.val_y,
@@ -99,7 +104,7 @@ def train_epoch(s: TrainState) -> EpochMetrics:
     if s.device.type == "cuda":
         torch.cuda.synchronize(s.device)
     train_seconds = time.perf_counter() - t0
-    val_loss, val_acc, val_f1 = validate(s)
+    val_loss, val_acc, val_f1, confusion = _validate_counts(s)
     images = s.data.steps * s.data.batch
     m = EpochMetrics(
         epoch=epoch,
@@ -110,6 +115,7 @@ def train_epoch(s: TrainState) -> EpochMetrics:
         seconds=time.perf_counter() - t0,
         images_per_s=images / train_seconds if train_seconds > 0 else float("inf"),
         lr=last_lr,
+        confusion=confusion,
     )
     s.record(m)
     return m

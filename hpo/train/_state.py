@@ -14,6 +14,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import ConfigError, VcrHpoError
 from ..losses import EpochAware
+from ._evaluate import Confusion
 
 __all__ = [
     "STATE_FORMAT",
@@ -38,7 +39,7 @@ class EpochMetrics:
     """Metrics after one epoch. `epoch` is 0-based: the step reported to a pruner.
 
     `seconds` covers training and validation; `images_per_s` training only; `lr` is the rate of
-    the epoch's last step.
+    the epoch's last step. `confusion` counts the val split (rows true, columns predicted).
     """
 
     epoch: int
@@ -49,6 +50,12 @@ class EpochMetrics:
     seconds: float
     images_per_s: float
     lr: float
+    confusion: Confusion | None = None
+
+    def __post_init__(self) -> None:  # lists from JSON or a checkpoint -> hashable tuples
+        if self.confusion is not None and not isinstance(self.confusion, tuple):
+            object.__setattr__(self, "confusion", tuple(tuple(int(v) for v in r)
+                                                        for r in self.confusion))
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,11 @@ class TrainResult:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.info.class_names
+
+    @property
+    def confusion(self) -> Confusion | None:
+        """The best epoch's val confusion counts (the epoch the trial's value comes from)."""
+        return self.best.confusion
 
 
 @dataclass(frozen=True)

@@ -94,11 +94,15 @@ def test_report_on_3_trials_names_the_count_and_skips_importances(fmt, magic, ti
     url, _, _ = tiny_study
     assert main(["report", "--storage", url, "-o", str(tmp_path), "--format", fmt]) == 0
     out, err = capsys.readouterr()
-    assert out.split() == [str(tmp_path / f"history-3trials.{fmt}"),
-                           str(tmp_path / f"intermediate-3trials.{fmt}")]
+    best = _best(_study(url).trials).number
+    stems = ["history-3trials", "intermediate-3trials", f"confusion-trial{best}",
+             "backbones-3trials", "num_params-3trials", "parallel-3trials"]
+    assert out.split() == [str(tmp_path / f"{s}.{fmt}") for s in stems] + [
+        str(tmp_path / "index.html")]
     assert "skipped importances: needs at least 10 COMPLETE trials for a stable ranking, got 3" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"history-3trials.{fmt}",
-                                                          f"intermediate-3trials.{fmt}"]
+    extra = ["plotly.min.js"] if fmt == "html" else []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{s}.{fmt}" for s in stems] + ["index.html", "index.json", *extra])
     for stem in ("history", "intermediate"):
         data = (tmp_path / f"{stem}-3trials.{fmt}").read_bytes()
         assert data.startswith(magic) and len(data) > 5_000, stem

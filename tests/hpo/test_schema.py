@@ -143,6 +143,9 @@ def build_schema() -> dict:
             "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
             "sampler": {"anyOf": [{"enum": sampler_names}, {"$ref": "#/$defs/sampler"}]},
             "pruner": {"anyOf": [{"type": "null"}, {"enum": pruner_names}, {"$ref": "#/$defs/pruner"}]},
+            "keep_weights": {"type": ["object", "null"], "additionalProperties": False,
+                             "properties": {k: {"type": "integer", "minimum": 0}
+                                            for k in ("top", "per_backbone")}},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
