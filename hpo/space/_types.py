@@ -32,6 +32,9 @@ class StudySpec:
     timeout: float | None
     sampler: AlgorithmSpec
     pruner: AlgorithmSpec | None
+    # How a trial runs ("none": in the worker, "process": in a forked child), not what it
+    # measures: left out of canonical(), so switching it keeps the fingerprint and resumes.
+    trial_isolation: str = "none"
 
     def canonical(self) -> dict[str, Any]:
         return {

@@ -143,6 +143,7 @@ def build_schema() -> dict:
             "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
             "sampler": {"anyOf": [{"enum": sampler_names}, {"$ref": "#/$defs/sampler"}]},
             "pruner": {"anyOf": [{"type": "null"}, {"enum": pruner_names}, {"$ref": "#/$defs/pruner"}]},
+            "trial_isolation": {"enum": ["none", "process", None]},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
