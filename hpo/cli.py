@@ -309,11 +309,9 @@ def _run_overrides(ns: argparse.Namespace) -> dict[str, object]:
 @command("run", "run or resume a study: same command again resumes; --workers N for parallel",
          args=_run_args)
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from .api import grid_note, plan_run, run_study
+    from .api import grid_note, plan_devices, plan_run, run_study
     from .console import summary_lines
     from .study import RunInterrupted
-
-    from .api import plan_devices
 
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
                     timeout=ns.timeout, overrides=_run_overrides(ns))
