@@ -192,3 +192,21 @@ def test_run_with_workers_auto_on_simulated_gpus_finishes(tmp_path, monkeypatch)
     assert result.finished >= 3
     study = optuna.load_study(study_name="gpus", storage=url)
     assert all(t.user_attrs.get("device") == "cpu" for t in study.trials if t.values)
+
+
+def test_host_batches_gather_into_reused_buffers_equal_plain_indexing():
+    """The CUDA path's gather (pinned there, plain here): every batch equals source[idx], the
+    two buffers are reused, and a batch stays intact after the next two are taken."""
+    from hpo.train._loop import HostBatches
+
+    source = torch.randint(0, 255, (50, 3, 8, 8), dtype=torch.uint8)
+    host = HostBatches(source, 16, torch.device("cpu"))
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    ptrs = [b.data_ptr() for b in host.buffers]
+    first = host.take(order[:16])
+    for step in range(4):
+        idx = order[step * 16 : (step + 1) * 16]  # the last one is ragged (2 images)
+        assert torch.equal(host.take(idx), source[idx])
+    assert torch.equal(first, source[order[:16]])
+    assert [b.data_ptr() for b in host.buffers] == ptrs  # reused, not reallocated
+    assert all(b.shape == (16, 3, 8, 8) for b in host.buffers)
