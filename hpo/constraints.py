@@ -20,7 +20,8 @@ The recording (chosen after reading Optuna 5's samplers):
   and ended quickly (the memory preflight stops one in seconds). A space where every config
   runs out of memory therefore ends with infeasible trials only; `status` shows it.
 
-Imports neither torch nor Optuna at module level.
+Imports nothing of vcr-hpo (metrics and status read it), torch only to recognise CUDA's error;
+the objective writes the constraint (`hpo.objective`, through `hpo.study._optuna`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from typing import Any
 __all__ = [
     "INFEASIBLE_ATTR",
     "OUT_OF_MEMORY",
+    "constraint_values",
     "infeasible_values",
     "is_infeasible",
     "is_out_of_memory",
-    "record_feasibility",
 ]
 
 #: User attr of an infeasible trial: why it is infeasible.
@@ -78,19 +79,6 @@ def is_infeasible(trial: Any) -> bool:
     return any(v > 0 for v in constraints.values())
 
 
-def record_feasibility(trial: Any, reason: str | None) -> None:
-    """Record the constraint of a trial about to be told COMPLETE: infeasible when `reason`.
-
-    An isolated trial's child passes its proxy, whose `record_constraints` forwards to the
-    parent; a real Optuna trial writes the system attr through `hpo.study._optuna`.
-    """
-    values = [1.0 if reason else 0.0]
-    if reason:
-        trial.set_user_attr(INFEASIBLE_ATTR, reason)
-    forward = getattr(trial, "record_constraints", None)
-    if forward is not None:
-        forward(values)
-        return
-    from .study._optuna import set_constraints
-
-    set_constraints(trial, values)
+def constraint_values(reason: str | None) -> list[float]:
+    """The constraint list of a trial about to be told COMPLETE: [1.0] infeasible, [0.0] not."""
+    return [1.0 if reason else 0.0]

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from .constraints import OUT_OF_MEMORY, infeasible_values, is_out_of_memory, record_feasibility
+from .constraints import (
+    INFEASIBLE_ATTR,
+    OUT_OF_MEMORY,
+    constraint_values,
+    infeasible_values,
+    is_out_of_memory,
+)
 from .devices import GPU_ENV
 from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
@@ -53,6 +59,23 @@ def _reason(exc: BaseException) -> str:
         return "MemoryError: the allocator refused (out of memory)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:_REASON_CHARS]
+
+
+def record_feasibility(trial: Any, reason: str | None) -> None:
+    """Write the constraint of a trial about to be told COMPLETE: infeasible when `reason`.
+
+    An isolated trial's child passes its proxy, whose `record_constraints` sends the values to
+    the parent (`hpo.isolation`); a real trial writes them through `hpo.study._optuna`.
+    """
+    from .study._optuna import set_constraints
+
+    if reason:
+        trial.set_user_attr(INFEASIBLE_ATTR, reason)
+    forward = getattr(trial, "record_constraints", None)
+    if forward is not None:
+        forward(constraint_values(reason))
+    else:
+        set_constraints(trial, constraint_values(reason))
 
 
 class Objective:
