@@ -49,7 +49,19 @@ _OOM_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` means the trial's configuration needs more memory than there is."""
+    """Whether `exc`, or an exception it was raised from, means the trial's configuration needs
+    more memory than there is (a library may wrap the allocator's error: timm's weight loading
+    turns it into "weights do not match")."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if _is_oom(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):  # includes hpo.memory.MemoryBudgetError
         return True
     try:

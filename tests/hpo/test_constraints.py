@@ -58,6 +58,13 @@ def test_out_of_memory_errors_are_recognised():
     assert is_out_of_memory(MemoryBudgetError("over the cap"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("out of memory"))  # not an allocator's error type
+    try:  # a library that wraps the allocator's refusal in its own error
+        try:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        except RuntimeError as inner:
+            raise ValueError("weights do not match") from inner
+    except ValueError as wrapped:
+        assert is_out_of_memory(wrapped)
     assert infeasible_values(["maximize", "minimize"]) == (-math.inf, math.inf)
 
 
