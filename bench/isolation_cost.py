@@ -53,7 +53,8 @@ def arm(space, url: str, trials: int, isolated: bool) -> list[float]:
 
     storage = build_storage(url, heartbeat_interval=None, grace_period=None)
     study = optuna.create_study(storage=storage, study_name="iso-cost", direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=0))
+                                sampler=optuna.samplers.TPESampler(seed=0),
+                                pruner=optuna.pruners.NopPruner())
     objective = Objective(space)
     if isolated:
         objective = IsolatedObjective(objective)

@@ -84,7 +84,7 @@ def _child_main(conn, objective: Callable, number: int, params: dict[str, Any]) 
         message = ("pruned", str(exc))
     except BaseException as exc:  # noqa: BLE001 (sent to the parent, which re-raises it)
         try:
-            pickle.dumps(exc)
+            pickle.loads(pickle.dumps(exc))  # the parent must be able to rebuild it
             message = ("error", exc)
         except Exception:  # noqa: BLE001 (an exception that does not pickle)
             message = ("error", RuntimeError(f"{type(exc).__name__}: {exc}"))
@@ -97,8 +97,8 @@ class IsolatedObjective:
     """Wrap an `hpo.objective.Objective`: suggest here, train in a forked child.
 
     Args:
-        objective: the objective to run in the child (its `space` suggests the params here).
-        on_epoch: the parent's progress callback; the child's epochs reach it through the pipe.
+        objective: the objective to run in the child (its `space` suggests the params here;
+            its `on_epoch` callback stays here and gets the child's epochs through the pipe).
     """
 
     def __init__(self, objective: Any) -> None:
