@@ -9,6 +9,7 @@ CUDA only the fp32 row is run: `train_model` applies AMP and channels_last on CU
     python bench/gpu.py                            # resnet18, resnet50, efficientnet_b0 at 64 and 224 px
     python bench/gpu.py --image-sizes 224 384 --batch-size 128 --train 4096
     python bench/gpu.py --quick                    # smoke-sized (seconds, CPU)
+    python bench/gpu.py --quick --preflight        # + memory preflight per batch, one that OOMs
 """
 
 from __future__ import annotations
@@ -80,7 +81,49 @@ def run(args) -> int:
     print()
     C.print_table(["backbone", "px", "variant", "device", "precision", "train_img_per_s",
                    "epoch_s", "peak_gib", "x_fp32", "val_acc"], rows)
+    if args.preflight:
+        preflight_rows(args)
     return 0
+
+
+def preflight_rows(args) -> None:
+    """The memory preflight (`hpo.memory.memory_preflight`, one step + one validation batch) per
+    batch size: its seconds, the peak it measured, or how fast an out-of-memory config fails."""
+    import time
+
+    import torch
+
+    from hpo.config import TrainConfig
+    from hpo.constraints import is_out_of_memory
+    from hpo.memory import memory_preflight
+    from hpo.train import build_state
+
+    print(f"\n# memory preflight: {args.preflight_backbone} at {args.preflight_size} px, AMP on, "
+          f"batch sizes {args.preflight_batches} ({max(args.preflight_batches)} training images)")
+    sys.stdout.flush()
+    rows = []
+    for batch in args.preflight_batches:
+        cfg = TrainConfig.from_dict({
+            "backbone": args.preflight_backbone, "lr": 1e-3, "batch_size": batch,
+            "pretrained": False, "data": "synthetic", "seed": 0, "amp": True,
+            "channels_last": True, "device": args.device,
+            **C.tiny_overrides(epochs=1, image_size=args.preflight_size,
+                               train=max(args.preflight_batches), val=64)})
+        t0 = time.perf_counter()
+        built = float("nan")
+        try:
+            state = build_state(cfg)
+            built = time.perf_counter() - t0
+            measured = memory_preflight(state)
+            outcome = f"fits, peak {measured.get('peak_mb', 0) / 1024:.2f} GiB"
+        except Exception as exc:  # noqa: BLE001 (the row says what happened)
+            outcome = ("OUT OF MEMORY (infeasible)" if is_out_of_memory(exc)
+                       else f"error {type(exc).__name__}: {exc}"[:80])
+        state = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        rows.append([batch, round(built, 2), round(time.perf_counter() - t0 - built, 2), outcome])
+    C.print_table(["batch", "build_s", "preflight_s", "outcome"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch CPU threads (default: the runner's rule for one worker)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke size: resnet18 at 32 px, 64/32 images, batch 16, 2 epochs")
+    ap.add_argument("--preflight", action="store_true",
+                    help="also time the memory preflight per batch size, up to one that cannot "
+                         "fit (it must fail in seconds, as an infeasible trial)")
+    ap.add_argument("--preflight-backbone", default="resnet50")
+    ap.add_argument("--preflight-size", type=int, default=384)
+    ap.add_argument("--preflight-batches", type=int, nargs="+", default=[32, 256, 2048])
     args = ap.parse_args(argv)
     if args.quick:
         args.backbones, args.image_sizes, args.batch_size = ["resnet18"], [32], 16

@@ -19,9 +19,11 @@ def main(argv: list[str]) -> int:
     spec = pickle.loads(Path(argv[0]).read_bytes())
     try:
         allow, threads = spec.pop("allow_space_change"), spec.pop("threads")
+        isolation = spec.pop("trial_isolation", None)
         plan = plan_run(spec.pop("space"), preflight=False, **spec)  # the parent checked this machine
+        # The parent set CUDA_VISIBLE_DEVICES: this process sees its one GPU (or the CPU).
         run_study(plan.space, plan=plan, worker_index=int(argv[1]), allow_space_change=allow,
-                  threads=threads)
+                  threads=threads, trial_isolation=isolation)
     except RunInterrupted as exc:
         return exc.exit_code
     except ConfigError as exc:

@@ -36,9 +36,12 @@ __all__ = [
     "StudyResult",
     "grid_points",
     "load_space",
+    "plan_devices",
     "plan_run",
     "run_study",
     "set_cpu_threads",
+    "start_workers",
+    "worker_command",
 ]
 
 #: Heartbeat settings come from the environment so tests (and impatient users) can shorten them.
@@ -209,12 +212,47 @@ def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
     set in this process when it trains on the CPU. Returns the number."""
     import torch
 
+    from .devices import cuda_present
     from .study import cpu_threads
 
     threads = requested or cpu_threads(workers)
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+    # cuda_present asks NVML, not the CUDA runtime: a parent that forks trial children must
+    # not initialise CUDA (torch.cuda.is_available() would poison fork).
+    if device == "cpu" or (device == "auto" and not cuda_present()):
         torch.set_num_threads(threads)
     return threads
+
+
+def plan_devices(plan: RunPlan, workers: int | str = 1, gpus: Sequence[str] | str | None = None,
+                 workers_per_gpu: int | None = None) -> list:
+    """`hpo.devices.device_plan` for a run: one `WorkerPlacement` per worker process.
+
+    Raises:
+        ConfigError: see `device_plan` (nothing is written: no storage is open yet).
+    """
+    from .devices import device_plan, parse_gpus
+    from .study import cpu_threads
+
+    if isinstance(gpus, str):
+        gpus = parse_gpus(gpus)
+    cpu_workers = cpu_threads(1) if workers == "auto" else 1  # one 1-thread worker per idle core
+    return device_plan(workers, tuple(gpus) if gpus is not None else None, workers_per_gpu,
+                       plan.cfg.device, cpu_workers=cpu_workers)
+
+
+def _place_here(placement) -> None:
+    """Give this process the placement's GPU (single-process runs and each worker)."""
+    if placement.gpu is None:
+        return
+    import torch
+
+    env = placement.env()
+    if (os.environ.get("CUDA_VISIBLE_DEVICES") != env["CUDA_VISIBLE_DEVICES"]
+            and torch.cuda.is_initialized()):
+        raise ConfigError(f"--gpus: CUDA is initialised in this process already, got GPU "
+                          f"{placement.gpu}. Call run_study before any CUDA work, or set "
+                          "CUDA_VISIBLE_DEVICES yourself")
+    os.environ.update(env)
 
 
 def _best(study: optuna.Study) -> tuple[int, float] | None:
@@ -242,7 +280,10 @@ def run_study(
     n_trials: int | None = None,
     timeout: float | None = None,
     overrides: Mapping[str, Any] | None = None,
-    workers: int = 1,
+    workers: int | str = 1,
+    gpus: Sequence[str] | str | None = None,
+    workers_per_gpu: int | None = None,
+    trial_isolation: str | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     allow_space_change: bool = False,
     threads: int | None = None,
@@ -265,6 +306,12 @@ def run_study(
         timeout: seconds after which no new trial starts; default the space's.
         overrides: TrainConfig fields for every trial (`--set`, `--data`, `--device`).
         workers: processes on one storage; above 1 this process starts and watches them.
+            "auto": one per visible GPU (`--gpus`), else one per idle CPU core.
+        gpus: physical GPU ids ("0,1,3" or a sequence) the workers go round-robin over; each
+            worker process gets its own `CUDA_VISIBLE_DEVICES` (`hpo.devices.device_plan`).
+        workers_per_gpu: workers sharing one GPU.
+        trial_isolation: "process" runs each trial in a forked child (`hpo.isolation`), "none"
+            in the worker itself; default the space's `study.trial_isolation`.
         callbacks: `callback(study, frozen_trial)` after each trial (single worker only); one
             may call `study.stop()`.
         allow_space_change: resume although the space or overrides changed.
@@ -294,8 +341,9 @@ def run_study(
     if plan is None:
         plan = plan_run(space, storage=storage, study_name=study_name, n_trials=n_trials,
                         timeout=timeout, overrides=overrides, artifacts=artifacts)
-    if workers < 1:
-        raise ConfigError(f"--workers: must be >= 1, got {workers}. Give 1 or more")
+    placements = plan_devices(plan, workers, gpus, workers_per_gpu)
+    workers = len(placements)
+    isolation = _isolation(plan, trial_isolation)
     if callbacks and workers > 1:
         raise ConfigError(f"callbacks: run in the worker processes' parent, got {len(callbacks)} "
                           f"with workers={workers}. Use workers=1 with callbacks")
@@ -318,10 +366,12 @@ def run_study(
                        epochs=plan.cfg.epochs, enabled=progress)
         try:
             if workers > 1:
-                _run_workers(study, plan, workers, n_threads, bar, allow_space_change)
+                _run_workers(study, plan, placements, n_threads, bar, allow_space_change,
+                             isolation)
                 outcome = _after_workers(study, plan)
             else:
-                outcome = _run_here(study, plan, bar, callbacks, worker_index, store)
+                _place_here(placements[0])
+                outcome = _run_here(study, plan, bar, callbacks, worker_index, store, isolation)
         finally:
             bar.close()
         return _result(study, plan, outcome.reason, outcome.detail, outcome.ran)
@@ -336,7 +386,18 @@ def _open_artifacts(study, plan: RunPlan):
     return artifact_store(plan.url, plan.study_name, location)
 
 
-def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=None):
+def _isolation(plan: RunPlan, requested: str | None) -> str:
+    from .isolation import ISOLATION_MODES
+
+    mode = requested if requested is not None else plan.space.study.trial_isolation
+    if mode not in ISOLATION_MODES:
+        raise ConfigError(f"--trial-isolation: must be one of {', '.join(ISOLATION_MODES)}, got "
+                          f"{mode!r}. Give --trial-isolation process or none")
+    return mode
+
+
+def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=None,
+              isolation: str = "none"):
     from . import study as S
     from .algorithms import build_sampler
     from .checkpoint import keep_best_weights
@@ -347,6 +408,10 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
     if store is not None:
         top, per_backbone = space.study.keep_weights
         callbacks = [*callbacks, keep_best_weights(store, top=top, per_backbone=per_backbone)]
+    if isolation == "process":
+        from .isolation import IsolatedObjective
+
+        objective = IsolatedObjective(objective)
     seed = space.study.sampler.args.get("seed")
 
     def reseed(n_existing: int):
@@ -375,12 +440,33 @@ def _after_workers(study, plan: RunPlan):
     return S.RunOutcome(0, "grid exhausted", f"grid exhausted: {points} of {points} points")
 
 
-def _run_workers(study, plan: RunPlan, workers: int, threads: int, bar,
-                 allow_space_change: bool) -> None:
+def worker_command(spec_file: Path, index: int) -> list[str]:
+    """The command line of worker `index` (`python -m hpo._worker SPEC INDEX`)."""
+    return [sys.executable, "-m", "hpo._worker", str(spec_file), str(index)]
+
+
+def start_workers(placements: Sequence, spec_file: Path, env: Mapping[str, str],
+                  command: Callable[[Path, int], list[str]] = worker_command) -> list:
+    """Start one process per placement, each with its placement's `CUDA_VISIBLE_DEVICES`.
+
+    Own sessions: a terminal Ctrl-C reaches only the parent, which forwards it once (a doubled
+    signal would make the workers exit without marking their trials interrupted).
+    """
+    import subprocess
+
+    from .devices import FAKE_GPUS_ENV
+
+    base = {k: v for k, v in env.items() if k != FAKE_GPUS_ENV}  # a worker sees only its GPU
+    return [subprocess.Popen(command(spec_file, p.index), env={**base, **p.env()},
+                             start_new_session=True)
+            for p in placements]
+
+
+def _run_workers(study, plan: RunPlan, placements: Sequence, threads: int, bar,
+                 allow_space_change: bool, isolation: str = "none") -> None:
     """Start N worker processes (one trial loop each) and watch the storage until they end."""
     import pickle
     import signal
-    import subprocess
     import tempfile
     import time
 
@@ -388,19 +474,19 @@ def _run_workers(study, plan: RunPlan, workers: int, threads: int, bar,
 
     from . import study as S
 
+    workers = len(placements)
+    overrides = dict(plan.overrides)
+    if placements[0].gpu is not None and plan.cfg.device.startswith("cuda:"):
+        overrides["device"] = "cuda"  # cuda:N was turned into the worker's only visible GPU
     spec = {"space": plan.space, "storage": plan.url, "study_name": plan.study_name,
-            "n_trials": plan.n_trials, "timeout": plan.timeout, "overrides": dict(plan.overrides),
+            "n_trials": plan.n_trials, "timeout": plan.timeout, "overrides": overrides,
             "allow_space_change": allow_space_change, "threads": threads,
-            "artifacts": plan.artifacts}
+            "trial_isolation": isolation, "artifacts": plan.artifacts}
     with tempfile.TemporaryDirectory(prefix="vcr-hpo-") as tmp:
         spec_file = Path(tmp) / "run.pickle"
         spec_file.write_bytes(pickle.dumps(spec))
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        # Own sessions: a terminal Ctrl-C reaches only this parent, which forwards it once (a
-        # doubled signal would make the workers exit without marking their trials interrupted).
-        procs = [subprocess.Popen([sys.executable, "-m", "hpo._worker", str(spec_file), str(i)],
-                                  env=env, start_new_session=True)
-                 for i in range(workers)]
+        procs = start_workers(placements, spec_file, env)
         received: list[int] = []
 
         def forward(signum, frame):

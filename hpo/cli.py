@@ -206,6 +206,16 @@ def _positive(kind: type, what: str):
     return parse
 
 
+def _workers(text: str):
+    """`--workers N` or `--workers auto`."""
+    if text == "auto":
+        return "auto"
+    try:
+        return _positive(int, "workers")(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or auto, got {text!r}") from None
+
+
 def _parse_sets(items: Sequence[str]) -> dict[str, object]:
     """`--set key=value` pairs; values are read as YAML scalars, then checked like TrainConfig fields."""
     import yaml
@@ -243,8 +253,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="stop starting trials after S seconds of this run")
     p.add_argument("--data", metavar="D", help="synthetic, an ImageFolder directory or a .jsonl manifest")
     p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=_positive(int, "workers"), default=1, metavar="N",
-                   help="N worker processes on one storage (the idle cores split between them)")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="N worker processes on one storage (the idle cores split between them); "
+                        "auto: one per visible GPU, else one per idle core")
+    p.add_argument("--gpus", metavar="IDS",
+                   help="GPUs the workers use, e.g. 0,1,3 (default: every visible GPU); each "
+                        "worker process gets its own CUDA_VISIBLE_DEVICES")
+    p.add_argument("--workers-per-gpu", type=_positive(int, "workers_per_gpu"), metavar="K",
+                   help="workers sharing one GPU (a large GPU and small models)")
+    p.add_argument("--trial-isolation", choices=["none", "process"], default=None,
+                   help="process: each trial in a fresh forked child (default: the space's "
+                        "study.trial_isolation, else none)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a fixed TrainConfig field for every trial (repeatable)")
     p.add_argument("--allow-space-change", action="store_true",
@@ -272,6 +291,10 @@ def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> st
             argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     if ns.workers != 1:
         argv += ["--workers", str(ns.workers)]
+    for flag, value in (("--gpus", ns.gpus), ("--workers-per-gpu", ns.workers_per_gpu),
+                        ("--trial-isolation", ns.trial_isolation)):
+        if value is not None:
+            argv += [flag, str(value)]
     for item in ns.set:
         argv += ["--set", item]
     if ns.allow_space_change:
@@ -295,20 +318,25 @@ def _run_overrides(ns: argparse.Namespace) -> dict[str, object]:
 @command("run", "run or resume a study: same command again resumes; --workers N for parallel",
          args=_run_args)
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from .api import grid_note, plan_run, run_study
+    from .api import grid_note, plan_devices, plan_run, run_study
     from .console import summary_lines
     from .study import RunInterrupted
 
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
                     timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts)
+    placements = plan_devices(plan, ns.workers, ns.gpus, ns.workers_per_gpu)  # before storage
+    if ns.worker_index == 0 and any(p.gpu is not None for p in placements) and not ns.quiet:
+        print("devices: " + "; ".join(p.describe() for p in placements), file=sys.stderr)
     if ns.worker_index == 0 and (note := grid_note(plan.space, plan.n_trials)):
         print(note, file=sys.stderr)
-    if ns.workers > 1 and plan.url.startswith("sqlite") and ns.worker_index == 0:
-        print(f"warning: {ns.workers} workers share SQLite: fine on one machine; for several "
-              "machines use a PostgreSQL --storage URL", file=sys.stderr)
+    if len(placements) > 1 and plan.url.startswith("sqlite") and ns.worker_index == 0:
+        print(f"warning: {len(placements)} workers share SQLite: fine on one machine; for "
+              "several machines use a PostgreSQL --storage URL", file=sys.stderr)
     hint = _RESUME_HINT + _resume_command(ns, plan.url, plan.study_name)
     try:
         result = run_study(plan.space, plan=plan, storage=ns.storage, workers=ns.workers,
+                           gpus=ns.gpus, workers_per_gpu=ns.workers_per_gpu,
+                           trial_isolation=ns.trial_isolation,
                            allow_space_change=ns.allow_space_change, threads=ns.threads,
                            progress=not ns.quiet, worker_index=ns.worker_index)
     except RunInterrupted as exc:
@@ -405,17 +433,19 @@ def _cmd_status(ns: argparse.Namespace) -> int:
             finished = st.counts.get("COMPLETE", 0) + st.counts.get("PRUNED", 0)
             target = f"/{st.target}" if st.target else ""
             print(f"study {name}  ({url})")
+            infeasible = f" ({st.infeasible} infeasible: out of memory)" if st.infeasible else ""
             print(f"  {' '.join(f'{d} {m}' for d, m in zip(st.directions, metrics))}; "
-                  f"finished {finished}{target}; {counts or 'no trials'}")
+                  f"finished {finished}{target}; {counts or 'no trials'}{infeasible}")
             if st.top:
                 best = st.top[0]
                 print(f"  best #{best.number}: "
                       + " ".join(f"{m}={v:.4f}" for m, v in zip(metrics, best.values))
                       + f"  {format_params(best.params)}")
                 keys = sorted({k for t in st.top for k in t.params})
-                rows = [[t.number, *t.values, *(t.params.get(k, "") for k in keys)] for t in st.top]
+                rows = [[t.number, *t.values, *(t.params.get(k, "") for k in keys), _ran_on(t)]
+                        for t in st.top]
                 print(f"  top {len(st.top)}:")
-                for line in format_table(["#", *metrics, *keys], rows):
+                for line in format_table(["#", *metrics, *keys, "device"], rows):
                     print("    " + line)
             for number, age in st.orphans:
                 when = "no heartbeat" if age is None else f"last heartbeat {age:.0f} s ago"
@@ -426,6 +456,12 @@ def _cmd_status(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--study-name: no such study, got {ns.study_name!r}. "
                           "Run `vcr-hpo status` without it to list the studies")
     return 0
+
+
+def _ran_on(trial) -> str:
+    """Where a trial ran: "GPU 3" (physical id, hpo.devices) or its device user attr."""
+    gpu = trial.user_attrs.get("gpu")
+    return f"GPU {gpu}" if gpu is not None else str(trial.user_attrs.get("device", "-"))
 
 
 def _best_args(p: argparse.ArgumentParser) -> None:

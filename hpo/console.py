@@ -98,7 +98,9 @@ class Progress:
         """Run-loop callback: after each trial of this process."""
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             self.finished += 1
-        if trial.state == TrialState.COMPLETE and trial.values and self._better(trial.values[0]):
+        infeasible = trial.user_attrs.get("infeasible")  # hpo.constraints.INFEASIBLE_ATTR
+        if (trial.state == TrialState.COMPLETE and trial.values and not infeasible
+                and self._better(trial.values[0])):
             self.best = (trial.number, trial.values[0])
         self.current = ""
         if not self.enabled:
@@ -107,9 +109,13 @@ class Progress:
             self._draw()
             return
         value = f" {self.metric}={trial.values[0]:.4f}" if trial.values else ""
-        reason = trial.user_attrs.get("fail_reason") if trial.state == TrialState.FAIL else None
+        failed = trial.state == TrialState.FAIL or infeasible
+        reason = trial.user_attrs.get("fail_reason") if failed else None
         why = f" ({reason})" if reason else ""
-        print(f"{self.line()} | trial {trial.number} {trial.state.name}{value}{why}",
+        state = "INFEASIBLE" if infeasible else trial.state.name
+        gpu = trial.user_attrs.get("gpu")
+        where = f" on GPU {gpu}" if gpu is not None else ""
+        print(f"{self.line()} | trial {trial.number} {state}{value}{where}{why}",
               file=self.stream, flush=True)
 
     def poll(self, finished: int, best: tuple[int, float] | None, running: int) -> None:
@@ -139,6 +145,8 @@ def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -
         f"study {study.study_name}: {counts[TrialState.COMPLETE]} complete, "
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed, "
         f"{counts[TrialState.RUNNING]} running, {counts[TrialState.WAITING]} waiting"
+        + (f" ({n} complete but infeasible: out of memory)"
+           if (n := sum(1 for t in trials if t.user_attrs.get("infeasible"))) else "")
     )]
     ranked = rank_trials(trials, study.directions)
     if not ranked:

@@ -93,7 +93,10 @@ def rank_key(directions: Sequence[Any]) -> Callable[[Any], tuple[float, int]]:
 
 
 def rank_trials(trials: Iterable[Any], directions: Sequence[Any]) -> list[Any]:
-    """COMPLETE trials with finite values, best first (see `rank_key`)."""
+    """Feasible COMPLETE trials with finite values, best first (see `rank_key`); infeasible
+    ones (out of memory, `hpo.constraints`) never rank."""
+    from .constraints import is_infeasible
+
     done = [t for t in trials if getattr(t.state, "name", t.state) == "COMPLETE"
-            and t.values and all(math.isfinite(v) for v in t.values)]
+            and t.values and all(math.isfinite(v) for v in t.values) and not is_infeasible(t)]
     return sorted(done, key=rank_key(directions))

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 
+from .constraints import (
+    INFEASIBLE_ATTR,
+    OUT_OF_MEMORY,
+    constraint_values,
+    infeasible_values,
+    is_out_of_memory,
+)
+from .devices import GPU_ENV
+from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
-from .train import EpochMetrics, NonFiniteLossError, RunInfo, train_model
+from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 
 if TYPE_CHECKING:
     from .space import SearchSpace
@@ -45,8 +55,27 @@ def library_versions() -> dict[str, str]:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return "CUDA out of memory: lower batch_size or image_size, or use a smaller backbone"
+    if isinstance(exc, MemoryError) and not str(exc).strip():
+        return "MemoryError: the allocator refused (out of memory)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:_REASON_CHARS]
+
+
+def record_feasibility(trial: Any, reason: str | None) -> None:
+    """Write the constraint of a trial about to be told COMPLETE: infeasible when `reason`.
+
+    An isolated trial's child passes its proxy, whose `record_constraints` sends the values to
+    the parent (`hpo.isolation`); a real trial writes them through `hpo.study._optuna`.
+    """
+    from .study._optuna import set_constraints
+
+    if reason:
+        trial.set_user_attr(INFEASIBLE_ATTR, reason)
+    forward = getattr(trial, "record_constraints", None)
+    if forward is not None:
+        forward(constraint_values(reason))
+    else:
+        set_constraints(trial, constraint_values(reason))
 
 
 class Objective:
@@ -111,6 +140,8 @@ class Objective:
                     ("versions", library_versions()),
                 ):
                     trial.set_user_attr(key, value)
+                if info.device.startswith("cuda") and os.environ.get(GPU_ENV):
+                    trial.set_user_attr("gpu", os.environ[GPU_ENV])  # physical id (hpo.devices)
 
             def epoch_done(m: EpochMetrics) -> None:
                 history.append(m)
@@ -121,13 +152,17 @@ class Objective:
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
+            state = start if start is not None else build_state(cfg, monitor=self.monitor)
+            measured = memory_preflight(state)  # an infeasible config fails in seconds
+            if measured:
+                trial.set_user_attr("memory_preflight", measured)
             result = train_model(
                 cfg,
+                start=state,
                 on_epoch=epoch_done,
                 on_start=started,
                 monitor=self.monitor,
                 measure_latency_ms="latency_ms" in self.metrics,
-                start=start,
                 on_state=on_state,
             )
         except optuna.TrialPruned:
@@ -142,9 +177,16 @@ class Objective:
             return tuple(math.nan for _ in self.metrics)  # Optuna records NaN values as FAIL
         except Exception as exc:
             trial.set_user_attr("fail_reason", _reason(exc))
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
+            if not is_out_of_memory(exc):
+                raise
+            # Infeasible, not failed: told COMPLETE with the worst values and a violated
+            # constraint, so the sampler learns the region (hpo.constraints says why).
+            state = result = None
+            if torch.cuda.is_initialized():
                 torch.cuda.empty_cache()  # give the next trial the memory back
-            raise
+            record_feasibility(trial, OUT_OF_MEMORY)
+            values = infeasible_values(self.space.study.directions)
+            return values[0] if single else values
         finally:
             if history:
                 trial.set_user_attr("epoch_seconds", [round(m.seconds, 3) for m in history])
@@ -161,6 +203,7 @@ class Objective:
         )
         self._explain(trial, result.history, result.best, result.info)
         values = metric_values(result, self.metrics)
+        record_feasibility(trial, None)
         return values[0] if single else values
 
     def _explain(

@@ -32,8 +32,10 @@ from ._yaml import _MISSING, _did_you_mean, _Errors, _is_scalar, _number, _unkno
 METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items()}
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
-               "sampler", "pruner", "keep_weights")
+               "sampler", "pruner", "keep_weights", "trial_isolation")
 _KEEP_KEYS = ("top", "per_backbone")
+#: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
+_ISOLATION_MODES = ("none", "process")
 _MAX_GRID = 1_000_000
 
 
@@ -108,11 +110,19 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner")
     if sampler is _MISSING or pruner is _MISSING:
         ok = False
+    isolation = raw.get("trial_isolation", "none")
+    if isolation is None:
+        isolation = "none"
+    if isolation not in _ISOLATION_MODES if _is_scalar(isolation) else True:
+        errs.add(path + ("trial_isolation",), f"must be one of {', '.join(_ISOLATION_MODES)}",
+                 isolation, _did_you_mean(isolation, _ISOLATION_MODES)
+                 if isinstance(isolation, str) else "Write trial_isolation: process")
+        ok = False
     if not ok:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
-                     keep_weights=keep)
+                     keep_weights=keep, trial_isolation=isolation)
 
 
 def _parse_keep(errs: _Errors, path: tuple, raw: Any) -> tuple[int, int] | None:

@@ -34,6 +34,9 @@ class StudySpec:
     pruner: AlgorithmSpec | None
     #: final weights kept: the top k COMPLETE trials of the study, and per backbone
     keep_weights: tuple[int, int] = (1, 1)
+    # How a trial runs ("none": in the worker, "process": in a forked child), not what it
+    # measures: left out of canonical(), so switching it keeps the fingerprint and resumes.
+    trial_isolation: str = "none"
 
     def canonical(self) -> dict[str, Any]:
         extra = {} if self.keep_weights == (1, 1) else {

@@ -17,6 +17,7 @@ __all__ = [
     "grid_size",
     "heartbeat_enabled",
     "models",
+    "set_constraints",
     "stop_requested",
     "storage_of",
     "study_id",
@@ -35,6 +36,7 @@ PRIVATE_NAMES = (
     "_CachedStorage._backend",
     "Study._thread_local.in_optimize_loop, Study._stop_flag",
     "GridSampler._all_grids",
+    "optuna.study._constrained_optimization._CONSTRAINTS_KEY",
 )
 
 
@@ -104,3 +106,17 @@ def grid_size(sampler: optuna.samplers.BaseSampler) -> int | None:
     if isinstance(sampler, optuna.samplers.GridSampler):
         return len(sampler._all_grids)
     return None
+
+
+def constraints_key() -> str:
+    """The system attr that holds a trial's constraint list (what `constraints_func` writes and
+    optuna-dashboard reads; Optuna 5's `FrozenTrial.constraints` reads it too)."""
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    return _CONSTRAINTS_KEY
+
+
+def set_constraints(trial: optuna.Trial, values: list[float]) -> None:
+    """Store a running trial's constraint values (feasible when all are <= 0)."""
+    storage_of(trial.study).set_trial_system_attr(trial_id(trial), constraints_key(),
+                                                  [float(v) for v in values])

@@ -60,7 +60,8 @@ def finished_count(counts: Mapping[TrialState, int]) -> int:
 def top_trial_ids(
     storage: optuna.storages.RDBStorage, study_id: int, k: int, *, maximize: bool, objective: int = 0
 ) -> list[int]:
-    """Ids of the k best COMPLETE trials on one objective, ranked by the database."""
+    """Ids of the k best feasible COMPLETE trials on one objective, ranked by the database
+    (infeasible trials, `hpo.constraints`, never rank)."""
     import sqlalchemy as sa
 
     storage = rdb_storage(storage)
@@ -74,12 +75,36 @@ def top_trial_ids(
             m.TrialModel.state == TrialState.COMPLETE,
             m.TrialValueModel.objective == objective,
             m.TrialValueModel.value_type == m.TrialValueModel.TrialValueType.FINITE,
+            ~_infeasible(m),
         )
         .order_by(value.desc() if maximize else value.asc(), m.TrialModel.number.asc())
         .limit(k)
     )
     with storage.engine.connect() as conn:
         return [int(r[0]) for r in conn.execute(query).all()]
+
+
+def _infeasible(m):
+    """SQL: the trial carries the `infeasible` user attr (hpo.constraints.INFEASIBLE_ATTR)."""
+    import sqlalchemy as sa
+
+    from ..constraints import INFEASIBLE_ATTR
+
+    attr = m.TrialUserAttributeModel
+    return sa.exists().where(attr.trial_id == m.TrialModel.trial_id, attr.key == INFEASIBLE_ATTR)
+
+
+def infeasible_count(storage: optuna.storages.RDBStorage, study_id: int) -> int:
+    """COMPLETE trials recorded as infeasible (out of memory), counted by the database."""
+    import sqlalchemy as sa
+
+    storage = rdb_storage(storage)
+    m = _optuna.models()
+    query = sa.select(sa.func.count()).select_from(m.TrialModel).where(
+        m.TrialModel.study_id == study_id, m.TrialModel.state == TrialState.COMPLETE,
+        _infeasible(m))
+    with storage.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
 
 
 def top_trials(study: optuna.Study, k: int | None = None) -> list[FrozenTrial]:
@@ -166,6 +191,7 @@ class StudyStatus:
     top: tuple[FrozenTrial, ...]
     orphans: tuple[tuple[int, float | None], ...]
     target: int | None
+    infeasible: int = 0  # COMPLETE trials that ran out of memory (hpo.constraints)
 
 
 def study_status(
@@ -197,4 +223,5 @@ def study_status(
         top=tuple(storage.get_trial(i) for i in ids),
         orphans=tuple(stale_running(storage, study_id, grace_period)),
         target=target if isinstance(target, int) else None,
+        infeasible=infeasible_count(storage, study_id),
     )

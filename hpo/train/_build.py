@@ -87,8 +87,9 @@ def build_state(
     on_device = device.type != "cpu" and data.train_images.nbytes < _DEVICE_DATA_LIMIT
     train_x = data.train_images.to(device) if on_device else data.train_images
     val_x = data.val_images.to(device) if on_device else data.val_images
-    if device.type == "cuda" and not on_device:
-        train_x, val_x = train_x.pin_memory(), val_x.pin_memory()
+    # Not on the device: the splits stay where they are (the shared, memory-mapped cache); each
+    # training batch is gathered into a reusable pinned buffer (`HostBatches`), never a pinned
+    # private copy of the whole set per worker.
     order_gen = torch.Generator(device=device if on_device else "cpu").manual_seed(cfg.seed)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     sample_weights = None

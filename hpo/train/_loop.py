@@ -32,6 +32,37 @@ def epoch_order(
     return torch.randperm(n, generator=gen, device=gen.device)
 
 
+class HostBatches:
+    """Training batches gathered from host memory into two reusable buffers.
+
+    On CUDA the buffers are pinned and copied with `non_blocking=True`; an event per buffer
+    makes the gather into a buffer wait until its previous copy has left it. This replaces
+    pinning the whole training set (a private copy of the shared cache in every worker).
+    """
+
+    def __init__(self, source: torch.Tensor, batch: int, device: torch.device) -> None:
+        self.source, self.device = source, device
+        pin = device.type == "cuda"
+        shape = (batch, *source.shape[1:])
+        self.buffers = [torch.empty(shape, dtype=source.dtype, pin_memory=pin) for _ in range(2)]
+        self.events: list = [None, None]
+        self.turn = 0
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """`source[idx]` on the device."""
+        k, self.turn = self.turn, self.turn ^ 1
+        if self.events[k] is not None:
+            self.events[k].synchronize()
+        buf = self.buffers[k][: len(idx)]
+        torch.index_select(self.source, 0, idx, out=buf)
+        if self.device.type != "cuda":
+            return buf.to(self.device, copy=True)  # the buffer is refilled two batches later
+        x = buf.to(self.device, non_blocking=True)
+        self.events[k] = torch.cuda.Event()
+        self.events[k].record()
+        return x
+
+
 def _fit_epoch(s: TrainState, epoch: int) -> tuple[float, float]:
     """Train `epoch` once over the training split; (mean train loss, lr of the last step)."""
     cfg, d, device = s.cfg, s.data, s.device
@@ -41,9 +72,11 @@ def _fit_epoch(s: TrainState, epoch: int) -> tuple[float, float]:
     order = epoch_order(len(d.train_y), d.steps * d.batch, d.sample_weights, s.order_gen)
     running = torch.zeros((), device=device, dtype=torch.float64)
     last_lr = s.optimizer.param_groups[0]["lr"]
+    host = (HostBatches(d.train_x, d.batch, device)
+            if device.type == "cuda" and d.train_x.device.type == "cpu" else None)
     for step in range(d.steps):
         idx = order[step * d.batch : (step + 1) * d.batch]
-        x = d.train_x[idx].to(device, non_blocking=True)
+        x = host.take(idx) if host is not None else d.train_x[idx].to(device, non_blocking=True)
         y = d.train_y[idx.to(device)]
         x = normalise(augment(x, s.augment_gen) if cfg.augment else x)
         if s.channels_last:

@@ -121,7 +121,7 @@ def test_direction_mismatch_with_an_existing_study_exits_2(tiny_space, tmp_path,
     (["--storage", "redis://localhost/0"], "unsupported database"),
     (["--study-name", "a/b"], "--study-name: must be a name of letters"),
     (["--n-trials", "0"], "--n-trials: must be > 0"),
-    (["--workers", "x"], "--workers: must be a int"),
+    (["--workers", "x"], "--workers: must be a number > 0 or auto"),
     (["--space", "missing.yaml"], "search space file not found"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, expect, tiny_space, tmp_path, capsys):

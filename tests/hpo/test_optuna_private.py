@@ -75,3 +75,17 @@ def test_stop_requested_turns_a_samplers_stop_into_a_flag():
 def test_grid_size_counts_the_grid():
     assert _optuna.grid_size(optuna.samplers.GridSampler({"x": [0, 1], "y": [1, 2, 3]})) == 6
     assert _optuna.grid_size(optuna.samplers.RandomSampler()) is None
+
+
+def test_set_constraints_is_read_by_optuna_and_tpe_as_infeasible(study):
+    """The constraint list lands where FrozenTrial.constraints, TPE and optuna-dashboard read."""
+    from optuna.samplers._tpe.sampler import _get_infeasible_trial_score
+
+    trial = study.ask()
+    _optuna.set_constraints(trial, [1.0])
+    study.tell(trial, float("-inf"))
+    frozen = study.trials[0]
+    assert _optuna.constraints_key() == "constraints"
+    assert frozen.system_attrs["constraints"] == [1.0]  # the dashboard reads this list
+    assert frozen.constraints == {"0": 1.0}
+    assert _get_infeasible_trial_score(frozen) == 1.0

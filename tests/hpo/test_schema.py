@@ -146,6 +146,7 @@ def build_schema() -> dict:
             "keep_weights": {"type": ["object", "null"], "additionalProperties": False,
                              "properties": {k: {"type": "integer", "minimum": 0}
                                             for k in ("top", "per_backbone")}},
+            "trial_isolation": {"enum": ["none", "process", None]},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},

@@ -1,0 +1,135 @@
+"""Trial isolation: each trial in a forked child; a child that is killed or exhausts its memory
+fails (or is infeasible) alone, and the next trial, in a fresh child, is healthy."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import signal
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import hpo
+from hpo.isolation import IsolatedObjective
+from hpo.objective import Objective
+from hpo.study import build_storage, run_trials
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+_SPACE = """\
+study:
+  name: iso
+  metric: val_acc
+  n_trials: 3
+  sampler: {type: Random, seed: 0}
+  pruner: {type: MedianPruner, n_startup_trials: 1}
+  trial_isolation: process
+hyperparameters:
+  lr: {type: float, low: 0.001, high: 0.01, log: true}
+fixed:
+  backbone: resnet10t
+  epochs: 2
+  image_size: 32
+  max_train_samples: 32
+  synthetic_size: 64
+  batch_size: 16
+  device: cpu
+"""
+
+
+@pytest.fixture(autouse=True)
+def _here(monkeypatch, tmp_path):
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+
+
+class Misbehaving:
+    """The real objective, except that trial 0 (and 1) do what `plan` says first, in the child."""
+
+    def __init__(self, space, plan):
+        self.inner = Objective(space)
+        self.space, self.on_epoch, self.plan = space, None, plan
+
+    def __call__(self, trial):
+        what = self.plan.get(trial.number)
+        if what == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if what == "exhaust":  # the child's address space is capped just above what it holds
+            cap = _address_space() + (16 << 20)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        if what == "leak":
+            leaked.append(torch.ones(64 << 20, dtype=torch.uint8))  # a module-level leak
+        return self.inner(trial)
+
+
+leaked: list = []
+
+
+def _address_space() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+@pytest.mark.slow
+def test_a_killed_or_exhausted_trial_leaves_the_next_trial_healthy(tmp_path):
+    Path("s.yaml").write_text(_SPACE)
+    space = hpo.load_space("s.yaml")
+    storage = build_storage(f"sqlite:///{tmp_path / 'i.db'}", heartbeat_interval=None,
+                            grace_period=None)
+    study = optuna.create_study(storage=storage, study_name="iso", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = IsolatedObjective(Misbehaving(space, {0: "sigkill", 1: "exhaust", 2: "leak"}))
+    run_trials(study, objective, n_trials=3, max_failures_in_a_row=None)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    killed, exhausted, leaky, healthy = trials[:4]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs["fail_reason"].startswith("trial process killed by SIGKILL")
+    # The objective saw the allocator refuse: infeasible, not failed.
+    assert exhausted.state == TrialState.COMPLETE and exhausted.values == [-math.inf]
+    assert exhausted.user_attrs["infeasible"] == "out of memory"
+    assert "allocate" in exhausted.user_attrs["fail_reason"].lower()
+    assert exhausted.constraints == {"0": 1.0}
+    for t in (leaky, healthy):  # trained in fresh children: finite values, every epoch reported
+        assert t.state == TrialState.COMPLETE and math.isfinite(t.values[0])
+        assert sorted(t.intermediate_values) == [0, 1] and t.constraints == {"0": 0.0}
+        assert t.user_attrs["device"] == "cpu" and "fail_reason" not in t.user_attrs
+    assert leaked == []  # the leak stayed in its child
+    assert resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY
+    assert len({t.params["lr"] for t in trials}) == len(trials)  # the sampler did not replay
+
+
+@pytest.mark.slow
+def test_trial_isolation_from_the_space_runs_the_study(tmp_path):
+    """`trial_isolation: process` in the study block: the whole run, params asked in the parent."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    Path("s.yaml").write_text(_SPACE)
+    result = hpo.run_study("s.yaml", storage=url, n_trials=2, threads=1)
+    assert result.finished == 2
+    study = optuna.load_study(study_name="iso", storage=url)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert all(sorted(t.intermediate_values) for t in study.trials)
+
+
+def test_trial_isolation_key_is_validated():
+    from hpo.errors import SearchSpaceError
+
+    Path("bad.yaml").write_text(_SPACE.replace("trial_isolation: process",
+                                               "trial_isolation: proces"))
+    with pytest.raises(SearchSpaceError) as err:
+        hpo.load_space("bad.yaml")
+    assert ("bad.yaml: study.trial_isolation (line 7): must be one of none, process, got "
+            "'proces'. Did you mean 'process'?") in str(err.value)
+    Path("ok.yaml").write_text(_SPACE)
+    off = _SPACE.replace("  trial_isolation: process\n", "")
+    Path("off.yaml").write_text(off)
+    on, plain = hpo.load_space("ok.yaml"), hpo.load_space("off.yaml")
+    assert on.study.trial_isolation == "process" and plain.study.trial_isolation == "none"
+    assert on.fingerprint == plain.fingerprint  # how a trial runs is not what it means
