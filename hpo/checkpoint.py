@@ -221,7 +221,7 @@ def _forget(study: optuna.Study, store: Any, meta: Any) -> None:
     except (ArtifactNotFound, FileNotFoundError):
         pass
     _optuna.storage_of(study).set_study_system_attr(
-        _optuna.study_id(study), f"artifacts:{meta.artifact_id}", json.dumps(None))
+        _optuna.study_id(study), _optuna.ARTIFACT_ATTR_PREFIX + meta.artifact_id, json.dumps(None))
 
 
 def _promote(study: optuna.Study, store: Any, trial: FrozenTrial) -> bool:

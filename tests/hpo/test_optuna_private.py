@@ -75,3 +75,15 @@ def test_stop_requested_turns_a_samplers_stop_into_a_flag():
 def test_grid_size_counts_the_grid():
     assert _optuna.grid_size(optuna.samplers.GridSampler({"x": [0, 1], "y": [1, 2, 3]})) == 6
     assert _optuna.grid_size(optuna.samplers.RandomSampler()) is None
+
+
+def test_artifact_metadata_lives_under_the_prefix_we_read(study, tmp_path):
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+    assert ARTIFACTS_ATTR_PREFIX == _optuna.ARTIFACT_ATTR_PREFIX
+    (tmp_path / "a.txt").write_text("a")
+    aid = upload_artifact(artifact_store=FileSystemArtifactStore(tmp_path), study_or_trial=study,
+                          file_path=str(tmp_path / "a.txt"))
+    attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id(study))
+    assert _optuna.ARTIFACT_ATTR_PREFIX + aid in attrs
