@@ -148,7 +148,7 @@ def _write_now(store: Any, key: str, obj: Any) -> None:
 def _read(store: Any, key: str) -> Any:
     import torch
 
-    with store.open_reader(key) as f:
+    with _signals_deferred(), store.open_reader(key) as f:  # else a signal reads as corruption
         return torch.load(f, map_location="cpu", weights_only=True)
 
 
