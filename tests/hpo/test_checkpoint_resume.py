@@ -91,6 +91,7 @@ def test_retry_resumes_from_the_checkpoint_and_ends_like_an_uninterrupted_trial(
     assert retry.user_attrs["best_metrics"] == reference.user_attrs["best_metrics"]
     assert not list((store.base_path / "checkpoints").iterdir())  # dropped when it ended
     assert sorted(kept_weights(result.study)) == [retry.number]
+    assert result.study.user_attrs["artifacts"] == str(store.base_path)  # found without a flag
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
