@@ -52,8 +52,6 @@ __all__ = [
 ATTR_ARTIFACTS = "artifacts"
 #: Suffixes mimetypes guesses wrongly (.pt is not a "snesdev page table").
 _BINARY = {".pt", ".pth", ".ckpt", ".npz", ".safetensors"}
-#: Prefix of the system attrs where Optuna keeps artifact metadata (public in Optuna's docs).
-_META_PREFIX = "artifacts:"
 
 # scheme -> (import name, extra, Optuna store)
 _CLOUD = {
@@ -303,7 +301,7 @@ def list_trial_artifacts(
         attrs = trial_or_study.system_attrs  # a FrozenTrial carries its own (as loaded)
     out = []
     for key, raw in attrs.items():
-        if not key.startswith(_META_PREFIX):
+        if not key.startswith(_optuna.ARTIFACT_ATTR_PREFIX):
             continue
         meta = json.loads(raw) if isinstance(raw, str) else raw
         if not meta:

@@ -21,8 +21,11 @@ import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,9 +89,39 @@ def retry_origins(system_attrs: Mapping[str, Any]) -> list[int]:
     return [int(n) for n in reversed(history)]
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then deliver them (main thread only).
+
+    torch.save turns an exception raised inside its writer (the RunInterrupted of
+    `interrupt_on_signals`) into a RuntimeError: the trial would be recorded as an ordinary
+    failure and never retried. A held signal goes to the previous handler when the block ends,
+    between two epochs, where RunInterrupted marks the trial interrupted. SIGKILL cannot be
+    held; the rename in `_write_now` covers it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    names = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in names}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in held:  # the first one's handler raises RunInterrupted here
+            signal.raise_signal(signum)
+
+
 def _write(store: Any, key: str, obj: Any) -> None:
     """torch.save `obj` under `key`: a temporary file renamed into place (folder stores), or
-    one object upload (bucket stores: a PUT is atomic)."""
+    one object upload (bucket stores: a PUT is atomic). Signals wait until it is written."""
+    with _signals_deferred():
+        _write_now(store, key, obj)
+
+
+def _write_now(store: Any, key: str, obj: Any) -> None:
     import torch
 
     base = getattr(store, "base_path", None)
@@ -115,7 +148,7 @@ def _write(store: Any, key: str, obj: Any) -> None:
 def _read(store: Any, key: str) -> Any:
     import torch
 
-    with store.open_reader(key) as f:
+    with _signals_deferred(), store.open_reader(key) as f:  # else a signal reads as corruption
         return torch.load(f, map_location="cpu", weights_only=True)
 
 
@@ -221,7 +254,7 @@ def _forget(study: optuna.Study, store: Any, meta: Any) -> None:
     except (ArtifactNotFound, FileNotFoundError):
         pass
     _optuna.storage_of(study).set_study_system_attr(
-        _optuna.study_id(study), f"artifacts:{meta.artifact_id}", json.dumps(None))
+        _optuna.study_id(study), _optuna.ARTIFACT_ATTR_PREFIX + meta.artifact_id, json.dumps(None))
 
 
 def _promote(study: optuna.Study, store: Any, trial: FrozenTrial) -> bool:
@@ -241,7 +274,7 @@ def _promote(study: optuna.Study, store: Any, trial: FrozenTrial) -> bool:
                "config": state.get("config"), "model": state["model"]}
     import torch
 
-    with tempfile.TemporaryDirectory(prefix="vcr-hpo-weights-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vcr-hpo-weights-") as tmp, _signals_deferred():
         path = Path(tmp) / weights_name(trial.number)
         torch.save(weights, path)
         upload(study, store, path)

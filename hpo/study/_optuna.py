@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 __all__ = [
+    "ARTIFACT_ATTR_PREFIX",
     "PRIVATE_NAMES",
     "grid_size",
     "heartbeat_enabled",
@@ -37,7 +38,12 @@ PRIVATE_NAMES = (
     "Study._thread_local.in_optimize_loop, Study._stop_flag",
     "GridSampler._all_grids",
     "optuna.study._constrained_optimization._CONSTRAINTS_KEY",
+    "optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX (its value, spelled out here)",
 )
+
+#: Prefix of the system attrs where `optuna.artifacts.upload_artifact` keeps each artifact's
+#: metadata (JSON); optuna-dashboard deletes an artifact by setting it to null.
+ARTIFACT_ATTR_PREFIX = "artifacts:"
 
 
 def study_id(study: optuna.Study) -> int:

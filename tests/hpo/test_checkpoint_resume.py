@@ -91,6 +91,7 @@ def test_retry_resumes_from_the_checkpoint_and_ends_like_an_uninterrupted_trial(
     assert retry.user_attrs["best_metrics"] == reference.user_attrs["best_metrics"]
     assert not list((store.base_path / "checkpoints").iterdir())  # dropped when it ended
     assert sorted(kept_weights(result.study)) == [retry.number]
+    assert result.study.user_attrs["artifacts"] == str(store.base_path)  # found without a flag
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
@@ -127,3 +128,31 @@ def test_checkpoint_of_other_params_is_not_used(tmp_path, tiny_space):
     assert "resumed_from_epoch" not in retry.user_attrs
     assert "of another space, params or config: not used" in retry.user_attrs["resume_note"]
     assert len(retry.user_attrs["epoch_seconds"]) == EPOCHS
+
+
+def test_best_writes_the_kept_weights_and_train_starts_from_them(tiny_study, tmp_path, capsys):
+    from hpo.cli import main
+    from hpo.export import best_trial
+
+    url, name, _ = tiny_study
+    study = optuna.load_study(study_name=name, storage=url)
+    best = best_trial(study)
+    assert sorted(kept_weights(study)) == sorted({best.number} | {  # best of each backbone
+        min((t for t in study.trials if t.state == TrialState.COMPLETE
+             and t.params["backbone"] == b), key=lambda t: (-t.value, t.number)).number
+        for b in {t.params["backbone"] for t in study.trials if t.state == TrialState.COMPLETE}})
+    out = tmp_path / "best.yaml"
+    assert main(["best", "--storage", url, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"weights of trial #{best.number} -> {tmp_path / 'best.pt'}" in printed
+    blob = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert blob["trial"] == best.number and blob["params"] == best.params
+
+    assert main(["train", "--config", str(out), "--init-weights", str(tmp_path / "best.pt"),
+                 "--out", str(tmp_path / "run"), "--set", "epochs=1"]) == 0
+    assert "starting from" in capsys.readouterr().err
+    other = "resnet10t" if best.params["backbone"] != "resnet10t" else "mobilenetv3_large_100"
+    assert main(["train", "--config", str(out), "--init-weights", str(tmp_path / "best.pt"),
+                 "--set", f"backbone={other}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --init-weights: weights of another model")

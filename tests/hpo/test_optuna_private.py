@@ -89,3 +89,15 @@ def test_set_constraints_is_read_by_optuna_and_tpe_as_infeasible(study):
     assert frozen.system_attrs["constraints"] == [1.0]  # the dashboard reads this list
     assert frozen.constraints == {"0": 1.0}
     assert _get_infeasible_trial_score(frozen) == 1.0
+
+
+def test_artifact_metadata_lives_under_the_prefix_we_read(study, tmp_path):
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+    assert ARTIFACTS_ATTR_PREFIX == _optuna.ARTIFACT_ATTR_PREFIX
+    (tmp_path / "a.txt").write_text("a")
+    aid = upload_artifact(artifact_store=FileSystemArtifactStore(tmp_path), study_or_trial=study,
+                          file_path=str(tmp_path / "a.txt"))
+    attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id(study))
+    assert _optuna.ARTIFACT_ATTR_PREFIX + aid in attrs
