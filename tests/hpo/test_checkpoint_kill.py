@@ -48,9 +48,8 @@ fixed:
 
 
 @pytest.fixture
-def run(tmp_path):
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
+def run(tmp_path, require):
+    require("the installed vcr-hpo", VCR is not None, "pip install -e .")
     space = tmp_path / "kill.yaml"
     space.write_text(SPACE)
     env = {**os.environ, "VCR_HPO_HEARTBEAT": "1", "VCR_HPO_GRACE": str(GRACE),

@@ -36,12 +36,10 @@ def _get(url: str, timeout: float = 30) -> bytes:
 
 
 @pytest.fixture
-def dashboard(tiny_study, tmp_path):
+def dashboard(tiny_study, tmp_path, require):
     """`vcr-hpo dashboard` on the tiny study (made by `vcr-hpo run`, artifacts beside it)."""
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    require("the installed vcr-hpo", VCR is not None, "pip install -e .")
+    require("chromium", CHROMIUM is not None, "apt-get install chromium (.ci/run does)")
     url, name, _ = tiny_study
     port = _free_port()
     log = open(tmp_path / "log", "w+")  # noqa: SIM115 - closed in the finally below
