@@ -322,6 +322,11 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int):
     space = plan.space
     objective = Objective(space, overrides=plan.overrides, on_epoch=bar.epoch)
     seed = space.study.sampler.args.get("seed")
+    if space.study.report_every is not None:  # pruner steps: epochs in the YAML, images here
+        from .algorithms import build_pruner
+        from .subepoch import epoch_images, scale_pruner
+
+        study.pruner = build_pruner(scale_pruner(space.study.pruner, epoch_images(plan.cfg)))
 
     def reseed(n_existing: int):
         return build_sampler(space, seed=S.sampler_seed(seed, n_existing, worker_index))

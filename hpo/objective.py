@@ -11,6 +11,7 @@ import optuna
 import torch
 
 from .metrics import EPOCH_METRICS, metric_values
+from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, train_model
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def _reason(exc: BaseException) -> str:
 class Objective:
     """Callable for `study.optimize`: suggest -> TrainConfig -> train -> metric(s).
 
-    Single objective: reports the first metric each epoch and prunes when the pruner says so;
+    Single objective: reports the first metric each epoch (step = epoch index; with
+    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`) and
+    prunes when the pruner says so;
     a NaN loss prunes the trial. Several objectives: no reports (Optuna cannot prune them); a NaN
     loss returns NaN values, which Optuna records as FAIL. Any other error sets `fail_reason`
     and propagates: run `study.optimize(..., catch=(Exception,))` so the study goes on.
@@ -80,6 +83,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         single = len(self.metrics) == 1
         history: list[EpochMetrics] = []
+        reports = self._sub_epoch_reports(trial) if single else None
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
@@ -98,13 +102,16 @@ class Objective:
                     ("versions", library_versions()),
                 ):
                     trial.set_user_attr(key, value)
+                if reports is not None:
+                    reports.start(info)
 
             def epoch_done(m: EpochMetrics) -> None:
                 history.append(m)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, m)
                 if single and self.metrics[0] in EPOCH_METRICS:
-                    trial.report(getattr(m, self.metrics[0]), m.epoch)
+                    step = m.epoch if reports is None else reports.epoch_step(m.epoch)
+                    trial.report(getattr(m, self.metrics[0]), step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
@@ -114,6 +121,7 @@ class Objective:
                 on_start=started,
                 monitor=self.monitor,
                 measure_latency_ms="latency_ms" in self.metrics,
+                on_batch=None if reports is None else reports.on_batch,
             )
         except optuna.TrialPruned:
             raise
@@ -128,6 +136,8 @@ class Objective:
                 torch.cuda.empty_cache()  # give the next trial the memory back
             raise
         finally:
+            if reports is not None and reports.count:
+                trial.set_user_attr("report_seconds", round(reports.seconds, 3))
             if history:
                 trial.set_user_attr("epoch_seconds", [round(m.seconds, 3) for m in history])
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
@@ -143,3 +153,17 @@ class Objective:
         )
         values = metric_values(result, self.metrics)
         return values[0] if single else values
+
+    def _sub_epoch_reports(self, trial: optuna.Trial) -> SubEpochReports | None:
+        """Reports within an epoch (`study.report_every`): step = training images seen."""
+        study = self.space.study
+        if study.report_every is None or self.metrics[0] not in EPOCH_METRICS:
+            return None
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at {step} training images (within an epoch)")
+
+        return SubEpochReports(study.report_every, study.report_val_images or DEFAULT_VAL_IMAGES,
+                               self.metrics[0], report)

@@ -32,8 +32,13 @@ class StudySpec:
     timeout: float | None
     sampler: AlgorithmSpec
     pruner: AlgorithmSpec | None
+    report_every: float | None = None  # fraction of an epoch between reports (hpo.subepoch)
+    report_val_images: int | None = None  # validation images a mid-epoch report scores
 
     def canonical(self) -> dict[str, Any]:
+        # report_* only when set, so the fingerprints of spaces without them stay as they were
+        sub = {} if self.report_every is None else {
+            "report_every": self.report_every, "report_val_images": self.report_val_images}
         return {
             "name": self.name,
             "directions": list(self.directions),
@@ -42,6 +47,7 @@ class StudySpec:
             "timeout": self.timeout,
             "sampler": self.sampler.canonical(),
             "pruner": None if self.pruner is None else self.pruner.canonical(),
+            **sub,
         }
 
 
