@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .config import TrainConfig
     from .space import SearchSpace
+    from .warm_start import WarmStart
 
 __all__ = [
     "RunPlan",
@@ -116,6 +117,7 @@ class RunPlan:
     heartbeat: int
     grace: int
     grid_points: int | None
+    warm_start: WarmStart | None = None  # configurations to enqueue once (`--warm-start`)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def plan_run(
     timeout: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     preflight: bool = True,
+    warm_start: str | None = None,
 ) -> RunPlan:
     """Check everything a run needs before touching storage.
 
@@ -162,6 +165,8 @@ def plan_run(
         space: a parsed SearchSpace or the path of its YAML file.
         overrides: TrainConfig fields that win over params and fixed values (checked here).
         preflight: check this machine (device, data, storage driver, weight files).
+        warm_start: `SOURCE[:k]` (`hpo.warm_start`): the source is read and its top-k fitted
+            to the space here, so a bad or missing source writes nothing.
 
     Raises:
         ConfigError: bad input, one line (SearchSpaceError: every problem of the file).
@@ -186,6 +191,11 @@ def plan_run(
     if grace <= heartbeat:
         raise ConfigError(f"${GRACE_ENV}: must exceed the heartbeat interval ({heartbeat} s), got "
                           f"{grace}. Give a grace period of at least twice the interval")
+    warm = None
+    if warm_start is not None:
+        from .warm_start import load_warm_start
+
+        warm = load_warm_start(warm_start, space, storage=storage, run_url=url, run_study=name)
     if preflight:
         from .preflight import preflight as check_machine
 
@@ -193,7 +203,8 @@ def plan_run(
     return RunPlan(space=space, overrides=checked, cfg=cfg, study_name=name, url=url,
                    n_trials=int(target),
                    timeout=timeout if timeout is not None else space.study.timeout,
-                   heartbeat=heartbeat, grace=grace, grid_points=grid_points(space))
+                   heartbeat=heartbeat, grace=grace, grid_points=grid_points(space),
+                   warm_start=warm)
 
 
 def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
@@ -241,6 +252,7 @@ def run_study(
     progress: bool = False,
     worker_index: int = 0,
     plan: RunPlan | None = None,
+    warm_start: str | None = None,
 ) -> StudyResult:
     """Run or resume a study until it holds `n_trials` finished trials (COMPLETE + PRUNED).
 
@@ -263,6 +275,9 @@ def run_study(
         progress: show a progress bar on stderr.
         plan: a `plan_run` result (the CLI plans first to print notes); the arguments above it
             are then ignored.
+        warm_start: `SOURCE[:k]`: enqueue the top-k configurations of an earlier study (or a
+            best.yaml) that fit this space, once per study (`hpo.warm_start`); ignored with
+            `plan` (give it to `plan_run`).
 
     Returns:
         The study, its counts by state, its best trial (None before any COMPLETE one) and why
@@ -281,7 +296,7 @@ def run_study(
 
     if plan is None:
         plan = plan_run(space, storage=storage, study_name=study_name, n_trials=n_trials,
-                        timeout=timeout, overrides=overrides)
+                        timeout=timeout, overrides=overrides, warm_start=warm_start)
     if workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}. Give 1 or more")
     if callbacks and workers > 1:
@@ -298,6 +313,10 @@ def run_study(
         study = S.open_study(space, db, study_name=plan.study_name, overrides=plan.overrides,
                              allow_space_change=allow_space_change, worker_index=worker_index,
                              n_trials=plan.n_trials)
+        if plan.warm_start is not None:
+            from .warm_start import enqueue_warm_start
+
+            enqueue_warm_start(study, plan.warm_start)
         counts = S.count_states(db, S.study_id(study))
         bar = Progress(target=plan.n_trials, metric=space.study.metrics[0],
                        maximize=space.study.directions[0] == "maximize",
