@@ -7,6 +7,7 @@ warm one with `warm_start="screen:K"`), on temporary SQLite files. Prints each s
 val_acc, the warm-minus-cold difference per seed, and its mean and standard error.
 
     python bench/warm_start.py                    # 2 seeds, tiny settings (minutes on 2 cores)
+    python bench/warm_start.py --no-pruner --show # every screen trial completes; list trials
     python bench/warm_start.py --seeds 1 2 3 --screen-trials 6 --confirm-trials 4
 """
 
@@ -24,12 +25,14 @@ from pathlib import Path
 import yaml
 
 
-def _space(text: str, name: str, seed: int, where: Path):
+def _space(text: str, name: str, seed: int, where: Path, pruner: bool = True):
     from hpo.space import parse_search_space
 
     doc = yaml.safe_load(text)
     doc["study"]["name"] = name
     doc["study"]["sampler"] = {**dict(doc["study"].get("sampler") or {"type": "TPE"}), "seed": seed}
+    if not pruner:
+        doc["study"]["pruner"] = None
     path = where / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return parse_search_space(path.read_text(), source=str(path))
@@ -44,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--screen-size", type=int, default=32)
     ap.add_argument("--confirm-size", type=int, default=48)
-    ap.add_argument("--train", type=int, default=160, help="max_train_samples")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--show", action="store_true", help="print each confirm trial")
+    ap.add_argument("--train", type=int, default=400, help="max_train_samples")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--no-pruner", action="store_true",
+                    help="every trial completes (a pruned screen trial is never warm-start material)")
     ns = ap.parse_args(argv)
 
     import torch
@@ -72,10 +78,15 @@ def main(argv: list[str] | None = None) -> int:
                                        ("cold", ns.confirm_size, ns.confirm_trials, None),
                                        ("warm", ns.confirm_size, ns.confirm_trials,
                                         f"screen:{ns.k}")):
-                space = _space(text, arm, seed, where)
+                space = _space(text, arm, seed, where, pruner=not ns.no_pruner)
                 result = hpo.run_study(space, storage=url, n_trials=n, threads=1,
                                        overrides={**common, "image_size": size}, warm_start=warm)
                 best[arm] = result.best.values[0] if result.best else math.nan
+                if ns.show:
+                    for t in sorted(result.study.trials, key=lambda t: t.number):
+                        print(f"#   seed {seed} {arm} trial {t.number} {t.state.name} "
+                              f"value={t.value} warm_start={t.user_attrs.get('warm_start')} "
+                              f"params={t.params}")
         diff = best["warm"] - best["cold"]
         diffs.append(diff)
         rows.append(best)

@@ -264,9 +264,11 @@ def enqueue_warm_start(study: optuna.Study, warm: WarmStart) -> list[int]:
             return []
         before = len(study.get_trials(deepcopy=False))
         for rank, params in enumerate(warm.configs, 1):
+            # skip_if_exists: a config the study already holds (the `default:` baseline is
+            # often the screen's best) would spend a trial on a known result
             study.enqueue_trial(dict(params), user_attrs={"warm_start": f"{warm.source} #{rank}"},
-                                skip_if_exists=False)
-        numbers = list(range(before, before + len(warm.configs)))
+                                skip_if_exists=True)
+        numbers = list(range(before, len(study.get_trials(deepcopy=False))))
         study.set_user_attr(ATTR_WARM_START, {"source": warm.source, "trials": numbers})
     return numbers
 

@@ -212,6 +212,19 @@ def test_enqueued_once_in_order_and_not_again_on_resume(tmp_path):
     assert again.user_attrs[ATTR_WARM_START] == {"source": "screen:3", "trials": [0, 1, 2]}
 
 
+def test_a_config_the_study_holds_is_not_enqueued_again(tmp_path):
+    """The screen's best is often the `default:` baseline, which the confirm study runs first."""
+    _source()
+    hyper = {**HYPER, "lr": {**HYPER["lr"], "default": 3e-2}, "optimizer": {
+        **HYPER["optimizer"], "default": "sgd"}, "momentum": {**HYPER["momentum"], "default": 0.95}}
+    space = _space(tmp_path / "c.yaml", hyper)
+    warm = _load(space, "screen:2")
+    study = open_study(space, build_storage("sqlite:///studies/confirm.db"), study_name="confirm")
+    assert len(study.trials) == 1  # the baseline: lr 3e-2, sgd, 0.95 = the screen's best
+    assert enqueue_warm_start(study, warm) == [1]
+    assert [t.user_attrs.get("warm_start") for t in study.trials] == [None, "screen:2 #2"]
+
+
 def test_source_in_an_explicit_storage_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'all.db'}"
     _source(url=url, name="screen")
