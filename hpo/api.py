@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .config import TrainConfig
     from .space import SearchSpace
+    from .warm_start import WarmStart
 
 __all__ = [
     "RunPlan",
@@ -120,6 +121,7 @@ class RunPlan:
     grace: int
     grid_points: int | None
     artifacts: str | None = None  # --artifacts as checked; None: the study's recorded or default
+    warm_start: WarmStart | None = None  # configurations to enqueue once (`--warm-start`)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def plan_run(
     overrides: Mapping[str, Any] | None = None,
     preflight: bool = True,
     artifacts: str | None = None,
+    warm_start: str | None = None,
 ) -> RunPlan:
     """Check everything a run needs before touching storage.
 
@@ -169,6 +172,8 @@ def plan_run(
         preflight: check this machine (device, data, storage driver, weight files).
         artifacts: where trial files go (a folder, s3://bucket/prefix, gs://bucket/prefix);
             default: the location recorded in the study, else `studies/<study>-artifacts`.
+        warm_start: `SOURCE[:k]` (`hpo.warm_start`): the source is read and its top-k fitted
+            to the space here, so a bad or missing source writes nothing.
 
     Raises:
         ConfigError: bad input, one line (SearchSpaceError: every problem of the file).
@@ -196,6 +201,11 @@ def plan_run(
     if grace <= heartbeat:
         raise ConfigError(f"${GRACE_ENV}: must exceed the heartbeat interval ({heartbeat} s), got "
                           f"{grace}. Give a grace period of at least twice the interval")
+    warm = None
+    if warm_start is not None:
+        from .warm_start import load_warm_start
+
+        warm = load_warm_start(warm_start, space, storage=storage, run_url=url, run_study=name)
     if preflight:
         from .preflight import preflight as check_machine
 
@@ -204,7 +214,7 @@ def plan_run(
                    n_trials=int(target),
                    timeout=timeout if timeout is not None else space.study.timeout,
                    heartbeat=heartbeat, grace=grace, grid_points=grid_points(space),
-                   artifacts=artifacts)
+                   artifacts=artifacts, warm_start=warm)
 
 
 def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
@@ -291,6 +301,7 @@ def run_study(
     worker_index: int = 0,
     plan: RunPlan | None = None,
     artifacts: str | None = None,
+    warm_start: str | None = None,
 ) -> StudyResult:
     """Run or resume a study until it holds `n_trials` finished trials (COMPLETE + PRUNED).
 
@@ -322,6 +333,9 @@ def run_study(
         artifacts: see `plan_run` (ignored with `plan`). Trials checkpoint there after each
             epoch, a retried trial resumes from its origin's checkpoint, and the best trials'
             final weights are kept there.
+        warm_start: `SOURCE[:k]`: enqueue the top-k configurations of an earlier study (or a
+            best.yaml) that fit this space, once per study (`hpo.warm_start`); ignored with
+            `plan` (give it to `plan_run`).
 
     Returns:
         The study, its counts by state, its best trial (None before any COMPLETE one) and why
@@ -340,7 +354,8 @@ def run_study(
 
     if plan is None:
         plan = plan_run(space, storage=storage, study_name=study_name, n_trials=n_trials,
-                        timeout=timeout, overrides=overrides, artifacts=artifacts)
+                        timeout=timeout, overrides=overrides, artifacts=artifacts,
+                        warm_start=warm_start)
     placements = plan_devices(plan, workers, gpus, workers_per_gpu)
     workers = len(placements)
     isolation = _isolation(plan, trial_isolation)
@@ -359,6 +374,10 @@ def run_study(
                              allow_space_change=allow_space_change, worker_index=worker_index,
                              n_trials=plan.n_trials)
         store = _open_artifacts(study, plan)
+        if plan.warm_start is not None:
+            from .warm_start import enqueue_warm_start
+
+            enqueue_warm_start(study, plan.warm_start)
         counts = S.count_states(db, S.study_id(study))
         bar = Progress(target=plan.n_trials, metric=space.study.metrics[0],
                        maximize=space.study.directions[0] == "maximize",
@@ -413,6 +432,11 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
 
         objective = IsolatedObjective(objective)
     seed = space.study.sampler.args.get("seed")
+    if space.study.report_every is not None:  # pruner steps: epochs in the YAML, images here
+        from .algorithms import build_pruner
+        from .subepoch import epoch_images, scale_pruner
+
+        study.pruner = build_pruner(scale_pruner(space.study.pruner, epoch_images(plan.cfg)))
 
     def reseed(n_existing: int):
         return build_sampler(space, seed=S.sampler_seed(seed, n_existing, worker_index))

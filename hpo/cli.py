@@ -273,6 +273,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=_positive(int, "threads"), default=None, metavar="N",
                    help="torch CPU threads per worker (default: idle cores // workers, at least 1)")
+    p.add_argument("--warm-start", metavar="SOURCE[:k]",
+                   help="enqueue the top k (default 5) configs of an earlier study that fit this "
+                        "space, once: NAME[:k] (in --storage, else studies/NAME.db), "
+                        "URL#NAME[:k], or a best.yaml")
 
 
 def _artifacts_arg(p: argparse.ArgumentParser) -> None:
@@ -323,12 +327,18 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from .study import RunInterrupted
 
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
-                    timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts)
+                    timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts,
+                    warm_start=ns.warm_start if ns.worker_index == 0 else None)
     placements = plan_devices(plan, ns.workers, ns.gpus, ns.workers_per_gpu)  # before storage
     if ns.worker_index == 0 and any(p.gpu is not None for p in placements) and not ns.quiet:
         print("devices: " + "; ".join(p.describe() for p in placements), file=sys.stderr)
     if ns.worker_index == 0 and (note := grid_note(plan.space, plan.n_trials)):
         print(note, file=sys.stderr)
+    if plan.warm_start is not None:
+        from .warm_start import describe
+
+        lines = describe(plan.warm_start)  # the first says what was enqueued, the rest warn
+        print("\n".join(lines[1:] if ns.quiet else lines), file=sys.stderr)
     if len(placements) > 1 and plan.url.startswith("sqlite") and ns.worker_index == 0:
         print(f"warning: {len(placements)} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)

@@ -21,6 +21,7 @@ from .constraints import (
 from .devices import GPU_ENV
 from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
+from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 
 if TYPE_CHECKING:
@@ -81,7 +82,9 @@ def record_feasibility(trial: Any, reason: str | None) -> None:
 class Objective:
     """Callable for `study.optimize`: suggest -> TrainConfig -> train -> metric(s).
 
-    Single objective: reports the first metric each epoch and prunes when the pruner says so;
+    Single objective: reports the first metric each epoch (step = epoch index; with
+    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`) and
+    prunes when the pruner says so;
     a NaN loss prunes the trial. Several objectives: no reports (Optuna cannot prune them); a NaN
     loss returns NaN values, which Optuna records as FAIL. Any other error sets `fail_reason`
     and propagates: run `study.optimize(..., catch=(Exception,))` so the study goes on.
@@ -118,12 +121,13 @@ class Objective:
         history: list[EpochMetrics] = []
         run: list[RunInfo] = []
         start = None
+        reports = self._sub_epoch_reports(trial) if single else None
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
             start, on_state = None, None
             if self.artifacts is not None:
-                start, on_state = self._checkpointing(trial, params, cfg)
+                start, on_state = self._checkpointing(trial, params, cfg, reports)
 
             def started(info: RunInfo) -> None:
                 run.append(info)
@@ -142,13 +146,16 @@ class Objective:
                     trial.set_user_attr(key, value)
                 if info.device.startswith("cuda") and os.environ.get(GPU_ENV):
                     trial.set_user_attr("gpu", os.environ[GPU_ENV])  # physical id (hpo.devices)
+                if reports is not None:
+                    reports.start(info)
 
             def epoch_done(m: EpochMetrics) -> None:
                 history.append(m)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, m)
                 if single and self.metrics[0] in EPOCH_METRICS:
-                    trial.report(getattr(m, self.metrics[0]), m.epoch)
+                    step = m.epoch if reports is None else reports.epoch_step(m.epoch)
+                    trial.report(getattr(m, self.metrics[0]), step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
@@ -164,6 +171,7 @@ class Objective:
                 monitor=self.monitor,
                 measure_latency_ms="latency_ms" in self.metrics,
                 on_state=on_state,
+                on_batch=None if reports is None else reports.on_batch,
             )
         except optuna.TrialPruned:
             if history and run:  # what the trial looked like at the epoch it stopped
@@ -188,6 +196,8 @@ class Objective:
             values = infeasible_values(self.space.study.directions)
             return values[0] if single else values
         finally:
+            if reports is not None and reports.count:
+                trial.set_user_attr("report_seconds", round(reports.seconds, 3))
             if history:
                 trial.set_user_attr("epoch_seconds", [round(m.seconds, 3) for m in history])
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
@@ -238,7 +248,8 @@ class Objective:
         except Exception as exc:  # noqa: BLE001 - figures explain a trial, they never fail it
             trial.set_user_attr("artifact_error", _reason(exc))
 
-    def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any):
+    def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any,
+                       reports: SubEpochReports | None = None):
         """(state to resume or None, on_state saver) for a trial with an artifact store."""
         from .checkpoint import (
             checkpoint_identity,
@@ -271,8 +282,11 @@ class Objective:
             else:
                 metric = self.metrics[0]
                 if len(self.metrics) == 1 and metric in EPOCH_METRICS:
+                    if reports is not None:
+                        reports.n_train = len(start.data.train_y)  # its steps count images
                     for m in start.history:  # the pruner sees the origin's curve, then ours
-                        trial.report(getattr(m, metric), m.epoch)
+                        step = m.epoch if reports is None else reports.epoch_step(m.epoch)
+                        trial.report(getattr(m, metric), step)
                 trial.set_user_attr("resumed_from_epoch", start.epoch)
                 trial.set_user_attr("resumed_from_trial", found.origin)
         superseded = list(origins)
@@ -284,3 +298,17 @@ class Objective:
                 superseded.clear()
 
         return start, on_state
+
+    def _sub_epoch_reports(self, trial: optuna.Trial) -> SubEpochReports | None:
+        """Reports within an epoch (`study.report_every`): step = training images seen."""
+        study = self.space.study
+        if study.report_every is None or self.metrics[0] not in EPOCH_METRICS:
+            return None
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at {step} training images (within an epoch)")
+
+        return SubEpochReports(study.report_every, study.report_val_images or DEFAULT_VAL_IMAGES,
+                               self.metrics[0], report)

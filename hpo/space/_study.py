@@ -32,7 +32,8 @@ from ._yaml import _MISSING, _did_you_mean, _Errors, _is_scalar, _number, _unkno
 METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items()}
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
-               "sampler", "pruner", "keep_weights", "trial_isolation")
+               "sampler", "pruner", "keep_weights", "trial_isolation",
+               "report_every", "report_val_images")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
@@ -106,9 +107,21 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     keep = _parse_keep(errs, path + ("keep_weights",), raw.get("keep_weights"))
     if keep is None:
         ok = False
+    every, val_images = _parse_report_every(errs, raw, path)
+    if every not in (None, _MISSING) and ok:
+        if len(metrics) > 1:
+            errs.add(path + ("report_every",), "Optuna cannot prune a multi-objective study, so "
+                     "it takes no reports", every, "Remove report_every, or optimise one metric")
+            every = _MISSING
+        elif metrics[0] not in ("val_acc", "val_macro_f1", "val_loss"):
+            errs.add(path + ("report_every",), "needs a metric measured while training "
+                     f"(val_acc, val_macro_f1, val_loss), not {metrics[0]}", every,
+                     "Optimise val_acc, val_macro_f1 or val_loss, or remove report_every")
+            every = _MISSING
     sampler = _parse_algorithm(errs, path + ("sampler",), raw.get("sampler", _MISSING), "sampler")
-    pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner")
-    if sampler is _MISSING or pruner is _MISSING:
+    pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner",
+                              epochs=every not in (None, _MISSING))
+    if sampler is _MISSING or pruner is _MISSING or every is _MISSING:
         ok = False
     isolation = raw.get("trial_isolation", "none")
     if isolation is None:
@@ -122,7 +135,8 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
-                     keep_weights=keep, trial_isolation=isolation)
+                     keep_weights=keep, trial_isolation=isolation,
+                     report_every=every, report_val_images=val_images)
 
 
 def _parse_keep(errs: _Errors, path: tuple, raw: Any) -> tuple[int, int] | None:
@@ -145,6 +159,35 @@ def _parse_keep(errs: _Errors, path: tuple, raw: Any) -> tuple[int, int] | None:
         else:
             out[key] = value
     return (out["top"], out["per_backbone"]) if ok else None
+
+
+def _parse_report_every(errs: _Errors, raw: Mapping, path: tuple) -> tuple[Any, int | None]:
+    """(report_every, report_val_images): (None, None) when absent, _MISSING first on error."""
+    from ..subepoch import DEFAULT_VAL_IMAGES
+
+    every = raw.get("report_every")
+    images = raw.get("report_val_images")
+    if every is None:
+        if images is not None:
+            errs.add(path + ("report_val_images",), "applies to reports within an epoch only",
+                     images, "Set report_every: 0.25 too, or remove report_val_images")
+            return _MISSING, None
+        return None, None
+    rule = "must be a fraction of an epoch in (0, 1] or null"
+    fix = "Write e.g. 0.25 (four reports an epoch), or null for one report at each epoch end"
+    if isinstance(every, bool) or not isinstance(every, (int, float)):
+        errs.add(path + ("report_every",), rule, every, fix)
+        return _MISSING, None
+    if not (math.isfinite(every) and 0 < every <= 1):
+        errs.add(path + ("report_every",), rule, every, fix)
+        return _MISSING, None
+    if images is None:
+        images = DEFAULT_VAL_IMAGES
+    elif isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        errs.add(path + ("report_val_images",), "must be a whole number of images >= 1", images,
+                 f"Write e.g. {DEFAULT_VAL_IMAGES} (the first images of the validation split)")
+        return _MISSING, None
+    return float(every), int(images)
 
 
 def _default_study_name(source: str) -> str:
@@ -192,8 +235,12 @@ def _string_list(errs: _Errors, raw: Mapping, path: tuple, one: str, many: str,
 
 
 
-def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str) -> Any:
-    """A sampler/pruner spec: AlgorithmSpec, None (no pruner), or _MISSING on error."""
+def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
+                     epochs: bool = False) -> Any:
+    """A sampler/pruner spec: AlgorithmSpec, None (no pruner), or _MISSING on error.
+
+    `epochs`: the pruner's step arguments count epochs and may be fractions (report_every).
+    """
     reg = SAMPLERS if kind == "sampler" else PRUNERS
     if raw is _MISSING:
         return AlgorithmSpec("TPE", FrozenDict())
@@ -228,7 +275,7 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str) -> Any:
             errs.add(path + (key,), "argument names must be strings", key, "Write name: value")
             ok = False
         elif kind == "pruner" and name == "Patient" and key == "wrapped_pruner":
-            nested = _parse_algorithm(errs, path + (key,), value, "pruner")
+            nested = _parse_algorithm(errs, path + (key,), value, "pruner", epochs=epochs)
             if nested is _MISSING:
                 ok = False
             args[key] = nested
@@ -239,7 +286,17 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str) -> Any:
             args[key] = value
     if not ok:
         return _MISSING
-    problems = check_algorithm_args(kind, name, args)
+    checked = args
+    if epochs and kind == "pruner":
+        from ..subepoch import proxy_args
+
+        checked, bad = proxy_args(name, args)
+        for key in bad:
+            errs.add(path + (key,), "counts epochs (fractions allowed with report_every)",
+                     args[key], "Write a number of epochs such as 0.25 or 1")
+        if bad:
+            return _MISSING
+    problems = check_algorithm_args(kind, name, checked)
     for prob in problems:
         errs.add(path + ((prob.arg,) if prob.arg else ()), prob.rule,
                  _MISSING if prob.got is _ARG_MISSING else prob.got, prob.fix)

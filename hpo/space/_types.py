@@ -37,10 +37,15 @@ class StudySpec:
     # How a trial runs ("none": in the worker, "process": in a forked child), not what it
     # measures: left out of canonical(), so switching it keeps the fingerprint and resumes.
     trial_isolation: str = "none"
+    report_every: float | None = None  # fraction of an epoch between reports (hpo.subepoch)
+    report_val_images: int | None = None  # validation images a mid-epoch report scores
 
     def canonical(self) -> dict[str, Any]:
+        # optional keys only when set, so the fingerprints of spaces without them stay as they were
         extra = {} if self.keep_weights == (1, 1) else {
             "keep_weights": {"top": self.keep_weights[0], "per_backbone": self.keep_weights[1]}}
+        sub = {} if self.report_every is None else {
+            "report_every": self.report_every, "report_val_images": self.report_val_images}
         return {**extra,
             "name": self.name,
             "directions": list(self.directions),
@@ -49,6 +54,7 @@ class StudySpec:
             "timeout": self.timeout,
             "sampler": self.sampler.canonical(),
             "pruner": None if self.pruner is None else self.pruner.canonical(),
+            **sub,
         }
 
 

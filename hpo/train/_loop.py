@@ -63,8 +63,13 @@ class HostBatches:
         return x
 
 
-def _fit_epoch(s: TrainState, epoch: int) -> tuple[float, float]:
-    """Train `epoch` once over the training split; (mean train loss, lr of the last step)."""
+def _fit_epoch(
+    s: TrainState, epoch: int, on_batch: Callable[[TrainState, int], None] | None = None
+) -> tuple[float, float]:
+    """Train `epoch` once over the training split; (mean train loss, lr of the last step).
+
+    `on_batch(s, batches_done)` runs after each batch but the last (mid-epoch reports).
+    """
     cfg, d, device = s.cfg, s.data, s.device
     check_every = 1 if device.type == "cpu" else _CUDA_CHECK_EVERY
     s.criterion.set_epoch(epoch, cfg.epochs)
@@ -99,20 +104,24 @@ def _fit_epoch(s: TrainState, epoch: int) -> tuple[float, float]:
                 f"(lr={cfg.lr:g}, optimizer={cfg.optimizer}, loss_fn={cfg.loss_fn}). "
                 "Lower lr or add warmup"
             )
+        if on_batch is not None and step + 1 < d.steps:
+            on_batch(s, step + 1)
     return float(running) / d.steps, last_lr
 
 
-def validate(s: TrainState) -> tuple[float, float, float]:
-    """(val_loss, val_acc, val_macro_f1) of the state's model now (see `evaluate`)."""
-    return _validate_counts(s)[:3]
+def validate(s: TrainState, *, images: int | None = None) -> tuple[float, float, float]:
+    """(val_loss, val_acc, val_macro_f1) of the state's model now (see `evaluate`); with
+    `images`, on the first that many validation images only (the same subset every time)."""
+    return _validate_counts(s, images=images)[:3]
 
 
-def _validate_counts(s: TrainState):
+def _validate_counts(s: TrainState, *, images: int | None = None):
     """`validate` plus the confusion counts of the same pass."""
+    end = None if images is None else max(1, images)
     return evaluate_counts(
         s.model,
-        s.data.val_x,
-        s.data.val_y,
+        s.data.val_x[:end],
+        s.data.val_y[:end],
         s.data.num_classes,
         device=s.device,
         batch_size=max(256, s.cfg.batch_size),
@@ -121,8 +130,12 @@ def _validate_counts(s: TrainState):
     )
 
 
-def train_epoch(s: TrainState) -> EpochMetrics:
+def train_epoch(
+    s: TrainState, *, on_batch: Callable[[TrainState, int], None] | None = None
+) -> EpochMetrics:
     """Train epoch `s.epoch`, validate, record the metrics in `s` and advance it by one epoch.
+
+    `on_batch(s, batches_done)` runs after every batch but the last (see `train_model`).
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the message names epoch and step.
@@ -133,7 +146,7 @@ def train_epoch(s: TrainState) -> EpochMetrics:
                          f"got epoch {s.epoch}. Build a new state")
     epoch = s.epoch
     t0 = time.perf_counter()
-    train_loss, last_lr = _fit_epoch(s, epoch)
+    train_loss, last_lr = _fit_epoch(s, epoch, on_batch)
     if s.device.type == "cuda":
         torch.cuda.synchronize(s.device)
     train_seconds = time.perf_counter() - t0
@@ -185,6 +198,7 @@ def train_model(
     data: DatasetSplits | None = None,
     start: TrainState | None = None,
     on_state: Callable[[TrainState], None] | None = None,
+    on_batch: Callable[[TrainState, int], None] | None = None,
 ) -> TrainResult:
     """Train `cfg.backbone` + `cfg.fusion` head for `cfg.epochs` epochs on `cfg.data`.
 
@@ -202,6 +216,9 @@ def train_model(
             `on_epoch` again.
         on_state: called with the state after each epoch, after `on_epoch` (so a pruned epoch
             leaves no checkpoint): the place to save `state.state_dict()`.
+        on_batch: `on_batch(state, batches_done)` after each batch but an epoch's last, in
+            training mode; it may evaluate (and must put the model back with `.train()`) or
+            raise to stop (reports within an epoch, `hpo.subepoch`).
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the message names epoch and step.
@@ -220,7 +237,7 @@ def train_model(
     if on_start is not None:
         on_start(state.info)
     while not state.done:
-        m = train_epoch(state)
+        m = train_epoch(state, on_batch=on_batch)
         if on_epoch is not None:
             on_epoch(m)
         if on_state is not None:

@@ -17,6 +17,7 @@ from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
 from hpo.names import STUDY_NAME
 from hpo.space import METRICS, PARAM_TYPES, schema
+from hpo.subepoch import STEP_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -53,6 +54,8 @@ def _algorithm_defs(kind: str) -> dict:
             if kind == "sampler" and name == "Grid" and arg == "search_space":
                 continue
             types = _annotation_json_types(p.annotation)
+            if types is not None and kind == "pruner" and arg in STEP_ARGS.get(name, ()):
+                types = sorted({*types, "number"} - {"integer"})  # epochs: fractions with report_every
             if types is not None:
                 props[arg] = {"type": types}
         if "seed" in props:
@@ -147,6 +150,11 @@ def build_schema() -> dict:
                              "properties": {k: {"type": "integer", "minimum": 0}
                                             for k in ("top", "per_backbone")}},
             "trial_isolation": {"enum": ["none", "process", None]},
+            "report_every": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1,
+                             "description": "fraction of an epoch between pruner reports "
+                                            "(steps = training images seen); null: epoch ends"},
+            "report_val_images": {"type": "integer", "minimum": 1,
+                                  "description": "validation images a mid-epoch report scores"},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
