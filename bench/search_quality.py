@@ -323,6 +323,9 @@ def run(args) -> int:
     strategies += [parse_strategy(t, space) for t in args.strategy]
     budgets = dict(zip(args.sizes, args.budgets or [SIZES[s][4] for s in args.sizes]))
     unit = "wall seconds" if args.wall else "CPU seconds of the trial process (process_time)"
+    import torch
+
+    torch.set_num_threads(args.threads)  # the header reports the trial processes' threads
     C.print_header("search quality: best val_acc per strategy at equal compute")
     print(f"# space {args.space}; budget = {unit}, {args.threads} torch thread(s), "
           f"{args.jobs} process(es) in parallel; seeds {args.seeds} (sampler and training seed)")
