@@ -21,6 +21,8 @@ Epoch counts are robust; seconds are noisy on a shared machine (the load is prin
     python bench/pruning.py --quick               # smoke-sized (seconds)
     python bench/pruning.py --pruner "{type: Percentile, percentile: 25.0, n_warmup_steps: 0}"
     python bench/pruning.py --replay-seeds 1 2    # two more unpruned runs for the replay
+    python bench/pruning.py --no-live --save-curves c.json        # record the unpruned curves
+    python bench/pruning.py --no-live --load-curves c.json --replay "{type: ...}"  # no training
 """
 
 from __future__ import annotations
@@ -128,6 +130,41 @@ def replay(curves, spec):
     return out
 
 
+def _meta(args, space) -> dict:
+    """What recorded curves depend on: a curves file of other settings must not be replayed."""
+    return {"space": args.space, "sampler": space.study.sampler.describe(), "n_trials":
+            args.n_trials, "epochs": args.epochs, "image_size": args.image_size,
+            "train": args.train, "val": args.val}
+
+
+def save_curves(path: str, meta: dict, seed: int, records) -> None:
+    """Add one seed's unpruned learning curves (and trial seconds) to the JSON file `path`."""
+    import json
+
+    file = Path(path)
+    data = json.loads(file.read_text()) if file.exists() else {"meta": meta, "seeds": {}}
+    if data["meta"] != meta:
+        raise SystemExit(f"--save-curves: {path}: holds curves of other settings, got "
+                         f"{data['meta']}. Use another file")
+    data["seeds"][str(seed)] = [[list(r.curve) for r in records],
+                                [round(r.seconds, 2) for r in records]]
+    file.write_text(json.dumps(data))
+
+
+def load_curves(paths: list[str], meta: dict) -> dict[str, list]:
+    """seed -> (curves, seconds) from --load-curves files; refused if their settings differ."""
+    import json
+
+    out: dict[str, list] = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if data["meta"] != meta:
+            raise SystemExit(f"--load-curves: {path}: recorded with {data['meta']}, got "
+                             f"{meta}. Pass the same --epochs/--n-trials/--train/--val/--space")
+        out.update(data["seeds"])
+    return out
+
+
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else float("nan")
 
@@ -170,7 +207,12 @@ def run(args) -> int:
           f"{n} trials per run, {args.epochs} epochs, {args.image_size} px, {args.train} train / "
           f"{args.val} val synthetic images; target = best unpruned val_acc - tolerance "
           f"({', '.join(args.tolerance)}; se = one standard error of val_acc on {args.val} images)")
-    C.warm_up(space, overrides)
+    loaded = load_curves(args.load_curves, _meta(args, space))
+    if loaded:
+        print(f"# unpruned curves of seeds {', '.join(loaded)} read from "
+              f"{', '.join(args.load_curves)} (not retrained)")
+    if any(str(s) not in loaded for s in seeds):
+        C.warm_up(space, overrides)
     rows, replay_rows, summary = [], [], {}
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
         if args.keep_dir:
@@ -180,9 +222,15 @@ def run(args) -> int:
             sampler = space.study.sampler
             sampler = type(sampler)(sampler.type, {**sampler.args, "seed": seed})
             t0 = time.perf_counter()
-            base = C.run_study_loop(C.with_study(space, sampler=sampler, pruner=None, n_trials=n),
-                                    f"sqlite:///{tmp}/none-{seed}.db", overrides=overrides,
-                                    max_trials=n)
+            if str(seed) in loaded:
+                base = [C.TrialRecord(i, "COMPLETE", max(c), len(c), s, tuple(c))
+                        for i, (c, s) in enumerate(zip(*loaded[str(seed)]))]
+            else:
+                base = C.run_study_loop(
+                    C.with_study(space, sampler=sampler, pruner=None, n_trials=n),
+                    f"sqlite:///{tmp}/none-{seed}.db", overrides=overrides, max_trials=n)
+                if args.save_curves:
+                    save_curves(args.save_curves, _meta(args, space), seed, base)
             wall = round(time.perf_counter() - t0, 1)
             best = _best(base)
             tols = tolerances(args.tolerance, best, args.val)
@@ -301,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="more sampler seeds for the replay only (an unpruned run each)")
     ap.add_argument("--no-live", action="store_true",
                     help="no live pruned runs: unpruned runs and the replay only")
+    ap.add_argument("--save-curves", metavar="FILE",
+                    help="write each seed's unpruned learning curves to this JSON file")
+    ap.add_argument("--load-curves", metavar="FILE", nargs="+", default=[],
+                    help="replay curves saved by --save-curves instead of retraining those seeds")
     ap.add_argument("--keep-dir", help="keep the study files here (default: a temporary folder)")
     ap.add_argument("--max-trials-factor", type=int, default=4,
                     help="a pruned run stops after this many times --n-trials trials at most")

@@ -172,3 +172,58 @@ def test_gpu_quick_prints_throughput_per_variant(capsys, monkeypatch):
         assert r["backbone"] == "resnet18" and int(r["px"]) == 32
         assert int(r["train_img_per_s"]) > 0 and float(r["epoch_s"]) > 0
         assert 0.0 <= float(r["val_acc"]) <= 1.0
+
+
+def test_search_quality_quick_prints_best_per_strategy(capsys, monkeypatch):
+    import torch
+
+    argv = ["--quick", "--budgets", "2", "--holdout", "20"]
+    monkeypatch.setattr(sys, "argv", [str(BENCH / "search_quality.py"), *argv])
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_search_quality",
+                                                  BENCH / "search_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses resolve annotations
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        assert module.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    _command_line(out, "search_quality", "--quick")
+    assert "budget = CPU seconds of the trial process" in out
+    runs, summary = tables(out)
+    assert {(r["strategy"], r["seed"]) for r in runs} == {
+        (s, seed) for s in ("shipped", "random", "default") for seed in ("0", "1")}
+    for r in runs:
+        assert 0.0 <= float(r["best"]) <= 1.0 and 0.0 <= float(r["holdout"]) <= 1.0
+        if r["strategy"] == "default":  # one run sized to the budget before the clock starts
+            assert int(r["trials"]) == 1 and int(r["epochs"]) >= 1
+            assert r["chosen"] == f"default x {r['epochs']} epochs"
+        else:  # the loop stops once the budget is spent, after at least one trial
+            assert float(r["used_s"]) >= 2.0 and int(r["trials"]) >= 1
+            assert r["chosen"].startswith("trial ")
+    by = {r["strategy"]: r for r in summary}
+    assert set(by) == {"shipped", "random", "default"}
+    for label, row in by.items():
+        bests = [float(r["best"]) for r in runs if r["strategy"] == label]
+        assert int(row["seeds"]) == 2
+        assert float(row["mean_best"]) == pytest.approx(sum(bests) / 2, abs=1e-4)
+        assert float(row["se_best"]) == pytest.approx(abs(bests[0] - bests[1]) / 2, abs=1e-4)
+        assert 0.0 < float(row["to_1se"]) <= 1.0
+    assert re.search(r"quick: shipped \d\.\d{4} vs random .*-> (met|NOT met); vs default", out)
+
+
+def test_pruning_replays_saved_curves_without_training(tmp_path, capsys, monkeypatch):
+    curves = tmp_path / "curves.json"
+    first = _run("pruning", ["--quick", "--no-live", "--save-curves", str(curves)], capsys,
+                 monkeypatch)
+    again = _run("pruning", ["--quick", "--no-live", "--load-curves", str(curves)], capsys,
+                 monkeypatch)
+    assert "not retrained" in again
+    assert tables(first)[1:] == tables(again)[1:]  # the same replay and summary tables
+    with pytest.raises(SystemExit, match="recorded with"):
+        _run("pruning", ["--no-live", "--n-trials", "3", "--epochs", "3", "--image-size", "32",
+                         "--train", "40", "--val", "20", "--load-curves", str(curves)],
+             capsys, monkeypatch)  # other epochs than recorded: refused before any training
