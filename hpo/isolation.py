@@ -42,9 +42,18 @@ class TrialProcessDied(VcrHpoError):
 class _ChildTrial:
     """What the objective sees in the child: fixed params, everything else sent to the parent."""
 
-    def __init__(self, conn, number: int, params: dict[str, Any]) -> None:
+    def __init__(self, conn, number: int, params: dict[str, Any],
+                 system_attrs: dict[str, Any] | None = None) -> None:
         self._conn, self.number, self.params = conn, number, dict(params)
         self.user_attrs: dict[str, Any] = {}
+        #: the trial's system attrs when the child started (retry origins for checkpoints)
+        self.system_attrs: dict[str, Any] = dict(system_attrs or {})
+
+    def upload_file(self, path: str | os.PathLike) -> None:
+        """Send a file to the parent, which uploads it as this trial's artifact."""
+        from pathlib import Path
+
+        self._conn.send(("artifact", Path(path).name, Path(path).read_bytes()))
 
     def _value(self, name: str) -> Any:
         return self.params[name]
@@ -73,10 +82,11 @@ class _ChildTrial:
         self._conn.send(("constraints", values))
 
 
-def _child_main(conn, objective: Callable, number: int, params: dict[str, Any]) -> None:
+def _child_main(conn, objective: Callable, number: int, params: dict[str, Any],
+                system_attrs: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    trial = _ChildTrial(conn, number, params)
+    trial = _ChildTrial(conn, number, params, system_attrs)
     try:
         values = objective(trial)
         message: tuple = ("done", values)
@@ -107,7 +117,11 @@ class IsolatedObjective:
         self._ctx = multiprocessing.get_context("fork")
 
     def __call__(self, trial: optuna.Trial) -> Any:
+        from .study import _optuna
+
         params = self.space.suggest(trial)  # the sampler's state advances in this process
+        system_attrs = _optuna.storage_of(trial.study).get_trial_system_attrs(
+            _optuna.trial_id(trial))
         parent_conn, child_conn = self._ctx.Pipe()
         inner = self.objective
         on_epoch = inner.on_epoch
@@ -115,7 +129,7 @@ class IsolatedObjective:
             inner.on_epoch = lambda number, m: child_conn.send(("epoch", number, m))
         try:
             proc = self._ctx.Process(target=_child_main, args=(child_conn, inner, trial.number,
-                                                               params), daemon=True)
+                                                               params, system_attrs), daemon=True)
             proc.start()
         finally:
             inner.on_epoch = on_epoch
@@ -146,6 +160,8 @@ class IsolatedObjective:
                 conn.send(trial.should_prune())
             elif kind == "constraints":
                 set_constraints(trial, message[1])
+            elif kind == "artifact":
+                self._upload(trial, message[1], message[2])
             elif kind == "epoch":
                 if self.objective.on_epoch is not None:
                     self.objective.on_epoch(message[1], message[2])
@@ -155,6 +171,18 @@ class IsolatedObjective:
                 raise optuna.TrialPruned(message[1])
             elif kind == "error":
                 raise message[1]
+
+
+    def _upload(self, trial: optuna.Trial, name: str, data: bytes) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from .artifacts import upload
+
+        with tempfile.TemporaryDirectory(prefix="vcr-hpo-child-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            upload(trial, self.objective.artifacts, path)
 
 
 def _died(code: int | None, trial: optuna.Trial) -> TrialProcessDied:

@@ -244,7 +244,10 @@ class Objective:
                 title = f"trial {trial.number}: {info.backbone}"
                 for path in write_trial_figures(tmp, history, class_names, epoch=epoch,
                                                 title=title):
-                    upload(trial, self.artifacts, path)
+                    if hasattr(trial, "upload_file"):  # in a trial process: the parent uploads
+                        trial.upload_file(path)
+                    else:
+                        upload(trial, self.artifacts, path)
         except Exception as exc:  # noqa: BLE001 - figures explain a trial, they never fail it
             trial.set_user_attr("artifact_error", _reason(exc))
 
@@ -262,7 +265,10 @@ class Objective:
         from .train import build_state
 
         identity = checkpoint_identity(self.space, self.overrides, params, cfg)
-        system = _optuna.storage_of(trial.study).get_trial_system_attrs(_optuna.trial_id(trial))
+        system = getattr(trial, "system_attrs", None)  # a child trial (hpo.isolation) has them
+        if system is None:
+            system = _optuna.storage_of(trial.study).get_trial_system_attrs(
+                _optuna.trial_id(trial))
         origins = retry_origins(system)
         start = None
         if origins:

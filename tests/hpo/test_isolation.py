@@ -116,6 +116,12 @@ def test_trial_isolation_from_the_space_runs_the_study(tmp_path):
     study = optuna.load_study(study_name="iso", storage=url)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(sorted(t.intermediate_values) for t in study.trials)
+    # the child's figures reach the trial through the parent (artifacts beside the study)
+    from optuna.artifacts import get_all_artifact_meta
+
+    for t in study.trials:
+        names = {m.filename for m in get_all_artifact_meta(t, storage=study._storage)}
+        assert {"confusion_matrix.png", "confusion_matrix.json"} <= names, names
 
 
 def test_trial_isolation_key_is_validated():
