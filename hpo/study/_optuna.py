@@ -14,7 +14,9 @@ import optuna
 
 __all__ = [
     "PRIVATE_NAMES",
+    "base_heartbeat",
     "grid_size",
+    "grpc_proxy_server",
     "heartbeat_enabled",
     "models",
     "stop_requested",
@@ -27,7 +29,7 @@ __all__ = [
 
 #: What this module reads, for the pinning test and for a reader upgrading Optuna.
 PRIVATE_NAMES = (
-    "optuna.storages._heartbeat.is_heartbeat_enabled",
+    "optuna.storages._heartbeat.is_heartbeat_enabled, BaseHeartbeat",
     "optuna.storages._rdb.models: TrialModel, TrialValueModel, TrialHeartbeatModel, "
     + "TrialUserAttributeModel",
     "TrialModel._datetime_start_utc",
@@ -35,6 +37,7 @@ PRIVATE_NAMES = (
     "_CachedStorage._backend",
     "Study._thread_local.in_optimize_loop, Study._stop_flag",
     "GridSampler._all_grids",
+    "optuna.storages._grpc.server.make_server",
 )
 
 
@@ -64,6 +67,21 @@ def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     return is_heartbeat_enabled(storage)
+
+
+def base_heartbeat() -> type:
+    """Optuna's heartbeat interface: a storage implementing it gets `fail_stale_trials`."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return BaseHeartbeat
+
+
+def grpc_proxy_server(storage: optuna.storages.BaseStorage, host: str, port: int, pool: Any):
+    """Optuna's gRPC proxy server, bound but not started: `run_grpc_proxy_server` without its
+    blocking wait, so that the caller starts it, handles signals and stops it cleanly."""
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, pool)
 
 
 def models():
