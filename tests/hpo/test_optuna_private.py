@@ -75,3 +75,20 @@ def test_stop_requested_turns_a_samplers_stop_into_a_flag():
 def test_grid_size_counts_the_grid():
     assert _optuna.grid_size(optuna.samplers.GridSampler({"x": [0, 1], "y": [1, 2, 3]})) == 6
     assert _optuna.grid_size(optuna.samplers.RandomSampler()) is None
+
+
+def test_base_heartbeat_is_the_interface_rdb_storage_implements(study):
+    base = _optuna.base_heartbeat()
+    assert isinstance(_optuna.unwrap_storage(study), base)
+    assert {"record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval",
+            "get_heartbeat_stale_trial_callback"} <= set(base.__abstractmethods__)
+
+
+def test_grpc_proxy_server_binds_without_starting():
+    pytest.importorskip("grpc")
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = _optuna.grpc_proxy_server(optuna.storages.InMemoryStorage(), "127.0.0.1", 0,
+                                       ThreadPoolExecutor(max_workers=1))
+    assert hasattr(server, "start") and hasattr(server, "wait_for_termination")
+    server.stop(grace=None)
