@@ -113,8 +113,8 @@ def run(args) -> int:
     C.print_header("parallel: trials per hour with --workers N (installed vcr-hpo, SQLite)")
     print(f"# {args.n_trials} trials per run, {args.backbone}, {args.epochs} epochs, "
           f"{args.image_size} px, {args.train} train / {args.val} val synthetic images, no pruner; "
-          f"rule (hpo.study.cpu_threads): max(1, idle cores // N), idle cores = "
-          f"os.cpu_count() - busy cores (/proc/stat), at least 1; os.cpu_count() = {os.cpu_count()}")
+          f"setups WORKERSxTHREADS {' '.join(args.setups)}, {args.rounds} round(s) interleaved; "
+          f"os.cpu_count() = {os.cpu_count()}")
     rows, rates = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         space = Path(tmp) / "parallel.yaml"
