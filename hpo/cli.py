@@ -676,6 +676,25 @@ def _dashboard_store(ns: argparse.Namespace, url: str, storage):
     return artifact_store(url, names[0], locations[names[0]])
 
 
+def _proxy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", required=True, metavar="URL",
+                   help="the database the workers share: postgresql://user:pass@host:5432/db")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 for workers on other machines (no auth)")
+    p.add_argument("--port", type=int, default=13000, help="default 13000")
+    p.add_argument("--threads", type=int, default=16, metavar="N",
+                   help="gRPC handler threads (each may hold one database connection); default 16")
+
+
+@command("storage-proxy", "Optuna's gRPC storage proxy: many workers use --storage grpc://HOST:PORT",
+         args=_proxy_args)
+def _cmd_storage_proxy(ns: argparse.Namespace) -> int:
+    from .proxy import serve_storage_proxy
+
+    serve_storage_proxy(ns.storage, host=ns.host, port=ns.port, threads=ns.threads)
+    return 0
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
     p.add_argument("-o", "--out", default="report", metavar="DIR", help="default report/")

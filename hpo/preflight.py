@@ -75,7 +75,12 @@ def check_storage_driver(url: str, *, where: str = "--storage") -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    from .study._grpc import is_grpc_url, require_grpc
     from .study._storage import postgres_driver
+
+    if is_grpc_url(url):  # the proxy holds the database driver; here only grpcio is needed
+        require_grpc(where)
+        return
 
     try:
         parsed = make_url(postgres_driver(url))

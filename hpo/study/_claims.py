@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from . import _optuna
 from ._attrs import ATTR_REQUEUED
-from ._locks import claim_lock
+from ._locks import claim_lock, has_claim_lock
 from ._queries import count_states, finished_count, interrupted_numbers, rdb_storage
 from ._storage import HEARTBEAT_INTERVAL
 
@@ -103,7 +103,13 @@ def claim_trial(
             trials that are not WAITING. Called under the lock, so every process that joins a
             study (a resume, another worker, another machine) sees a different n: with a seed
             derived from n, no two of them replay the same draws.
+
+    A storage without a claim lock (a gRPC proxy) claims optimistically instead (`_lockfree`).
     """
+    if not has_claim_lock(study):
+        from ._lockfree import claim_lockfree
+
+        return claim_lockfree(study, n_trials, reseed=reseed)
     with claim_lock(study):
         if _optuna.heartbeat_enabled(_optuna.storage_of(study)):
             with warnings.catch_warnings():

@@ -43,9 +43,13 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
     """Serialise "count the trials, then start one" across workers, so n_trials is exact.
 
     SQLite (one machine): an flock on `<db>-lock` beside the file. PostgreSQL (many machines): a
-    session advisory lock keyed by the study. Other databases: no lock (a worker may overshoot).
+    session advisory lock keyed by the study. Other storages (a gRPC proxy, MySQL): no lock;
+    `claim_trial` keeps n_trials exact there without one (`_lockfree`).
     """
     storage = _optuna.unwrap_storage(study)
+    if not has_claim_lock(storage):
+        yield
+        return
     path = sqlite_path(storage.url)
     if path is not None:
         with open(path.with_name(path.name + "-lock"), "a+") as fh:
@@ -54,11 +58,17 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-    elif storage.engine.dialect.name == "postgresql":
+    else:
         with _pg_advisory_lock(storage.engine, _optuna.study_id(study)):
             yield
-    else:
-        yield
+
+
+def has_claim_lock(storage) -> bool:
+    """Whether `claim_lock` really locks for this storage (SQLite file or PostgreSQL)."""
+    storage = _optuna.unwrap_storage(storage)
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return False
+    return sqlite_path(storage.url) is not None or storage.engine.dialect.name == "postgresql"
 
 
 @contextmanager

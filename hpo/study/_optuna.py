@@ -15,7 +15,9 @@ import optuna
 __all__ = [
     "ARTIFACT_ATTR_PREFIX",
     "PRIVATE_NAMES",
+    "base_heartbeat",
     "grid_size",
+    "grpc_proxy_server",
     "heartbeat_enabled",
     "models",
     "set_constraints",
@@ -29,7 +31,7 @@ __all__ = [
 
 #: What this module reads, for the pinning test and for a reader upgrading Optuna.
 PRIVATE_NAMES = (
-    "optuna.storages._heartbeat.is_heartbeat_enabled",
+    "optuna.storages._heartbeat.is_heartbeat_enabled, BaseHeartbeat",
     "optuna.storages._rdb.models: TrialModel, TrialValueModel, TrialHeartbeatModel, "
     + "TrialUserAttributeModel",
     "TrialModel._datetime_start_utc",
@@ -39,6 +41,7 @@ PRIVATE_NAMES = (
     "GridSampler._all_grids",
     "optuna.study._constrained_optimization._CONSTRAINTS_KEY",
     "optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX (its value, spelled out here)",
+    "optuna.storages._grpc.server.make_server",
 )
 
 #: Prefix of the system attrs where `optuna.artifacts.upload_artifact` keeps each artifact's
@@ -72,6 +75,21 @@ def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     return is_heartbeat_enabled(storage)
+
+
+def base_heartbeat() -> type:
+    """Optuna's heartbeat interface: a storage implementing it gets `fail_stale_trials`."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return BaseHeartbeat
+
+
+def grpc_proxy_server(storage: optuna.storages.BaseStorage, host: str, port: int, pool: Any):
+    """Optuna's gRPC proxy server, bound but not started: `run_grpc_proxy_server` without its
+    blocking wait, so that the caller starts it, handles signals and stops it cleanly."""
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, pool)
 
 
 def models():

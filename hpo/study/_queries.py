@@ -34,10 +34,16 @@ def rdb_storage(storage: Any) -> optuna.storages.RDBStorage:
     return storage
 
 
-def count_states(storage: optuna.storages.RDBStorage, study_id: int) -> dict[TrialState, int]:
-    """Number of trials in each state, counted by the database."""
+def count_states(storage: optuna.storages.BaseStorage, study_id: int) -> dict[TrialState, int]:
+    """Number of trials in each state, counted by the database (by the client through a proxy)."""
     import sqlalchemy as sa
 
+    counts = {state: 0 for state in TrialState}
+    raw = _optuna.unwrap_storage(storage)
+    if not isinstance(raw, optuna.storages.RDBStorage):  # a gRPC proxy: its client cache counts
+        for trial in raw.get_all_trials(study_id, deepcopy=False):
+            counts[trial.state] += 1
+        return counts
     storage = rdb_storage(storage)
     m = _optuna.models()
     query = (
@@ -47,7 +53,6 @@ def count_states(storage: optuna.storages.RDBStorage, study_id: int) -> dict[Tri
     )
     with storage.engine.connect() as conn:
         rows = conn.execute(query).all()
-    counts = {state: 0 for state in TrialState}
     counts.update({TrialState[str(state.name)]: int(n) for state, n in rows})
     return counts
 
@@ -126,6 +131,13 @@ def top_trials(study: optuna.Study, k: int | None = None) -> list[FrozenTrial]:
     return ranked if k is None else ranked[:k]
 
 
+def _rank_trials(storage: optuna.storages.BaseStorage, study_id: int) -> list[FrozenTrial]:
+    from ..metrics import rank_trials
+
+    complete = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    return rank_trials(complete, storage.get_study_directions(study_id))
+
+
 def stale_running(
     storage: optuna.storages.RDBStorage, study_id: int, grace_period: float
 ) -> list[tuple[int, float | None]]:
@@ -202,7 +214,8 @@ def study_status(
     Raises:
         ConfigError: no study of that name in the storage.
     """
-    storage = rdb_storage(storage)
+    rdb = isinstance(_optuna.unwrap_storage(storage), optuna.storages.RDBStorage)
+    storage = rdb_storage(storage) if rdb else _optuna.unwrap_storage(storage)
     study_id = get_study_id(storage, name)
     if study_id is None:
         names = sorted(s.study_name for s in storage.get_all_studies())
@@ -212,7 +225,15 @@ def study_status(
     system = storage.get_study_system_attrs(study_id)
     metrics = tuple(system.get("study:metric_names") or ())
     counts = count_states(storage, study_id)
-    ids = top_trial_ids(storage, study_id, top, maximize=directions[0] == "maximize")
+    if rdb:
+        ids = top_trial_ids(storage, study_id, top, maximize=directions[0] == "maximize")
+        best = tuple(storage.get_trial(i) for i in ids)
+        orphans = tuple(stale_running(storage, study_id, grace_period))
+    else:  # a gRPC proxy: no SQL; the client ranks, heartbeats are trial attributes
+        from ._grpc import stale_by_beat
+
+        best = tuple(_rank_trials(storage, study_id)[:top])
+        orphans = tuple(stale_by_beat(storage, study_id, grace_period))
     target = storage.get_study_user_attrs(study_id).get(ATTR_TARGET)
     return StudyStatus(
         name=name,
@@ -220,8 +241,8 @@ def study_status(
         directions=directions,
         metric_names=metrics,
         counts={s.name: n for s, n in counts.items()},
-        top=tuple(storage.get_trial(i) for i in ids),
-        orphans=tuple(stale_running(storage, study_id, grace_period)),
+        top=best,
+        orphans=orphans,
         target=target if isinstance(target, int) else None,
         infeasible=infeasible_count(storage, study_id),
     )

@@ -1,4 +1,4 @@
-"""Building the RDB storage: heartbeat settings, SQLite busy timeout, database drivers."""
+"""Building the storage: heartbeat settings, SQLite busy timeout, database drivers, gRPC proxies."""
 
 from __future__ import annotations
 
@@ -34,17 +34,23 @@ def build_storage(
     *,
     heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
     grace_period: int | None = GRACE_PERIOD,
-) -> optuna.storages.RDBStorage:
-    """The RDB storage vcr-hpo uses: heartbeat + stale-trial retry, SQLite busy timeout, pre-ping.
+) -> optuna.storages.BaseStorage:
+    """The storage vcr-hpo uses: heartbeat + stale-trial retry, SQLite busy timeout, pre-ping.
 
     Args:
-        url: an SQLAlchemy URL (`sqlite:///path.db`, `postgresql://user@host/db`).
+        url: an SQLAlchemy URL (`sqlite:///path.db`, `postgresql://user@host/db`), or
+            `grpc://host:port` for a `vcr-hpo storage-proxy` (heartbeats as trial attributes).
         heartbeat_interval: seconds; None turns heartbeats off.
         grace_period: seconds after the last heartbeat before a RUNNING trial counts as stale.
 
     Raises:
         ConfigError: the URL is not one Optuna's RDB storage accepts.
     """
+    if url.startswith("grpc://"):
+        from ._grpc import build_grpc_storage
+
+        return build_grpc_storage(url, heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period, max_retry=MAX_RETRY)
     url = postgres_driver(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
@@ -62,7 +68,7 @@ def build_storage(
     else:
         raise ConfigError(
             f"--storage: unsupported storage URL, got {url!r}. "
-            "Use sqlite:///path.db or postgresql://user:pass@host:port/db"
+            "Use sqlite:///path.db, postgresql://user:pass@host:port/db or grpc://host:port"
         )
     import sqlalchemy.exc
 

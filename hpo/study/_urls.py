@@ -1,4 +1,4 @@
-"""Storage URL rules: the default SQLite file, accepted databases, the SQLite path."""
+"""Storage URL rules: the default SQLite file, accepted databases and gRPC proxies, the SQLite path."""
 
 from __future__ import annotations
 
@@ -18,13 +18,19 @@ def check_storage_url(url: str, *, where: str = "--storage") -> str:
     """Validate a storage URL without connecting or creating anything. Returns it unchanged.
 
     Raises:
-        ConfigError: not an SQLAlchemy URL, an unsupported backend, in-memory SQLite, or an
-            SQLite file whose folder does not exist.
+        ConfigError: not an SQLAlchemy URL nor `grpc://host:port`, an unsupported backend,
+            in-memory SQLite, or an SQLite file whose folder does not exist.
     """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    fix = "Use sqlite:///studies/NAME.db or postgresql://user:pass@host:5432/db"
+    from ._grpc import is_grpc_url, parse_grpc_url
+
+    if is_grpc_url(url):
+        parse_grpc_url(url, where=where)
+        return url
+    fix = ("Use sqlite:///studies/NAME.db, postgresql://user:pass@host:5432/db or "
+           "grpc://host:port (a vcr-hpo storage-proxy)")
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -48,8 +54,11 @@ def check_storage_url(url: str, *, where: str = "--storage") -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file of an SQLite URL, None for other databases."""
+    """The file of an SQLite URL, None for other databases and gRPC proxies."""
     from sqlalchemy.engine import make_url
+
+    if url.startswith("grpc://"):
+        return None
 
     parsed = make_url(url)
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None

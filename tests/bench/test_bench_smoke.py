@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import sys
@@ -148,15 +147,13 @@ def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch, require):
     out = _run("parallel", ["--quick"], capsys, monkeypatch)
     _command_line(out, "parallel", "--quick")
     (rows,) = tables(out)
-    assert [int(r["workers"]) for r in rows] == [1, 2]
-    cores = os.cpu_count() or 1
-    for r in rows:  # the runner's rule: idle cores // workers, at least 1 (idle depends on load)
-        assert 1 <= int(r["threads_each"]) <= max(1, cores // int(r["workers"]))
+    assert [r["setup"] for r in rows] == ["1x1", "1x2", "2x1"]
     for r in rows:
         assert int(r["trials"]) == 2
-        assert float(r["window_s"]) <= float(r["wall_s"])
+        assert 0 < float(r["train_s"]) < float(r["trial_s"]) <= float(r["wall_s"])
+        assert float(r["gap_s"]) >= 0 and float(r["cpu_s_per_trial"]) > 0
         assert int(r["trials_per_h_steady"]) >= int(r["trials_per_h_with_startup"]) > 0
-    assert "x of 1 worker" in out
+    assert "2x1 / 1x2 = " in out and "two processes sharing the cores" in out
 
 
 def test_gpu_quick_prints_throughput_per_variant(capsys, monkeypatch):

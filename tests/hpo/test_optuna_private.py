@@ -101,3 +101,20 @@ def test_artifact_metadata_lives_under_the_prefix_we_read(study, tmp_path):
                           file_path=str(tmp_path / "a.txt"))
     attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id(study))
     assert _optuna.ARTIFACT_ATTR_PREFIX + aid in attrs
+
+
+def test_base_heartbeat_is_the_interface_rdb_storage_implements(study):
+    base = _optuna.base_heartbeat()
+    assert isinstance(_optuna.unwrap_storage(study), base)
+    assert {"record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval",
+            "get_heartbeat_stale_trial_callback"} <= set(base.__abstractmethods__)
+
+
+def test_grpc_proxy_server_binds_without_starting():
+    pytest.importorskip("grpc")
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = _optuna.grpc_proxy_server(optuna.storages.InMemoryStorage(), "127.0.0.1", 0,
+                                       ThreadPoolExecutor(max_workers=1))
+    assert hasattr(server, "start") and hasattr(server, "wait_for_termination")
+    server.stop(grace=None)
