@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import signal
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from .config import TrainConfig
+
+_logger = logging.getLogger("hpo.checkpoint")
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -122,27 +125,17 @@ def _write(store: Any, key: str, obj: Any) -> None:
 
 
 def _write_now(store: Any, key: str, obj: Any) -> None:
+    import io
+
     import torch
 
-    base = getattr(store, "base_path", None)
-    if base is not None:
-        path = Path(base) / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return
-    with tempfile.TemporaryFile() as f:
-        torch.save(obj, f)
-        f.seek(0)
-        store.write(key, f)
+    # Serialised in memory first: a full disk then fails as OSError(ENOSPC) in a plain write,
+    # not as torch's zip-writer position error, and the store's own write decides atomicity
+    # (the folder store writes a temporary file, fsyncs and renames it; a bucket PUT is atomic).
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    store.write(key, buf)
 
 
 def _read(store: Any, key: str) -> Any:
@@ -303,7 +296,11 @@ def keep_best_weights(store: Any, *, top: int = 1, per_backbone: int = 1
                     keep = _keep_set(study, top, per_backbone)
                     kept = kept_weights(study)
                     if trial.number in keep and trial.number not in kept:
-                        _promote(study, store, trial)
+                        try:
+                            _promote(study, store, trial)
+                        except OSError as exc:  # e.g. a full disk: the study goes on without
+                            _logger.warning("trial %d: its weights were not kept: %s",
+                                            trial.number, exc)
                     for number, meta in kept.items():
                         if number not in keep:
                             _forget(study, store, meta)

@@ -297,8 +297,17 @@ class Objective:
                 trial.set_user_attr("resumed_from_trial", found.origin)
         superseded = list(origins)
 
+        failed: list[str] = []
+
         def on_state(state: Any) -> None:
-            save_checkpoint(self.artifacts, trial.number, identity, state.state_dict())
+            if failed:
+                return  # this trial's checkpoints could not be written: it trains on without
+            try:
+                save_checkpoint(self.artifacts, trial.number, identity, state.state_dict())
+            except OSError as exc:  # a full or read-only disk costs the resume, not the trial
+                failed.append(str(exc))
+                trial.set_user_attr("checkpoint_error", _reason(exc))
+                return
             if superseded:  # ours is newer: the origins' checkpoints are no longer needed
                 drop_checkpoints(self.artifacts, superseded)
                 superseded.clear()

@@ -99,10 +99,16 @@ def _infeasible(m):
     return sa.exists().where(attr.trial_id == m.TrialModel.trial_id, attr.key == INFEASIBLE_ATTR)
 
 
-def infeasible_count(storage: optuna.storages.RDBStorage, study_id: int) -> int:
-    """COMPLETE trials recorded as infeasible (out of memory), counted by the database."""
+def infeasible_count(storage: optuna.storages.BaseStorage, study_id: int) -> int:
+    """COMPLETE trials recorded as infeasible (out of memory), counted by the database (or,
+    through a storage without SQL such as the gRPC proxy, from the trials)."""
     import sqlalchemy as sa
 
+    if not isinstance(_optuna.unwrap_storage(storage), optuna.storages.RDBStorage):
+        from ..constraints import is_infeasible
+
+        done = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        return sum(1 for t in done if is_infeasible(t))
     storage = rdb_storage(storage)
     m = _optuna.models()
     query = sa.select(sa.func.count()).select_from(m.TrialModel).where(
