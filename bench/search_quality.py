@@ -13,10 +13,18 @@ that finished within the budget count. Strategies:
             (what a user without HPO does); its per-epoch cost is measured before the clock starts
   LABEL=SAMPLER|PRUNER   any other: YAML flow mappings, `shipped` (the space's) or `none`
 
+Search, then train the winner (--refit F, default 0.5): what a user of any HPO tool does is
+search, then train the best config found for the final model; so every search strategy spends
+(1 - F) of the budget searching and the rest training its best config (best val_acc) once, for
+as many epochs as that part buys (its per-epoch cost measured before that clock starts, as for
+`default`). Its best is the better of the search's best and the final run's best; the column
+`search` keeps the search's alone. --refit 0 compares searches alone.
+
 The seed varies both the sampler and the training seed (init, batch order, augmentation), so
 the spread over seeds includes training noise. Held-out: the chosen config (best val_acc) is
 trained again with the same seed and epochs and its final model scored on --holdout fresh
 synthetic images (another generator seed); not charged to the budget, --holdout 0 skips it.
+With --refit the final run's model is scored (it is the model the user keeps).
 
     python bench/search_quality.py                       # both sizes, 3 seeds (see --help)
     python bench/search_quality.py --quick               # smoke-sized (seconds)
@@ -47,9 +55,12 @@ CANDIDATES = {
     "tpe-mv": "{type: TPE, n_startup_trials: 4, multivariate: true, group: true}|shipped",
 }
 #: Named sizes: image px, train images, val images, epochs per trial, default budget (s).
+#: Trials last 9 epochs, the shipped pruner's top rung (1, 3, 9): a 2-3 epoch trial is still
+#: climbing and would lose to any long run. The hard size has twice the data for 4/3 the budget:
+#: fewer epochs per budget (about 6 default-length trials on demo, 4 on hard).
 SIZES = {
-    "demo": (32, 600, 200, 3, 30.0),
-    "hard": (32, 1200, 300, 2, 60.0),
+    "demo": (32, 600, 200, 9, 150.0),
+    "hard": (32, 1200, 300, 9, 200.0),
     "quick": (32, 40, 20, 1, 4.0),
 }
 _FRACTIONS = [i / 20 for i in range(1, 21)]
@@ -78,6 +89,7 @@ class Outcome:
     epochs: int
     holdout: float | None
     chosen: str
+    search: float | None = None  # the search's own best (with --refit), before the final run
 
 
 def _spec(kind: str, text: str, space):
@@ -159,13 +171,13 @@ def _holdout_score(space, params: dict, overrides: dict, epochs: int, n: int) ->
     return float(acc)
 
 
-def _run_default(space, size: str, seed: int, budget: float, wall: bool, holdout: int):
+def _train_for_budget(space, params: dict, overrides: dict, budget: float, wall: bool,
+                      holdout: int):
+    """Train `params` once for as many epochs as `budget` buys (set-up and epoch cost measured
+    before the clock starts). Returns (points, used, epochs, held-out score of the final model)."""
     from hpo.train import evaluate, resolve_device, train_model
 
     clock = _clock(wall)
-    overrides = _overrides(size, seed)
-    params = space.default_params()
-    # the cost of set-up and of one epoch, measured before the clock starts: the run fits
     ends: list[float] = []
     t0 = clock()
     train_model(space.config_for(params, {**overrides, "epochs": 2}),
@@ -187,53 +199,71 @@ def _run_default(space, size: str, seed: int, budget: float, wall: bool, holdout
         data = _holdout_splits(cfg, holdout)
         _, score, _ = evaluate(result.model, data.val_images, data.val_labels, data.num_classes,
                                device=resolve_device(cfg.device), batch_size=256)
-    return Outcome(size, "default", seed, used, points, points[-1][1], 1, 0, epochs,
-                   None if score is None else float(score), f"default x {epochs} epochs")
+        score = float(score)
+    return points, used, epochs, score
+
+
+def _run_default(space, size: str, seed: int, budget: float, wall: bool, holdout: int):
+    points, used, epochs, score = _train_for_budget(
+        space, space.default_params(), _overrides(size, seed), budget, wall, holdout)
+    return Outcome(size, "default", seed, used, points, points[-1][1], 1, 0, epochs, score,
+                   f"default x {epochs} epochs")
 
 
 def _run_search(space, strategy: Strategy, size: str, seed: int, budget: float, wall: bool,
-                holdout: int, tmp: str):
+                holdout: int, tmp: str, refit: float = 0.0):
     from hpo.space import AlgorithmSpec
 
     clock = _clock(wall)
     overrides = _overrides(size, seed)
     sampler = AlgorithmSpec(strategy.sampler.type, {**strategy.sampler.args, "seed": seed})
     run_space = C.with_study(space, sampler=sampler, pruner=strategy.pruner, n_trials=None)
+    search_budget = budget * (1.0 - refit)
     ends: list[float] = []
     t0 = clock()
 
     def stop(records) -> bool:
         ends.append(clock() - t0)
-        return ends[-1] >= budget
+        return ends[-1] >= search_budget
 
+    url = f"sqlite:///{tmp}/{size}-{strategy.label}-{seed}.db"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GP/multivariate TPE on conditionals: Optuna warns
-        records = C.run_study_loop(run_space, f"sqlite:///{tmp}/{size}-{strategy.label}-{seed}.db",
-                                   overrides=overrides, max_trials=10_000, stop=stop,
-                                   name=f"sq-{strategy.label}")
+        records = C.run_study_loop(run_space, url, overrides=overrides, max_trials=10_000,
+                                   stop=stop, name=f"sq-{strategy.label}")
     used = ends[-1]
+    # With a final run, the first trial counts even past the search's share: it was paid for
+    # and the final run gets what is left.
+    limit = max(search_budget, ends[0]) if refit > 0 else search_budget
     points, best, chosen = [], -math.inf, None
     for r, end in zip(records, ends):
-        if end <= budget and r.value is not None and r.value > best:
+        if end <= limit and r.value is not None and r.value > best:
             best, chosen = r.value, r
-        if end <= budget:
+        if end <= limit:
             points.append((end, best if best > -math.inf else 0.0))
-    counted = [r for r, end in zip(records, ends) if end <= budget]
-    score, text = None, "-"
+    counted = [r for r, end in zip(records, ends) if end <= limit]
+    epochs = sum(r.epochs for r in counted)
+    score, text, search_best = None, "-", None
     if chosen is not None:
         import optuna
 
-        study = optuna.load_study(study_name=f"sq-{strategy.label}",
-                                  storage=f"sqlite:///{tmp}/{size}-{strategy.label}-{seed}.db")
+        study = optuna.load_study(study_name=f"sq-{strategy.label}", storage=url)
         params = dict(study.trials[chosen.number].params)
         text = f"trial {chosen.number}: " + ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        if holdout:
+        start = max(used, search_budget)  # the trial cut off at the end was paid for
+        if refit > 0 and start < budget:  # the user's next step: train the winner with the rest
+            search_best = best
+            final, spent, n, score = _train_for_budget(space, params, overrides,
+                                                       budget - start, wall, holdout)
+            points += [(start + t, max(b, best)) for t, b in final]
+            best, used, epochs = max(best, final[-1][1]), start + spent, epochs + n
+            text += f"; then x {n} epochs"
+        elif holdout:
             score = _holdout_score(space, params, overrides, chosen.epochs, holdout)
     return Outcome(size, strategy.label, seed, used, points,
                    best if best > -math.inf else float("nan"), len(counted),
-                   sum(r.state == "PRUNED" for r in counted), sum(r.epochs for r in counted),
-                   score, text)
+                   sum(r.state == "PRUNED" for r in counted), epochs, score, text, search_best)
 
 
 _SPACE = None
@@ -253,12 +283,14 @@ def _init(space_name: str, threads: int, sizes: list[str]) -> None:
 
 
 def _task(job):
-    strategy, size, seed, budget, wall, holdout, tmp = job
+    strategy, size, seed, budget, wall, holdout, tmp, refit = job
     if strategy.default:
         out = _run_default(_SPACE, size, seed, budget, wall, holdout)
     else:
-        out = _run_search(_SPACE, strategy, size, seed, budget, wall, holdout, tmp)
-    print(f"# {size} {strategy.label} seed {seed}: best {out.best:.4f} ({out.trials} trials, "
+        out = _run_search(_SPACE, strategy, size, seed, budget, wall, holdout, tmp, refit)
+    searched = "" if out.search is None else f", search {out.search:.4f}"
+    print(f"# {size} {strategy.label} seed {seed}: best {out.best:.4f}{searched} "
+          f"holdout {out.holdout} ({out.trials} trials, {out.pruned} pruned, {out.chosen}; "
           f"{out.used:.0f}/{budget:.0f} s, {C.load_text()})", file=sys.stderr, flush=True)
     return out
 
@@ -291,7 +323,9 @@ def summarise(outs: list[Outcome], budgets: dict[str, float]) -> list[list]:
             held = [o.holdout for o in group if o.holdout is not None]
             hmean, hse = _mean_se(held) if held else (None, None)
             frac = time_to_final(group, budgets[size], se, mean)
+            searched = [o.search for o in group if o.search is not None]
             rows.append([size, label, len(group), round(mean, 4), round(se, 4),
+                         round(statistics.fmean(searched), 4) if searched else "-",
                          "-" if hmean is None else round(hmean, 4),
                          "-" if hse is None else round(hse, 4),
                          "-" if frac is None else frac,
@@ -335,15 +369,21 @@ def run(args) -> int:
               f"epochs per trial, budget {budgets[size]:g} s")
     for s in strategies:
         print(f"# strategy {s.label}: {_describe(s)}")
-    print(f"# held-out: {args.holdout} fresh synthetic images (generator seed 1); the chosen "
-          "config retrained (same seed, epochs) off the budget" if args.holdout else
-          "# held-out: skipped (--holdout 0)")
+    if args.refit:
+        print(f"# searches: {1 - args.refit:g} of the budget searching, then the best config "
+              f"trained once with the remaining {args.refit:g} (--refit)")
+    else:
+        print("# searches: the whole budget searching, no final run (--refit 0)")
+    held = ("the final run's model" if args.refit else
+            "the chosen config retrained (same seed, epochs) off the budget")
+    print(f"# held-out: {args.holdout} fresh synthetic images (generator seed 1); {held}; "
+          "default: its model" if args.holdout else "# held-out: skipped (--holdout 0)")
     print("# note: the synthetic generator has no colour-distance knob; the harder size has "
-          "more images and fewer epochs per trial")
+          "more images, so the budget buys fewer epochs")
     sys.stdout.flush()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-search-quality-") as tmp:
-        jobs = [(s, size, seed, budgets[size], args.wall, args.holdout, tmp)
+        jobs = [(s, size, seed, budgets[size], args.wall, args.holdout, tmp, args.refit)
                 for size in args.sizes for s in strategies for seed in args.seeds]
         init = (args.space, args.threads, args.sizes)
         if args.jobs > 1:
@@ -355,16 +395,18 @@ def run(args) -> int:
     print()
     print("runs (best = best val_acc within the budget; used = budget spent, with the trial cut "
           "off at the end):")
-    C.print_table(["size", "strategy", "seed", "best", "holdout", "trials", "pruned", "epochs",
-                   "used_s", "chosen"],
+    C.print_table(["size", "strategy", "seed", "best", "search", "holdout", "trials", "pruned",
+                   "epochs", "used_s", "chosen"],
                   [[o.size, o.label, o.seed, round(o.best, 4),
+                    "-" if o.search is None else round(o.search, 4),
                     "-" if o.holdout is None else round(o.holdout, 4), o.trials, o.pruned,
                     o.epochs, round(o.used, 1), o.chosen] for o in outs])
     rows = summarise(outs, budgets)
     print()
     print("summary (mean and standard error over seeds; to_1se = budget fraction at which the "
           "mean best is within one SE of its final value):")
-    C.print_table(["size", "strategy", "seeds", "mean_best", "se_best", "mean_holdout",
+    C.print_table(["size", "strategy", "seeds", "mean_best", "se_best", "mean_search",
+                   "mean_holdout",
                    "se_holdout", "to_1se", "trials", "pruned", "epochs"], rows)
     print()
     print("goal (shipped >= random + SE of random, and > default):")
@@ -390,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--holdout", type=int, default=1000,
                     help="held-out synthetic images for the chosen config (0: skip)")
+    ap.add_argument("--refit", type=float, default=0.5,
+                    help="budget fraction kept to train each search's best config once (0: none)")
     ap.add_argument("--wall", action="store_true", help="budget in wall seconds, not CPU")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs in parallel processes (fair with the CPU budget)")
@@ -402,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         args.strategies, args.holdout = ["shipped", "random", "default"], min(args.holdout, 40)
     if args.budgets and len(args.budgets) != len(args.sizes):
         ap.error(f"--budgets: one per --sizes entry ({len(args.sizes)}), got {len(args.budgets)}")
+    if not 0.0 <= args.refit < 1.0:
+        ap.error(f"--refit: a fraction in [0, 1), got {args.refit}")
     if min(args.seeds) < 0:
         ap.error(f"--seeds: non-negative, got {args.seeds}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
