@@ -31,9 +31,6 @@ def _cmd_backbones(ns: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- validate
-
-
 def _validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, metavar="FILE",
                    help="search-space YAML (a bare name is also looked up in search_spaces/)")
@@ -78,7 +75,6 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     print()
     print_table(["name", "type", "range / choices", "log/step", "condition"], space.describe())
     return 0
-
 
 
 def _spaces_args(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from backbones.errors import ConfigError
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Left-aligned columns under a dashed rule (`backbones`, `validate`, `spaces`)."""
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
@@ -18,6 +19,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 
 
 def positive(kind: type, what: str):
+    """An argparse type: a `kind` number > 0, else one line that quotes the text."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -62,13 +64,13 @@ def artifacts_arg(p: argparse.ArgumentParser) -> None:
                         "or gs://bucket/prefix (default: the study's, else studies/<study>-artifacts)")
 
 
-
 def study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL", help="default: the files in studies/")
     p.add_argument("--study-name", metavar="NAME", help="default: every study in the storage")
 
 
 def storages(ns: argparse.Namespace) -> list[str]:
+    """The URLs a reading command looks in: --storage, else studies/<study-name>.db, else studies/*.db."""
     from pathlib import Path
 
     from ..study import check_storage_url, default_storage_url
@@ -99,7 +101,7 @@ def open_existing(url: str):
 
 
 def load_one(ns: argparse.Namespace):
-    """The one study `best`, `report` and `dashboard` act on."""
+    """The one study `best` and `report` act on (URL, study)."""
     import optuna
 
     urls = storages(ns)

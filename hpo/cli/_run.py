@@ -59,7 +59,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                         "URL#NAME[:k], or a best.yaml")
 
 
-
 def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> str:
     import shlex
 
