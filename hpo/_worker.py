@@ -1,6 +1,6 @@
 """One worker process of `run_study(workers=N)`: runs the pickled plan's trial loop, exits.
 
-Started by `hpo.api` as `python -m hpo._worker SPEC INDEX`; errors are one stderr line.
+Started by `hpo._workers` as `python -m hpo._worker SPEC INDEX`; errors are one stderr line.
 Exit codes: 0 done, 2 configuration error, 1 runtime error, 128 + signal when interrupted.
 """
 

@@ -7,7 +7,6 @@ laid out train block then val block, so the splits a trial gets are views of it,
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from . import _data_cache
+from ._sources import IMAGE_EXTENSIONS, Item, check_data_source, source_items
 from ._synthetic import COLOUR_CLASSES, _class_sequence, make_synthetic
 from .errors import ConfigError
 
@@ -38,7 +38,6 @@ __all__ = [
     "make_synthetic",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 SPLIT_SEED = 20240  # one fixed split for every trial, so trials are compared on the same images
 _SYNTHETIC_VERSION = 1  # bump when the generator changes: it is part of the cache key
 _MEMORY_SLOTS = 6  # datasets kept in-process (one per source, image_size and split layout)
@@ -94,163 +93,6 @@ def cache_dir() -> Path | None:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vcr-hpo"
 
 
-# --------------------------------------------------------------------------- source checks
-
-
-@dataclass(frozen=True)
-class _Item:
-    path: Path
-    label: str
-    split: str | None  # "train", "val" or None (split by val_fraction)
-
-
-def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-
-
-def _class_dirs(root: Path, where: str) -> list[Path]:
-    try:
-        return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    except OSError as exc:
-        raise ConfigError(
-            f"{where}: folder must be readable, got {str(root)!r} ({exc.strerror}). "
-            "Check the path and its permissions"
-        ) from None
-
-
-def _folder_items(root: Path, split: str | None, where: str) -> list[_Item]:
-    items: list[_Item] = []
-    empty: list[str] = []
-    for d in _class_dirs(root, where):
-        files = sorted(p for p in d.rglob("*") if p.is_file() and _is_image(p))
-        if not files:
-            empty.append(d.name)
-        items += [_Item(p, d.name, split) for p in files]
-    if empty:
-        raise ConfigError(
-            f"{where}: every class folder must hold images, got no image in "
-            f"{', '.join(repr(str(root / e)) for e in empty[:5])}. Add images "
-            f"({', '.join(IMAGE_EXTENSIONS)}) or remove the folder"
-        )
-    return items
-
-
-def _imagefolder_items(root: Path, where: str) -> list[_Item]:
-    train, val = root / "train", root / "val"
-    try:
-        has_train, has_val = train.is_dir(), val.is_dir()
-    except OSError as exc:  # a folder without search permission: stat of its entries fails
-        raise ConfigError(
-            f"{where}: folder must be readable, got {str(root)!r} ({exc.strerror}). "
-            "Check the path and its permissions"
-        ) from None
-    if has_train:
-        items = _folder_items(train, "train" if has_val else None, where)
-        if has_val:
-            items += _folder_items(val, "val", where)
-        return items
-    return _folder_items(root, None, where)
-
-
-def _manifest_items(path: Path, where: str) -> list[_Item]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{where}: manifest must be a readable UTF-8 file, got {str(path)!r} "
-            f"({exc}). Check the path"
-        ) from None
-    items: list[_Item] = []
-    missing: list[str] = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        loc = f"{where}: {path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{loc}: each line must be one JSON object, got {line[:60]!r} "
-                f'({exc.msg}). Write {{"path": ..., "label": ...}}'
-            ) from None
-        if not isinstance(row, dict) or not isinstance(row.get("path"), str) or "label" not in row:
-            raise ConfigError(
-                f"{loc}: each line needs a string 'path' and a 'label', got "
-                f'{line[:60]!r}. Write {{"path": "img.jpg", "label": "red"}}'
-            )
-        label = row["label"]
-        if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise ConfigError(
-                f"{loc}: label must be a string or an integer, got {label!r}. Use the class name"
-            )
-        split = row.get("split")
-        if split is not None:
-            split = {"train": "train", "val": "val", "valid": "val", "validation": "val"}.get(split)
-            if split is None:
-                raise ConfigError(
-                    f"{loc}: split must be train or val, got {row['split']!r}. "
-                    "Use train or val, or leave it out"
-                )
-        p = Path(row["path"]).expanduser()
-        p = p if p.is_absolute() else path.parent / p
-        if not p.is_file():
-            missing.append(str(p))
-        items.append(_Item(p, str(label), split))
-    if missing:
-        raise ConfigError(
-            f"{where}: {path}: every path must be an existing file, got {len(missing)} "
-            f"missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. "
-            "Fix the paths (relative paths start at the manifest's folder)"
-        )
-    if items and len({i.split is None for i in items}) > 1:
-        raise ConfigError(
-            f"{where}: {path}: split must be given on every line or on none, got "
-            "a mix. Add split to every line, or remove it to split by val_fraction"
-        )
-    return items
-
-
-def _source_items(data: str, where: str) -> list[_Item]:
-    """Resolve a data source to its items, without decoding anything."""
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise ConfigError(
-            f"{where}: must be synthetic, an ImageFolder directory or a .jsonl "
-            f"manifest, got {data!r} (no such file or folder). Fix the path"
-        )
-    if path.is_dir():
-        items = _imagefolder_items(path, where)
-    elif path.suffix.lower() == ".jsonl":
-        items = _manifest_items(path, where)
-    else:
-        raise ConfigError(
-            f"{where}: a data file must be a .jsonl manifest, got {data!r}. "
-            "Give an ImageFolder directory or a .jsonl manifest"
-        )
-    classes = {i.label for i in items}
-    if len(classes) < 2:
-        raise ConfigError(
-            f"{where}: needs at least 2 classes with images, got "
-            f"{len(classes)} ({', '.join(sorted(classes)) or 'none'}) in {data!r}. "
-            "Use class/xxx.jpg folders, train/ + val/, or a manifest with labels"
-        )
-    return items
-
-
-def check_data_source(data: str, *, where: str = "data") -> None:
-    """Cheap pre-flight of a data source: no image is decoded.
-
-    Accepts "synthetic", an ImageFolder directory (`class/x.jpg`, or `train/` and `val/`), or a
-    `.jsonl` manifest (`path`, `label`, optional `split`).
-
-    Raises:
-        ConfigError: missing, unreadable, empty, fewer than two classes, bad manifest lines.
-    """
-    if data == "synthetic":
-        return
-    _source_items(data, where)
-
-
 # --------------------------------------------------------------------------- decoding
 
 
@@ -268,7 +110,7 @@ def _decode_one(path: Path, size: int) -> torch.Tensor | str:
 
 
 def _decode_items(
-    items: Sequence[_Item], size: int, data: str, workers: int, out: torch.Tensor
+    items: Sequence[Item], size: int, data: str, workers: int, out: torch.Tensor
 ) -> None:
     """Decode `items` into the rows of `out` (uint8 (N, 3, S, S)), one image at a time."""
 
@@ -295,7 +137,7 @@ def _decode_items(
 # --------------------------------------------------------------------------- caching
 
 
-def _source_key(cfg: TrainConfig, items: Sequence[_Item] | None) -> str:
+def _source_key(cfg: TrainConfig, items: Sequence[Item] | None) -> str:
     h = hashlib.sha256()
     if items is None:
         h.update(f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}".encode())
@@ -310,7 +152,7 @@ def _source_key(cfg: TrainConfig, items: Sequence[_Item] | None) -> str:
 
 
 def _labels_of(
-    cfg: TrainConfig, items: Sequence[_Item] | None
+    cfg: TrainConfig, items: Sequence[Item] | None
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Labels (int64) and given split (int8: 0 train, 1 val, -1 none) in source order; cheap."""
     if items is None:  # the labels make_synthetic(n, size, seed=0) draws first
@@ -360,7 +202,7 @@ def _copy_rows(out: torch.Tensor, src: torch.Tensor, rows: torch.Tensor) -> None
 def _fill(
     dst: np.ndarray,
     cfg: TrainConfig,
-    items: Sequence[_Item] | None,
+    items: Sequence[Item] | None,
     order: torch.Tensor,
     folder: Path | None,
     base: str,
@@ -384,7 +226,7 @@ def _fill(
 
 def _images(
     cfg: TrainConfig,
-    items: Sequence[_Item] | None,
+    items: Sequence[Item] | None,
     base: str,
     name: str,
     meta: dict,
@@ -422,7 +264,7 @@ def _images(
 
 
 def _laid_out(cfg: TrainConfig) -> _Laid:
-    items = None if cfg.data == "synthetic" else _source_items(cfg.data, "data")
+    items = None if cfg.data == "synthetic" else source_items(cfg.data, "data")
     labels, split, names = _labels_of(cfg, items)
     order, n_train, tag = _layout(cfg, labels, split)  # bad splits fail before any decoding
     base = _source_key(cfg, items)
@@ -513,7 +355,7 @@ def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> 
     """
     if data == "synthetic":
         return 0
-    items = _source_items(data, where)
+    items = source_items(data, where)
     scratch = torch.empty((len(items), 3, 8, 8), dtype=torch.uint8)
     _decode_items(items, 8, data, workers, scratch)
     return len(items)

@@ -107,9 +107,9 @@ def load_trained(folder: Path, *, device: str = "auto") -> TrainedModel:
 
 
 def _is_image(p: Path) -> bool:
-    from .data import IMAGE_EXTENSIONS
+    from ._sources import is_image
 
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    return p.is_file() and is_image(p)
 
 
 def list_images(source: Path, class_names: Sequence[str]) -> list[tuple[Path, str | None]]:

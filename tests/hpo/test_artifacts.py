@@ -170,7 +170,7 @@ def test_dashboard_serves_the_trial_artifacts_from_the_recorded_store(study, tmp
 
     from optuna_dashboard import wsgi
 
-    from hpo.cli import _dashboard_store
+    from hpo.cli._serve import _dashboard_store
     from hpo.study import _optuna
 
     url, st = study

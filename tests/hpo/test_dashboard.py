@@ -6,10 +6,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 
 import optuna
 import pytest
@@ -17,6 +14,7 @@ import torch
 
 from backbones import create_backbone
 from hpo.cli import main
+from tests._net import free_port, http_get, wait_until_serving
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -25,44 +23,25 @@ VCR = shutil.which("vcr-hpo")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 30) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
 @pytest.fixture(scope="module")
 def dashboard(tiny_study, tmp_path_factory, require):
     """`vcr-hpo dashboard` serving the tiny study on a free loopback port."""
     require("vcr-hpo on PATH", VCR is not None, "pip install -e .")
     url, name, _ = tiny_study
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("dash") / "log", "w+")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("dash") / "log", "w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([VCR, "dashboard", "--storage", url, "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            _get(f"{base}/api/meta", timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.seek(0)
-                raise AssertionError(f"dashboard did not start: {log.read()}") from None
-            time.sleep(0.5)
-    summaries = json.loads(_get(f"{base}/api/studies"))["study_summaries"]
-    (study_id,) = [s["study_id"] for s in summaries if s["study_name"] == name]
-    yield base, study_id, optuna.load_study(study_name=name, storage=url)
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        wait_until_serving(f"{base}/api/meta", proc, log)
+        summaries = json.loads(http_get(f"{base}/api/studies"))["study_summaries"]
+        (study_id,) = [s["study_id"] for s in summaries if s["study_name"] == name]
+        yield base, study_id, optuna.load_study(study_name=name, storage=url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 def _channels(backbone: str) -> dict[str, int]:
@@ -72,7 +51,7 @@ def _channels(backbone: str) -> dict[str, int]:
 
 def test_api_serves_feature_channels_intermediate_values_and_metric_names(dashboard):
     base, study_id, study = dashboard
-    data = json.loads(_get(f"{base}/api/studies/{study_id}"))
+    data = json.loads(http_get(f"{base}/api/studies/{study_id}"))
     assert data["objective_names"] == ["val_acc"]
     assert len(data["trials"]) == len(study.trials) == 3
     for served, trial in zip(sorted(data["trials"], key=lambda t: t["number"]), study.trials):

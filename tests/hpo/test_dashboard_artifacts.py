@@ -6,16 +6,14 @@ import html
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 
 import optuna
 import pytest
 
 from hpo.artifacts import artifact_store, download, list_trial_artifacts, study_location
 from hpo.study import _optuna
+from tests._net import free_port, http_get, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -24,39 +22,19 @@ VCR = shutil.which("vcr-hpo")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 30) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
 @pytest.fixture
 def dashboard(tiny_study, tmp_path, require):
     """`vcr-hpo dashboard` on the tiny study (made by `vcr-hpo run`, artifacts beside it)."""
     require("the installed vcr-hpo", VCR is not None, "pip install -e .")
     require("chromium", CHROMIUM is not None, "apt-get install chromium (.ci/run does)")
     url, name, _ = tiny_study
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "log", "w+")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen([VCR, "dashboard", "--storage", url, "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
     try:
-        while True:
-            try:
-                _get(f"{base}/api/meta", timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise AssertionError(f"dashboard did not start: {log.read()}") from None
-                time.sleep(0.5)
+        wait_until_serving(f"{base}/api/meta", proc, log)
         yield base, url, optuna.load_study(study_name=name, storage=url)
     finally:
         proc.terminate()
@@ -86,6 +64,6 @@ def test_trial_page_shows_the_confusion_matrix_artifact(dashboard, tmp_path):
     store = artifact_store(url, study.study_name, study_location(study, url))
     (meta,) = [m for m in list_trial_artifacts(first) if m.filename == "confusion_matrix.png"]
     assert images["confusion_matrix.png"].endswith(meta.artifact_id)
-    shown = _get(base + images["confusion_matrix.png"])
+    shown = http_get(base + images["confusion_matrix.png"])
     assert shown[:8] == b"\x89PNG\r\n\x1a\n"
     assert shown == download(store, meta.artifact_id, tmp_path / "cm.png").read_bytes()

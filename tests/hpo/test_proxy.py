@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from hpo.errors import ConfigError
 from hpo.study import _optuna, build_storage, check_storage_url, claim_trial, run_one_trial
 from hpo.study._grpc import ATTR_BEAT, last_beat
 from hpo.study._lockfree import admission
+from tests._net import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 grpc = pytest.importorskip("grpc", reason='needs the grpc extra: pip install -e ".[grpc]"')
@@ -29,16 +29,10 @@ grpc = pytest.importorskip("grpc", reason='needs the grpc extra: pip install -e 
 VCR = shutil.which("vcr-hpo")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def proxy_url():
     """Optuna's gRPC proxy over an in-memory storage, served from this process on loopback."""
-    port = _free_port()
+    port = free_port()
     server = _optuna.grpc_proxy_server(optuna.storages.InMemoryStorage(), "127.0.0.1", port,
                                        ThreadPoolExecutor(max_workers=16))
     server.start()
@@ -76,7 +70,7 @@ def test_bad_grpc_urls_are_refused_with_the_rule(url, rule):
 
 
 def test_no_proxy_listening_is_one_line_naming_the_command():
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ConfigError, match="no gRPC storage proxy answers") as err:
         from hpo.study._grpc import build_grpc_storage
 
@@ -204,7 +198,7 @@ def test_a_top_up_through_the_proxy_runs_the_waiting_trials_first(proxy_url):
 
 def _start_proxy(storage_url: str, tmp_path):
     """`vcr-hpo storage-proxy` in a subprocess; returns (process, grpc URL)."""
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / f"proxy-{port}.log", "w+")  # noqa: SIM115 (the proxy writes it)
     cmd = [VCR] if VCR else [sys.executable, "-m", "hpo.cli"]
     proc = subprocess.Popen([*cmd, "storage-proxy", "--storage", storage_url, "--port", str(port)],
