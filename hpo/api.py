@@ -421,7 +421,7 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
     if isolation == "process":
         from .isolation import IsolatedObjective
 
-        objective = IsolatedObjective(objective)
+        objective = IsolatedObjective(objective, stall_timeout=space.study.trial_stall_timeout)
     seed = space.study.sampler.args.get("seed")
     if space.study.report_every is not None:  # pruner steps: epochs in the YAML, images here
         from .algorithms import build_pruner

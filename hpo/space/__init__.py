@@ -22,12 +22,13 @@ from ._load import ShippedSpace, copy_shipped_space, load_search_space, schema, 
 from ._params import PARAM_TYPES
 from ._parse import parse_search_space
 from ._study import DIRECTIONS, METRICS
-from ._types import AlgorithmSpec, Param, SearchSpace, StudySpec
+from ._types import STALL_TIMEOUT, AlgorithmSpec, Param, SearchSpace, StudySpec
 
 __all__ = [
     "DIRECTIONS",
     "METRICS",
     "PARAM_TYPES",
+    "STALL_TIMEOUT",
     "AlgorithmSpec",
     "Param",
     "SearchSpace",

@@ -25,14 +25,14 @@ from ..algorithms import (
 )
 from ..metrics import METRICS as _METRIC_TABLE
 from ..names import STUDY_NAME_RULE, is_study_name
-from ._types import Param, StudySpec, _fmt
+from ._types import STALL_TIMEOUT, Param, StudySpec, _fmt
 from ._yaml import _MISSING, _did_you_mean, _Errors, _is_scalar, _number, _unknown_key
 
 #: Metric name -> the direction that improves it (from the one metrics table).
 METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items()}
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
-               "sampler", "pruner", "keep_weights", "trial_isolation",
+               "sampler", "pruner", "keep_weights", "trial_isolation", "trial_stall_timeout",
                "report_every", "report_val_images")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
@@ -131,12 +131,37 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
                  isolation, _did_you_mean(isolation, _ISOLATION_MODES)
                  if isinstance(isolation, str) else "Write trial_isolation: process")
         ok = False
+    stall = _parse_stall(errs, raw, path, isolation)
+    if stall is _MISSING:
+        ok = False
     if not ok:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
-                     keep_weights=keep, trial_isolation=isolation,
+                     keep_weights=keep, trial_isolation=isolation, trial_stall_timeout=stall,
                      report_every=every, report_val_images=val_images)
+
+
+def _parse_stall(errs: _Errors, raw: Mapping, path: tuple, isolation: Any) -> Any:
+    """`trial_stall_timeout`: seconds (default STALL_TIMEOUT), None for no limit, _MISSING on error."""
+    if "trial_stall_timeout" not in raw:
+        return STALL_TIMEOUT
+    where = path + ("trial_stall_timeout",)
+    value = raw["trial_stall_timeout"]
+    if isolation == "none":  # a trial in the worker itself cannot be killed alone
+        errs.add(where, "applies to trial_isolation: process only", value,
+                 "Add trial_isolation: process, or remove trial_stall_timeout")
+        return _MISSING
+    if value is None:
+        return None
+    t = _number(errs, where, value)
+    if t is _MISSING:
+        return _MISSING
+    if t <= 0:
+        errs.add(where, "must be positive (seconds) or null", value,
+                 f"Write a number of seconds such as {STALL_TIMEOUT:g}, or null for no limit")
+        return _MISSING
+    return float(t)
 
 
 def _parse_keep(errs: _Errors, path: tuple, raw: Any) -> tuple[int, int] | None:

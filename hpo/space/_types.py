@@ -18,7 +18,12 @@ from .._values import FrozenDict
 from ..algorithms import AlgorithmSpec
 from ..config import TrainConfig
 
-__all__ = ["AlgorithmSpec", "Param", "SearchSpace", "StudySpec"]
+__all__ = ["STALL_TIMEOUT", "AlgorithmSpec", "Param", "SearchSpace", "StudySpec"]
+
+#: Seconds an isolated trial's child may send nothing and use no CPU before it is killed as
+#: stalled (`study.trial_stall_timeout`, hpo.isolation). A healthy child is that silent and idle
+#: only while it waits for another worker to build the shared data cache.
+STALL_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class StudySpec:
     # How a trial runs ("none": in the worker, "process": in a forked child), not what it
     # measures: left out of canonical(), so switching it keeps the fingerprint and resumes.
     trial_isolation: str = "none"
+    trial_stall_timeout: float | None = STALL_TIMEOUT  # None: no limit; left out of canonical()
     report_every: float | None = None  # fraction of an epoch between reports (hpo.subepoch)
     report_val_images: int | None = None  # validation images a mid-epoch report scores
 

@@ -1,5 +1,5 @@
-"""Trial isolation: each trial in a forked child; a child that is killed or exhausts its memory
-fails (or is infeasible) alone, and the next trial, in a fresh child, is healthy."""
+"""Trial isolation: each trial in a forked child; a child that is killed, exhausts its memory,
+dies silently or stalls fails alone, and the next trial, in a fresh child, is healthy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import os
 import resource
 import signal
+import time
 from pathlib import Path
 
 import optuna
@@ -15,7 +16,7 @@ import torch
 from optuna.trial import TrialState
 
 import hpo
-from hpo.isolation import IsolatedObjective
+from hpo.isolation import IsolatedObjective, TrialProcessStalled
 from hpo.objective import Objective
 from hpo.study import build_storage, run_trials
 
@@ -138,3 +139,127 @@ def test_trial_isolation_key_is_validated():
     on, plain = hpo.load_space("ok.yaml"), hpo.load_space("off.yaml")
     assert on.study.trial_isolation == "process" and plain.study.trial_isolation == "none"
     assert on.fingerprint == plain.fingerprint  # how a trial runs is not what it means
+
+
+class Light:
+    """A real objective without training (a few ms a trial): trial 0 does what `what` says first."""
+
+    def __init__(self, space, what):
+        self.space, self.on_epoch, self.what = space, None, what
+
+    def __call__(self, trial):
+        if trial.number == 0:
+            self.what()
+        return trial.params["lr"]
+
+
+def _light_study(tmp_path, what, *, stall_timeout, n_trials=1):
+    """Run trials of `Light(what)` isolated until `n_trials` finished; the trials by number."""
+    Path("s.yaml").write_text(_SPACE)
+    space = hpo.load_space("s.yaml")
+    storage = build_storage(f"sqlite:///{tmp_path / 'l.db'}", heartbeat_interval=None,
+                            grace_period=None)
+    study = optuna.create_study(storage=storage, study_name="light", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = IsolatedObjective(Light(space, what), stall_timeout=stall_timeout)
+    run_trials(study, objective, n_trials=n_trials, max_failures_in_a_row=None)
+    return sorted(study.trials, key=lambda t: t.number)
+
+
+def _sleep_forever():
+    time.sleep(3600)  # alive, silent, no CPU: a deadlock looks like this from outside
+
+
+@pytest.mark.timeout(30)
+def test_a_stalled_child_is_killed_with_its_stack_and_the_next_trial_runs(tmp_path):
+    start = time.monotonic()
+    stalled, healthy = _light_study(tmp_path, _sleep_forever, stall_timeout=1.5)
+    assert time.monotonic() - start < 10  # 1.5 s of silence, then the stack dump and the kill
+    assert stalled.state == TrialState.FAIL
+    reason = stalled.user_attrs["fail_reason"]
+    assert reason.startswith("trial process stalled: sent nothing and used no CPU for 1.5 s "
+                             "(study.trial_stall_timeout), killed; it was at File "), reason
+    assert "line" in reason and reason.endswith("in _sleep_forever")
+    assert "_child_main" in stalled.user_attrs["stall_traceback"]
+    assert healthy.state == TrialState.COMPLETE and healthy.values == [healthy.params["lr"]]
+
+
+def _exit_7():
+    os._exit(7)
+
+
+def _sigkill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _exit_leaving_a_child_on_the_pipe():
+    """Die while a child of ours (fork, no exec) keeps every inherited descriptor for 20 s."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(20)
+        os._exit(0)
+    Path("grandchild.pid").write_text(str(pid))
+    os._exit(5)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("what", "reason"), [
+    (_exit_7, "trial process exited with code 7 before reporting a result"),
+    (_sigkill, "trial process killed by SIGKILL"),
+    (_exit_leaving_a_child_on_the_pipe, "trial process exited with code 5 before reporting"),
+], ids=["exit", "sigkill", "pipe-held-open"])
+def test_a_child_that_dies_without_a_word_fails_with_its_cause(tmp_path, what, reason):
+    start = time.monotonic()
+    try:
+        dead, healthy = _light_study(tmp_path, what, stall_timeout=None)
+    finally:
+        if Path("grandchild.pid").exists():
+            os.kill(int(Path("grandchild.pid").read_text()), signal.SIGKILL)
+    # noticed from its exit status, not from the pipe (which its child holds open) nor a timeout
+    assert time.monotonic() - start < 10
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["fail_reason"].startswith(reason), dead.user_attrs["fail_reason"]
+    assert healthy.state == TrialState.COMPLETE
+
+
+def test_a_stall_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="stall_timeout: must be positive seconds or None, got 0"):
+        IsolatedObjective(Light(None, None), stall_timeout=0)
+    with pytest.raises(TypeError):  # keyword only
+        IsolatedObjective(Light(None, None), 60)
+    assert issubclass(TrialProcessStalled, hpo.isolation.TrialProcessDied)
+
+
+def _convolve():
+    with torch.no_grad():
+        torch.nn.Conv2d(3, 16, 3)(torch.randn(8, 3, 64, 64))
+
+
+@pytest.mark.timeout(60)
+def test_a_child_forked_after_openmp_ran_in_the_worker_computes_with_threads(tmp_path):
+    """GNU OpenMP keeps its thread pool per thread and has no fork handler: a child forked from
+    the thread that ran a parallel region on 2 threads waited forever at its own first one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _convolve()  # the worker's main thread now owns a pool of 2 OpenMP threads
+        trial = _light_study(tmp_path, _convolve, stall_timeout=10)[0]
+    finally:
+        torch.set_num_threads(before)
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("fail_reason")
+
+
+def test_trial_stall_timeout_key_defaults_and_is_left_out_of_the_fingerprint():
+    from hpo.space import STALL_TIMEOUT
+
+    Path("ok.yaml").write_text(_SPACE)
+    Path("set.yaml").write_text(_SPACE.replace("  trial_isolation: process\n",
+                                               "  trial_isolation: process\n"
+                                               "  trial_stall_timeout: 90\n"))
+    Path("off.yaml").write_text(_SPACE.replace("  trial_isolation: process\n",
+                                               "  trial_isolation: process\n"
+                                               "  trial_stall_timeout: null\n"))
+    ok, set_, off = (hpo.load_space(f) for f in ("ok.yaml", "set.yaml", "off.yaml"))
+    assert (ok.study.trial_stall_timeout, set_.study.trial_stall_timeout,
+            off.study.trial_stall_timeout) == (STALL_TIMEOUT, 90.0, None)
+    assert ok.fingerprint == set_.fingerprint == off.fingerprint  # how a trial runs

@@ -150,6 +150,10 @@ def build_schema() -> dict:
                              "properties": {k: {"type": "integer", "minimum": 0}
                                             for k in ("top", "per_backbone")}},
             "trial_isolation": {"enum": ["none", "process", None]},
+            "trial_stall_timeout": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                                    "description": "seconds an isolated trial's process may send "
+                                                   "nothing and use no CPU before it is killed "
+                                                   "(default 600); null: no limit"},
             "report_every": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1,
                              "description": "fraction of an epoch between pruner reports "
                                             "(steps = training images seen); null: epoch ends"},
