@@ -308,8 +308,9 @@ def _best_at(points: list[tuple[float, float]], t: float) -> float:
 def time_to_final(outs: list[Outcome], budget: float, se: float, final: float) -> float | None:
     """The smallest budget fraction (of 20 steps) at which the mean best over seeds is within
     one standard error of the final mean best."""
-    for f in _FRACTIONS:
-        if statistics.fmean(_best_at(o.points, f * budget) for o in outs) >= final - se - 1e-12:
+    for f in _FRACTIONS:  # the last step counts a run that overran its budget by a little
+        t = f * budget if f < 1.0 else math.inf
+        if statistics.fmean(_best_at(o.points, t) for o in outs) >= final - se - 1e-12:
             return f
     return None
 
