@@ -44,13 +44,12 @@ from hpo.study import cpu_threads
 
 #: Pruners only replayed by default (cheap): candidates for the shipped spaces' defaults.
 REPLAY_DEFAULT = [
-    "{type: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}",
-    "{type: MedianPruner, n_startup_trials: 4, n_warmup_steps: 0}",
-    "{type: Percentile, percentile: 25.0, n_startup_trials: 2, n_warmup_steps: 0}",
-    "{type: Percentile, percentile: 25.0, n_startup_trials: 2, n_warmup_steps: 1}",
-    "{type: Percentile, percentile: 33.0, n_startup_trials: 2, n_warmup_steps: 0}",
     "{type: SuccessiveHalving, min_resource: 1, reduction_factor: 3}",
-    "{type: Hyperband, min_resource: 1, reduction_factor: 2}",
+    "{type: SuccessiveHalving, min_resource: 1, reduction_factor: 2}",
+    "{type: SuccessiveHalving, min_resource: 2, reduction_factor: 3}",
+    "{type: MedianPruner, n_startup_trials: 4, n_warmup_steps: 0}",
+    "{type: Percentile, percentile: 33.0, n_startup_trials: 4, n_warmup_steps: 0}",
+    "{type: Hyperband, min_resource: 1, reduction_factor: 3}",
 ]
 
 

@@ -55,7 +55,7 @@ CANDIDATES = {
     "tpe-mv": "{type: TPE, n_startup_trials: 4, multivariate: true, group: true}|shipped",
 }
 #: Named sizes: image px, train images, val images, epochs per trial, default budget (s).
-#: Trials last 9 epochs, the shipped pruner's top rung (1, 3, 9): a 2-3 epoch trial is still
+#: Trials last 9 epochs (rungs 1, 3, 9 with reduction factor 3): a 2-3 epoch trial is still
 #: climbing and would lose to any long run. The hard size has twice the data for 4/3 the budget:
 #: fewer epochs per budget (about 6 default-length trials on demo, 4 on hard).
 SIZES = {

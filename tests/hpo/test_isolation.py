@@ -80,14 +80,19 @@ def _address_space() -> int:
     raise AssertionError("no VmSize in /proc/self/status")
 
 
+def _space_and_study(tmp_path, name: str):
+    """The test space (written to the working folder) and a fresh seeded study on SQLite."""
+    Path("s.yaml").write_text(_SPACE)
+    storage = build_storage(f"sqlite:///{tmp_path / name}.db", heartbeat_interval=None,
+                            grace_period=None)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    return hpo.load_space("s.yaml"), study
+
+
 @pytest.mark.slow
 def test_a_killed_or_exhausted_trial_leaves_the_next_trial_healthy(tmp_path):
-    Path("s.yaml").write_text(_SPACE)
-    space = hpo.load_space("s.yaml")
-    storage = build_storage(f"sqlite:///{tmp_path / 'i.db'}", heartbeat_interval=None,
-                            grace_period=None)
-    study = optuna.create_study(storage=storage, study_name="iso", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    space, study = _space_and_study(tmp_path, "iso")
     objective = IsolatedObjective(Misbehaving(space, {0: "sigkill", 1: "exhaust", 2: "leak"}))
     run_trials(study, objective, n_trials=3, max_failures_in_a_row=None)
     trials = sorted(study.trials, key=lambda t: t.number)
@@ -155,12 +160,7 @@ class Light:
 
 def _light_study(tmp_path, what, *, stall_timeout, n_trials=1):
     """Run trials of `Light(what)` isolated until `n_trials` finished; the trials by number."""
-    Path("s.yaml").write_text(_SPACE)
-    space = hpo.load_space("s.yaml")
-    storage = build_storage(f"sqlite:///{tmp_path / 'l.db'}", heartbeat_interval=None,
-                            grace_period=None)
-    study = optuna.create_study(storage=storage, study_name="light", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    space, study = _space_and_study(tmp_path, "light")
     objective = IsolatedObjective(Light(space, what), stall_timeout=stall_timeout)
     run_trials(study, objective, n_trials=n_trials, max_failures_in_a_row=None)
     return sorted(study.trials, key=lambda t: t.number)
