@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import signal
 import socket
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def require(component: str, available: bool, how_to_install: str) -> None:
 def _require_fixture():
     """`require(component, available, how_to_install)` for tests and fixtures of any scope."""
     return require
+
+
+def pytest_configure(config):
+    """SIGTERM (a CI timeout, `kill`) stops the run like Ctrl-C, so session fixtures are torn down:
+    without this the PostgreSQL cluster and the servers the tests started outlive a killed run."""
+
+    def _terminate(signum, frame):
+        pytest.exit(f"received {signal.Signals(signum).name}", returncode=128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def pytest_collection_modifyitems(config, items):
