@@ -159,23 +159,29 @@ def _holdout_splits(cfg, n: int):
     return dataclasses.replace(splits, val_images=images, val_labels=labels)
 
 
+def _score(model, cfg, data) -> float:
+    """val_acc of `model` on the val split of `data` (the held-out images)."""
+    from hpo.train import evaluate, resolve_device
+
+    _, acc, _ = evaluate(model, data.val_images, data.val_labels, data.num_classes,
+                         device=resolve_device(cfg.device), batch_size=256)
+    return float(acc)
+
+
 def _holdout_score(space, params: dict, overrides: dict, epochs: int, n: int) -> float:
     """val_acc on the held-out images of the final model of `params` trained for `epochs`."""
-    from hpo.train import evaluate, resolve_device, train_model
+    from hpo.train import train_model
 
     cfg = space.config_for(params, {**overrides, "epochs": epochs})
     data = _holdout_splits(cfg, n)
-    result = train_model(cfg, data=data)
-    _, acc, _ = evaluate(result.model, data.val_images, data.val_labels, data.num_classes,
-                         device=resolve_device(cfg.device), batch_size=256)
-    return float(acc)
+    return _score(train_model(cfg, data=data).model, cfg, data)
 
 
 def _train_for_budget(space, params: dict, overrides: dict, budget: float, wall: bool,
                       holdout: int):
     """Train `params` once for as many epochs as `budget` buys (set-up and epoch cost measured
     before the clock starts). Returns (points, used, epochs, held-out score of the final model)."""
-    from hpo.train import evaluate, resolve_device, train_model
+    from hpo.train import train_model
 
     clock = _clock(wall)
     ends: list[float] = []
@@ -194,12 +200,7 @@ def _train_for_budget(space, params: dict, overrides: dict, budget: float, wall:
 
     result = train_model(cfg, on_epoch=on_epoch)
     used = clock() - t0
-    score = None
-    if holdout:
-        data = _holdout_splits(cfg, holdout)
-        _, score, _ = evaluate(result.model, data.val_images, data.val_labels, data.num_classes,
-                               device=resolve_device(cfg.device), batch_size=256)
-        score = float(score)
+    score = _score(result.model, cfg, _holdout_splits(cfg, holdout)) if holdout else None
     return points, used, epochs, score
 
 
