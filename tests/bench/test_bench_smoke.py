@@ -226,3 +226,37 @@ def test_pruning_replays_saved_curves_without_training(tmp_path, capsys, monkeyp
         _run("pruning", ["--no-live", "--n-trials", "3", "--epochs", "3", "--image-size", "32",
                          "--train", "40", "--val", "20", "--load-curves", str(curves)],
              capsys, monkeypatch)  # other epochs than recorded: refused before any training
+
+
+def test_constant_liar_quick_measures_distance_to_running_trials(capsys, monkeypatch):
+    out = _run("constant_liar", ["--quick", "--settings", "TPE+liar", "Random"], capsys,
+               monkeypatch)
+    _command_line(out, "constant_liar", "--quick")
+    runs, summary = tables(out)
+    assert [r["sampler"] for r in runs] == ["TPE+liar", "Random"]
+    for r in runs:
+        assert int(r["trials"]) == 6
+        # two workers: every trial but the first and the last few starts beside a running one
+        assert 1 <= int(r["beside_running"]) <= 6
+        assert 0.0 <= float(r["mean_nearest"]) <= 1.0
+        assert 0 <= int(r["near_dups"]) <= int(r["beside_running"])
+    for s in summary:
+        dups, total = s["near_dups"].split("/")
+        assert int(total) == sum(int(r["beside_running"]) for r in runs
+                                 if r["sampler"] == s["sampler"])
+
+
+def test_constant_liar_distance_is_per_param_in_the_unit_cube():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import create_trial
+
+    mod = _load("constant_liar")
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True),
+             "opt": CategoricalDistribution(["adamw", "sgd"])}
+    a = create_trial(params={"lr": 1e-4, "opt": "adamw"}, distributions=dists, value=0.5)
+    b = create_trial(params={"lr": 1e-3, "opt": "sgd"}, distributions=dists, value=0.5)
+    assert mod.distance(a, a) == 0.0
+    assert mod.distance(a, b) == pytest.approx((0.5 + 1.0) / 2)  # lr half the log range apart
+    c = create_trial(params={"lr": 1e-4, "opt": "sgd", "momentum": 0.9},
+                     distributions={**dists, "momentum": FloatDistribution(0.8, 0.99)}, value=0.5)
+    assert mod.distance(a, c) == pytest.approx((0 + 1 + 1) / 3)  # momentum on one side only
