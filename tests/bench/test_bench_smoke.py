@@ -71,7 +71,7 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
     assert len(tols) == 2 and "0.01" in tols and any(t.startswith("se=") for t in tols)
     for tol in tols:
         by = {r["pruner"]: r for r in live if r["tol"] == tol}
-        assert set(by) == {"none", "hyperparameters.yaml"}
+        assert set(by) == {"none", "vcr_full.yaml"}
         none = by["none"]
         assert int(none["trials"]) == 3 and int(none["pruned"]) == 0 and none["reached"] == "yes"
         assert int(none["epochs"]) == 3 * 2  # no pruner: every trial trains every epoch
@@ -80,7 +80,7 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
         best = float(none["best_val_acc"])
         assert 0.0 <= best <= 1.0
         margin = 0.01 if tol == "0.01" else float(tol[3:])
-        pruned = by["hyperparameters.yaml"]
+        pruned = by["vcr_full.yaml"]
         # equal trials: a pruner can only train fewer epochs; a pruned trial trained >= 1 epoch
         assert int(pruned["pruned"]) <= int(pruned["epochs"]) <= 6
         assert float(pruned["x_none"]) == pytest.approx(int(pruned["epochs"]) / 6, abs=1e-3)
@@ -90,17 +90,17 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
             assert float(pruned["x_first"]) == pytest.approx(ratio, abs=1e-3)
         # replay: the shipped pruner and one candidate watch the unpruned run's 3 curves
         rows = [r for r in replayed if r["tol"] == tol]
-        assert [r["pruner"] for r in rows] == ["hyperparameters.yaml", "--replay 1"]
+        assert [r["pruner"] for r in rows] == ["vcr_full.yaml", "--replay 1"]
         for r in rows:
             assert int(r["pruned"]) <= int(r["epochs"]) <= 6
             assert float(r["best_kept"]) <= best
             assert (r["reached"] == "yes") == (float(r["best_kept"]) >= best - margin)
     assert [(r["pruner"], r["tol"]) for r in summary] == [
-        ("hyperparameters.yaml", "0.01"), ("hyperparameters.yaml", "se"),
+        ("vcr_full.yaml", "0.01"), ("vcr_full.yaml", "se"),
         ("--replay 1", "0.01"), ("--replay 1", "se")]
     assert {r["goal_x_none_<=0.4"] for r in summary[:2]} <= {"met", "not met"}
     assert {r["live_x_none"] for r in summary[2:]} == {"-"}  # replayed only
-    assert "SuccessiveHalving(min_resource=1" in out  # the shipped demo's pruner, read from its file
+    assert "SuccessiveHalving(min_resource=1" in out  # the shipped pruner, read from vcr_full.yaml
 
 
 def test_samplers_quick_prints_best_over_seeds(capsys, monkeypatch):
