@@ -53,8 +53,8 @@ REPLAY_DEFAULT = [
 ]
 
 
-def _spec(text: str):
-    """A pruner spec from a YAML flow mapping, checked like a space's pruner block."""
+def _spec(text: str, kind: str = "pruner"):
+    """A pruner (or sampler) spec from a YAML flow mapping, checked like a space's block."""
     import yaml
 
     from hpo.algorithms import canonical_algorithm_name, check_algorithm_args
@@ -62,14 +62,14 @@ def _spec(text: str):
 
     raw = yaml.safe_load(text)
     if not isinstance(raw, dict) or "type" not in raw:
-        raise SystemExit(f"--pruner: a mapping with a type, got {text!r}. "
+        raise SystemExit(f"--{kind}: a mapping with a type, got {text!r}. "
                          "Write e.g. \"{type: MedianPruner, n_warmup_steps: 2}\"")
     args = {k: v for k, v in raw.items() if k != "type"}
-    name = canonical_algorithm_name("pruner", str(raw["type"]))
-    problems = check_algorithm_args("pruner", name, args)
+    name = canonical_algorithm_name(kind, str(raw["type"]))
+    problems = check_algorithm_args(kind, name, args)
     if problems:
         p = problems[0]
-        raise SystemExit(f"--pruner: {p.arg or 'type'}: {p.rule}. {p.fix}")
+        raise SystemExit(f"--{kind}: {p.arg or 'type'}: {p.rule}. {p.fix}")
     return AlgorithmSpec(name, args)
 
 
@@ -191,7 +191,8 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = C.shipped_space(args.space)
+    # the sampler is part of the setup, not of the space: recorded curves keep their meaning
+    space = C.with_study(C.shipped_space(args.space), sampler=_spec(args.sampler, "sampler"))
     overrides = C.tiny_overrides(epochs=args.epochs, image_size=args.image_size,
                                  train=args.train, val=args.val)
     live = variants(args.pruner, args.shipped)
@@ -331,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="hyperparameters.yaml", help="a file in search_spaces/")
     ap.add_argument("--shipped", nargs="*", default=["hyperparameters.yaml", "vcr_full.yaml"],
                     help="shipped spaces whose pruner blocks are compared")
+    ap.add_argument("--sampler", default="{type: TPE, seed: 42, n_startup_trials: 4}",
+                    help="sampler of every run, a YAML flow mapping (the seed is varied); the "
+                         "default is the one bench/results/curves/ were recorded with")
     ap.add_argument("--pruner", action="append", default=[],
                     help="extra live pruner as a YAML flow mapping (repeatable)")
     ap.add_argument("--replay", action="append", default=None,
