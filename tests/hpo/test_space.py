@@ -160,8 +160,9 @@ def test_space_canonical_is_json_round_trip():
     canon = space.canonical()
     assert json.loads(json.dumps(canon)) == canon
     assert canon["params"]["focal_gamma"]["when"] == {"loss_fn": ["focal"]}
-    assert canon["study"]["sampler"] == {"type": "TPE", "args": {"group": True, "multivariate": True,
-                                                                  "n_startup_trials": 10, "seed": 42}}
+    assert canon["study"]["sampler"] == {"type": "TPE", "args": {
+        "constant_liar": True, "group": True, "multivariate": True, "n_startup_trials": 10,
+        "seed": 42}}
 
 
 def test_space_default_params_baseline():
