@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "ROOT",
     "TrialRecord",
+    "algorithm_spec",
     "conditions",
     "format_table",
     "load_text",
@@ -91,6 +92,28 @@ def shipped_space(name: str):
     from hpo.space import load_search_space
 
     return load_search_space(ROOT / "search_spaces" / name)
+
+
+def algorithm_spec(kind: str, text: str, flag: str):
+    """A sampler or pruner spec from a YAML flow mapping, checked like a space's study block;
+    a bad one ends the bench with one line naming `flag` (the command-line option)."""
+    import yaml
+
+    from hpo.algorithms import canonical_algorithm_name, check_algorithm_args
+    from hpo.space import AlgorithmSpec
+
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict) or "type" not in raw:
+        example = "{type: TPE, multivariate: true}" if kind == "sampler" else \
+            "{type: MedianPruner, n_warmup_steps: 2}"
+        raise SystemExit(f"{flag}: a mapping with a type, got {text!r}. Write e.g. \"{example}\"")
+    args = {k: v for k, v in raw.items() if k != "type"}
+    name = canonical_algorithm_name(kind, str(raw["type"]))
+    problems = check_algorithm_args(kind, name, args)
+    if problems:
+        p = problems[0]
+        raise SystemExit(f"{flag}: {p.arg or 'type'}: {p.rule}. {p.fix}")
+    return AlgorithmSpec(name, args)
 
 
 def with_study(space, **changes: Any):

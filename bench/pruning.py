@@ -53,26 +53,6 @@ REPLAY_DEFAULT = [
 ]
 
 
-def _spec(text: str, kind: str = "pruner"):
-    """A pruner (or sampler) spec from a YAML flow mapping, checked like a space's block."""
-    import yaml
-
-    from hpo.algorithms import canonical_algorithm_name, check_algorithm_args
-    from hpo.space import AlgorithmSpec
-
-    raw = yaml.safe_load(text)
-    if not isinstance(raw, dict) or "type" not in raw:
-        raise SystemExit(f"--{kind}: a mapping with a type, got {text!r}. "
-                         "Write e.g. \"{type: MedianPruner, n_warmup_steps: 2}\"")
-    args = {k: v for k, v in raw.items() if k != "type"}
-    name = canonical_algorithm_name(kind, str(raw["type"]))
-    problems = check_algorithm_args(kind, name, args)
-    if problems:
-        p = problems[0]
-        raise SystemExit(f"--{kind}: {p.arg or 'type'}: {p.rule}. {p.fix}")
-    return AlgorithmSpec(name, args)
-
-
 def _describe(spec) -> str:
     return "none" if spec is None else spec.describe()
 
@@ -88,7 +68,7 @@ def variants(extra: list[str], shipped: list[str]):
             seen.add(key)
             out.append((f"{Path(name).stem}.yaml", spec))
     for i, text in enumerate(extra, 1):
-        out.append((f"--pruner {i}", _spec(text)))
+        out.append((f"--pruner {i}", C.algorithm_spec("pruner", text, "--pruner")))
     return out
 
 
@@ -192,11 +172,13 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # the sampler is part of the setup, not of the space: recorded curves keep their meaning
-    space = C.with_study(C.shipped_space(args.space), sampler=_spec(args.sampler, "sampler"))
+    space = C.with_study(C.shipped_space(args.space), sampler=C.algorithm_spec(
+        "sampler", args.sampler, "--sampler"))
     overrides = C.tiny_overrides(epochs=args.epochs, image_size=args.image_size,
                                  train=args.train, val=args.val)
     live = variants(args.pruner, args.shipped)
-    replayed = [*live[1:], *((f"--replay {i}", _spec(t)) for i, t in enumerate(args.replay, 1))]
+    replayed = [*live[1:], *((f"--replay {i}", C.algorithm_spec("pruner", t, "--replay"))
+                               for i, t in enumerate(args.replay, 1))]
     live_seeds = args.seeds or [space.study.sampler.args.get("seed", 0)]
     seeds = [*live_seeds, *(s for s in args.replay_seeds if s not in live_seeds)]
     if args.no_live:

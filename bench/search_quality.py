@@ -96,27 +96,12 @@ class Outcome:
 
 
 def _spec(kind: str, text: str, space):
-    import yaml
-
-    from hpo.algorithms import canonical_algorithm_name, check_algorithm_args
-    from hpo.space import AlgorithmSpec
-
     text = text.strip()
     if text == "none":
         return None
     if text == "shipped":
         return space.study.sampler if kind == "sampler" else space.study.pruner
-    raw = yaml.safe_load(text)
-    if not isinstance(raw, dict) or "type" not in raw:
-        raise SystemExit(f"--strategy: {kind}: a mapping with a type, shipped or none, got "
-                         f"{text!r}. Write e.g. \"{{type: TPE, multivariate: true}}\"")
-    args = {k: v for k, v in raw.items() if k != "type"}
-    name = canonical_algorithm_name(kind, str(raw["type"]))
-    problems = check_algorithm_args(kind, name, args)
-    if problems:
-        p = problems[0]
-        raise SystemExit(f"--strategy: {kind}.{p.arg or 'type'}: {p.rule}. {p.fix}")
-    return AlgorithmSpec(name, args)
+    return C.algorithm_spec(kind, text, f"--strategy: {kind}")
 
 
 def parse_strategy(text: str, space) -> Strategy:
