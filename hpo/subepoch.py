@@ -96,9 +96,10 @@ def seconds_arg_problems(name: str, args: Mapping[str, Any],
             out.append((key, "counts whole seconds of training (fidelity: seconds)",
                         f"Write whole seconds such as {every * 3}"))
         elif key in _GRID_ARGS and value > 0 and value % every:
-            out.append((key, f"counts seconds of training (fidelity: seconds) and must be a "
-                             f"multiple of report_seconds ({every})",
-                        f"Write e.g. {max(1, round(value / every)) * every} seconds (not epochs)"))
+            rule = ("counts seconds of training (fidelity: seconds) and must be a multiple of "
+                    f"report_seconds ({every})")
+            fix = f"Write e.g. {max(1, round(value / every)) * every} seconds (not epochs)"
+            out.append((key, rule, fix))
     return out
 
 
