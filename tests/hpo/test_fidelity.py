@@ -252,9 +252,19 @@ def _check_grid(trial, every: int = 1) -> list[int]:
     return steps
 
 
+def _real_space():
+    """Tiny real trials: resnet10t, 128 images, 3 epochs (about 1 s an epoch on an idle core,
+    4 s on a loaded one)."""
+    doc = _doc()
+    del doc["hyperparameters"]["backbone"]
+    doc["fixed"].update({"backbone": "resnet10t", "synthetic_size": 240,
+                         "max_train_samples": 128})
+    return parse_search_space(yaml.safe_dump(doc), source="secs.yaml")
+
+
 @pytest.mark.slow
 def test_a_real_run_reports_seconds_on_one_grid(tmp_path):
-    space = _space()
+    space = _real_space()
     result = hpo.run_study(space, storage=f"sqlite:///{tmp_path / 'run.db'}", n_trials=2,
                            threads=1)
     trials = result.study.trials
@@ -270,3 +280,43 @@ def test_a_real_run_reports_seconds_on_one_grid(tmp_path):
     assert common, grids  # both compared at the same seconds
     assert refit_seconds(trials[0].user_attrs, 9) == pytest.approx(
         trials[0].user_attrs[TRAIN_SECONDS_ATTR] / 3 * 9)
+
+
+@pytest.mark.slow
+def test_a_resumed_trial_reports_its_origins_steps_then_goes_on(tmp_path):
+    """Interrupted after 2 epochs, retried from its checkpoint: the retry replays the origin's
+    recorded seconds, so it reports the origin's steps and values, and its clock goes on."""
+    from hpo.artifacts import artifact_store
+    from hpo.objective import Objective
+    from hpo.study import RunInterrupted
+
+    space = _real_space()
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    study = open_study(space, build_storage(url), study_name="secs", n_trials=1)
+    trial = study.ask()
+
+    def stop(number, m):
+        if m.epoch == 2:  # after training epoch 2, before its reports and checkpoint
+            raise RunInterrupted(2)
+
+    with pytest.raises(RunInterrupted):
+        Objective(space, on_epoch=stop, artifacts=artifact_store(url, "secs"))(trial)
+    trial.set_user_attr("interrupted", "SIGINT")
+    study.tell(trial, state=TrialState.FAIL)
+    origin = study.trials[trial.number]
+    assert origin.intermediate_values  # its clock passed a grid point in two epochs
+
+    result = hpo.run_study(space, storage=url, study_name="secs", n_trials=1, threads=1)
+    (retry,) = [t for t in result.study.trials if t.state != TrialState.FAIL]
+    assert retry.user_attrs["resumed_from_epoch"] == 2
+    last = max(origin.intermediate_values)
+    assert {s: v for s, v in retry.intermediate_values.items() if s <= last} \
+        == origin.intermediate_values
+    steps = sorted(retry.intermediate_values)
+    assert steps == list(range(steps[0], steps[-1] + 1))  # one grid, no gap at the resume
+    assert len(retry.user_attrs["epoch_seconds"]) == 1  # trained the last epoch only
+    assert retry.user_attrs[TRAIN_EPOCHS_ATTR] == 3  # charged for the origin's epochs too
+    paid = sum(origin.user_attrs["epoch_seconds"][:2]) + retry.user_attrs["epoch_seconds"][0]
+    assert retry.user_attrs[TRAIN_SECONDS_ATTR] == pytest.approx(paid, abs=0.01)
+    assert steps[-1] == int(retry.user_attrs[TRAIN_SECONDS_ATTR]) or \
+        abs(paid - round(paid)) < 0.01
