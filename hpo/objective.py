@@ -19,6 +19,7 @@ from .constraints import (
     is_out_of_memory,
 )
 from .devices import GPU_ENV
+from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
@@ -83,7 +84,8 @@ class Objective:
     """Callable for `study.optimize`: suggest -> TrainConfig -> train -> metric(s).
 
     Single objective: reports the first metric each epoch (step = epoch index; with
-    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`) and
+    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`; with
+    `study.fidelity: seconds` at each grid point of training seconds passed, `hpo.fidelity`) and
     prunes when the pruner says so;
     a NaN loss prunes the trial. Several objectives: no reports (Optuna cannot prune them); a NaN
     loss returns NaN values, which Optuna records as FAIL. Any other error sets `fail_reason`
@@ -122,12 +124,13 @@ class Objective:
         run: list[RunInfo] = []
         start = None
         reports = self._sub_epoch_reports(trial) if single else None
+        clock = seconds_reports(self.space.study) if single else None
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
             start, on_state = None, None
             if self.artifacts is not None:
-                start, on_state = self._checkpointing(trial, params, cfg, reports)
+                start, on_state = self._checkpointing(trial, params, cfg, reports, clock)
 
             def started(info: RunInfo) -> None:
                 run.append(info)
@@ -154,8 +157,16 @@ class Objective:
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, m)
                 if single and self.metrics[0] in EPOCH_METRICS:
+                    value = getattr(m, self.metrics[0])
+                    if clock is not None:  # steps are seconds: each grid point passed, in order
+                        for step, known in clock.epoch_end(m.seconds, value):
+                            trial.report(known, step)
+                            if trial.should_prune():
+                                raise optuna.TrialPruned(
+                                    f"pruned at {step} s of training (epoch {m.epoch})")
+                        return
                     step = m.epoch if reports is None else reports.epoch_step(m.epoch)
-                    trial.report(getattr(m, self.metrics[0]), step)
+                    trial.report(value, step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
@@ -200,6 +211,9 @@ class Objective:
                 trial.set_user_attr("report_seconds", round(reports.seconds, 3))
             if history:
                 trial.set_user_attr("epoch_seconds", [round(m.seconds, 3) for m in history])
+                every = start.history if start is not None else history  # origin's epochs too
+                for key, value in train_seconds([m.seconds for m in every]).items():
+                    trial.set_user_attr(key, value)
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
 
         trial.set_user_attr("best_epoch", result.best_epoch)
@@ -252,7 +266,8 @@ class Objective:
             trial.set_user_attr("artifact_error", _reason(exc))
 
     def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any,
-                       reports: SubEpochReports | None = None):
+                       reports: SubEpochReports | None = None,
+                       clock: SecondsReports | None = None):
         """(state to resume or None, on_state saver) for a trial with an artifact store."""
         from .checkpoint import (
             checkpoint_identity,
@@ -291,6 +306,10 @@ class Objective:
                     if reports is not None:
                         reports.n_train = len(start.data.train_y)  # its steps count images
                     for m in start.history:  # the pruner sees the origin's curve, then ours
+                        if clock is not None:  # the origin's seconds: its steps, its clock
+                            for step, known in clock.epoch_end(m.seconds, getattr(m, metric)):
+                                trial.report(known, step)
+                            continue
                         step = m.epoch if reports is None else reports.epoch_step(m.epoch)
                         trial.report(getattr(m, metric), step)
                 trial.set_user_attr("resumed_from_epoch", start.epoch)

@@ -15,6 +15,7 @@ import pytest
 
 from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_algorithm_args
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
+from hpo.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 from hpo.names import STUDY_NAME
 from hpo.space import METRICS, PARAM_TYPES, schema
 from hpo.subepoch import STEP_ARGS
@@ -159,6 +160,14 @@ def build_schema() -> dict:
                                             "(steps = training images seen); null: epoch ends"},
             "report_val_images": {"type": "integer", "minimum": 1,
                                   "description": "validation images a mid-epoch report scores"},
+            "fidelity": {"enum": [*FIDELITIES, None],
+                         "description": "what a pruner step counts: epochs (default) or seconds "
+                                        "of training (reports on a grid of report_seconds)"},
+            "report_seconds": {"type": "integer", "minimum": 1,
+                               "description": "seconds of training between reports with "
+                                              f"fidelity: seconds (default "
+                                              f"{DEFAULT_REPORT_SECONDS}); pruner step args are "
+                                              "then seconds"},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
