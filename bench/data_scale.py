@@ -91,8 +91,8 @@ def _draw(job: tuple[int, int, str]) -> None:
 
     index, label, path = job
     rng = np.random.default_rng(1_000_003 * VERSION + index)
-    w = int(round(math.exp(rng.uniform(math.log(60), math.log(400)))))
-    h = max(24, int(round(w / rng.uniform(1.2, 2.2))))
+    w = round(math.exp(rng.uniform(math.log(60), math.log(400))))
+    h = max(24, round(w / rng.uniform(1.2, 2.2)))
     ground = rng.uniform(60, 200) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
     ramp = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(1.0, 1.2), h, dtype=np.float32)
     sky = np.clip(ramp[:, None] * ground[None, :], 0, 255).astype(np.uint8)  # (h, 3)
@@ -280,7 +280,7 @@ def run_wait(args: argparse.Namespace, folder: Path, work: Path, tag: str, env: 
                 "--n-trials", "1", "--quiet", "--artifacts", str(work / f"{tag}-artifacts")]
     t0 = time.time()
     cmd = [sys.executable, __file__, "--first-batch", "--t0", repr(t0), "--", *run_argv]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise SystemExit(f"run did not reach a batch (rc {done.returncode}):\n{done.stderr[-3000:]}")
@@ -380,9 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         first_batch(args, rest)
         return 0
 
-    import torch
-
     import _common as C
+    import torch
 
     torch.set_num_threads(args.cores)
     C.print_header(f"Data at scale: {args.images} JPEG vehicle crops at {args.image_size} px")
@@ -391,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     folder, made = make_folder(args.root.expanduser(), args.images, args.cores)
     counts = class_counts(args.images)
     on_disk = sum(f.stat().st_size for f in folder.rglob("*.jpg"))
-    print(f"# folder {folder}: {'made in %.0f s' % made if made else 'reused'}, "
+    print(f"# folder {folder}: {f'made in {made:.0f} s' if made else 'reused'}, "
           f"{on_disk / MB:.0f} MB of JPEG, 12 classes: "
           + ", ".join(f"{c[0]} {k} ({k / args.images:.1%})" for c, k in zip(CLASSES, counts)))
     raw = args.images * 3 * args.image_size**2
