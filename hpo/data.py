@@ -138,17 +138,22 @@ def _decode_items(
 
 
 def _listing_digest(items: Sequence[Item]) -> str:
-    """A hash of a source listing: each file's path, size, mtime and ctime, label and split.
+    """A hash of a source listing: each file's path, size, mtime, ctime, inode, label and split.
 
     ctime changes on every write and rename and cannot be set back, so a file replaced by one
-    of the same size and mtime (`cp -p`, `rsync -a`, `tar x`) still changes the digest.
+    of the same size and mtime (`cp -p`, `rsync -a`, `tar x`) still changes the digest. Folders
+    are resolved once each (a file's own symlink is followed by its stat, not its path).
     """
     h = hashlib.sha256()
+    folders: dict[Path, Path] = {}
     for it in items:
         st = it.path.stat()
+        parent = folders.get(it.path.parent)
+        if parent is None:
+            parent = folders[it.path.parent] = it.path.parent.resolve()
         h.update(
-            f"{it.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|"
-            f"{it.label}|{it.split}\n".encode()
+            f"{parent / it.path.name}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|"
+            f"{st.st_ino}|{it.label}|{it.split}\n".encode()
         )
     return h.hexdigest()[:24]
 
