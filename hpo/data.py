@@ -137,18 +137,31 @@ def _decode_items(
 # --------------------------------------------------------------------------- caching
 
 
-def _source_key(cfg: TrainConfig, items: Sequence[Item] | None) -> str:
+def _listing_digest(items: Sequence[Item]) -> str:
+    """A hash of a source listing: each file's path, size, mtime, ctime, inode, label and split.
+
+    ctime changes on every write and rename and cannot be set back, so a file replaced by one
+    of the same size and mtime (`cp -p`, `rsync -a`, `tar x`) still changes the digest. Folders
+    are resolved once each (a file's own symlink is followed by its stat, not its path).
+    """
     h = hashlib.sha256()
-    if items is None:
-        h.update(f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}".encode())
-    else:
-        for it in items:
-            st = it.path.stat()
-            h.update(
-                f"{it.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{it.label}|{it.split}\n".encode()
-            )
-    h.update(f"|size={cfg.image_size}".encode())
+    folders: dict[Path, Path] = {}
+    for it in items:
+        st = it.path.stat()
+        parent = folders.get(it.path.parent)
+        if parent is None:
+            parent = folders[it.path.parent] = it.path.parent.resolve()
+        h.update(
+            f"{parent / it.path.name}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|"
+            f"{st.st_ino}|{it.label}|{it.split}\n".encode()
+        )
     return h.hexdigest()[:24]
+
+
+def _source_key(cfg: TrainConfig, digest: str | None) -> str:
+    """The cache key of a source (its listing digest; None: synthetic) at `cfg.image_size`."""
+    src = f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}" if digest is None else digest
+    return hashlib.sha256(f"{src}|size={cfg.image_size}".encode()).hexdigest()[:24]
 
 
 def _labels_of(
@@ -267,7 +280,8 @@ def _laid_out(cfg: TrainConfig) -> _Laid:
     items = None if cfg.data == "synthetic" else source_items(cfg.data, "data")
     labels, split, names = _labels_of(cfg, items)
     order, n_train, tag = _layout(cfg, labels, split)  # bad splits fail before any decoding
-    base = _source_key(cfg, items)
+    digest = None if items is None else _listing_digest(items)
+    base = _source_key(cfg, digest)
     name = f"{base}.{tag}"
     if name in _MEMORY:
         _MEMORY.move_to_end(name)
@@ -281,6 +295,8 @@ def _laid_out(cfg: TrainConfig) -> _Laid:
         "class_names": list(names),
     }
     laid = _Laid(_images(cfg, items, base, name, meta), laid_labels, n_train, names)
+    if digest is not None:  # decoded now, or cached under a key made of this digest
+        _data_cache.mark_decoded(cache_dir(), digest)
     _MEMORY[name] = laid
     while len(_MEMORY) > _MEMORY_SLOTS:
         _MEMORY.popitem(last=False)
@@ -348,7 +364,9 @@ def describe(splits: DatasetSplits) -> str:
 def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> int:
     """Open and decode every image of a source once (at 8 px), before any trial trains.
 
-    Returns the number of images checked (0 for synthetic data).
+    Skipped when this exact listing (paths, sizes, mtimes, ctimes, labels) already decoded on
+    this machine: checked here before, or built into the disk cache. Returns the number of
+    images checked (0 for synthetic data).
 
     Raises:
         ConfigError: the source check fails, or one line naming the files that do not decode.
@@ -356,6 +374,10 @@ def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> 
     if data == "synthetic":
         return 0
     items = source_items(data, where)
+    digest = _listing_digest(items)
+    if _data_cache.decoded(cache_dir(), digest):
+        return len(items)
     scratch = torch.empty((len(items), 3, 8, 8), dtype=torch.uint8)
     _decode_items(items, 8, data, workers, scratch)
+    _data_cache.mark_decoded(cache_dir(), digest)
     return len(items)
