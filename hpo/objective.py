@@ -21,6 +21,7 @@ from .constraints import (
 from .devices import GPU_ENV
 from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
+from .records import VALUE_STEP_ATTR, RecordWriter
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 
@@ -98,6 +99,8 @@ class Objective:
             origin's (`hpo.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
             Finished and pruned trials upload their confusion matrix (PNG, JSON) and learning
             curves there (`hpo.figures`); the counts are kept as user attr `confusion` either way.
+            Every reported evaluation also leaves its per-image record there (`hpo.records`,
+            keyed by the reported step); user attr `value_step` names the best epoch's step.
     """
 
     def __init__(
@@ -121,7 +124,11 @@ class Objective:
         history: list[EpochMetrics] = []
         run: list[RunInfo] = []
         start = None
-        reports = self._sub_epoch_reports(trial) if single else None
+        recorder = RecordWriter(trial, self.artifacts) if self.artifacts is not None else None
+        reports = self._sub_epoch_reports(trial, recorder) if single else None
+
+        def step_of(epoch: int) -> int:  # the step an epoch's end is reported at
+            return epoch if reports is None else reports.epoch_step(epoch)
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
@@ -153,13 +160,17 @@ class Objective:
                 history.append(m)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, m)
+                step = step_of(m.epoch)
+                if recorder is not None:
+                    recorder.write(step)  # before the report: the pruner may read it
                 if single and self.metrics[0] in EPOCH_METRICS:
-                    step = m.epoch if reports is None else reports.epoch_step(m.epoch)
                     trial.report(getattr(m, self.metrics[0]), step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
             state = start if start is not None else build_state(cfg, monitor=self.monitor)
+            if recorder is not None:
+                recorder.watch(state)
             measured = memory_preflight(state)  # an infeasible config fails in seconds
             if measured:
                 trial.set_user_attr("memory_preflight", measured)
@@ -203,6 +214,8 @@ class Objective:
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
 
         trial.set_user_attr("best_epoch", result.best_epoch)
+        if recorder is not None:
+            trial.set_user_attr(VALUE_STEP_ATTR, step_of(result.best_epoch))
         best = result.best
         trial.set_user_attr(
             "best_metrics",
@@ -314,13 +327,16 @@ class Objective:
 
         return start, on_state
 
-    def _sub_epoch_reports(self, trial: optuna.Trial) -> SubEpochReports | None:
+    def _sub_epoch_reports(self, trial: optuna.Trial,
+                           recorder: RecordWriter | None = None) -> SubEpochReports | None:
         """Reports within an epoch (`study.report_every`): step = training images seen."""
         study = self.space.study
         if study.report_every is None or self.metrics[0] not in EPOCH_METRICS:
             return None
 
         def report(step: int, value: float) -> None:
+            if recorder is not None:
+                recorder.write(step)  # the subset just scored (state.last_eval)
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {step} training images (within an epoch)")

@@ -16,6 +16,7 @@ from .._values import FrozenDict, show
 from ..algorithms import _MISSING as _ARG_MISSING
 from ..algorithms import (
     FINITE_SPACE_SAMPLERS,
+    NESTED_PRUNER_ARGS,
     PRUNERS,
     SAMPLERS,
     SINGLE_OBJECTIVE_SAMPLERS,
@@ -299,7 +300,7 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
         if not isinstance(key, str):
             errs.add(path + (key,), "argument names must be strings", key, "Write name: value")
             ok = False
-        elif kind == "pruner" and name == "Patient" and key == "wrapped_pruner":
+        elif kind == "pruner" and (name, key) in NESTED_PRUNER_ARGS:
             nested = _parse_algorithm(errs, path + (key,), value, "pruner", epochs=epochs)
             if nested is _MISSING:
                 ok = False
