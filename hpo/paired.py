@@ -36,6 +36,7 @@ __all__ = [
     "describe_diff",
     "p_worse",
     "paired_interval",
+    "storage_default_comparison",
     "study_default_comparison",
 ]
 
@@ -236,3 +237,22 @@ def study_default_comparison(study: optuna.Study, best: FrozenTrial | None = Non
     metric = (study.metric_names or [None])[0]
     return default_comparison(best, by_number.get(DEFAULT_TRIAL), store, metric,
                               lookup=by_number.get)
+
+
+def storage_default_comparison(storage: Any, study_id: int, best: FrozenTrial | None,
+                               metric: str | None) -> str:
+    """`default_comparison` straight from a storage (what `vcr-hpo status` holds): trial 0 and
+    the artifact store a run recorded (study user attr `artifacts`)."""
+
+    def lookup(number: int) -> FrozenTrial | None:
+        try:
+            return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id,
+                                                                                     number))
+        except KeyError:
+            return None
+
+    try:
+        store = store_of(storage.get_study_user_attrs(study_id))
+    except Exception:  # noqa: BLE001 - a bad location: no records, said in the sentence
+        store = None
+    return default_comparison(best, lookup(DEFAULT_TRIAL), store, metric, lookup=lookup)

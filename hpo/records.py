@@ -2,7 +2,7 @@
 
 Every evaluation a trial reports (each epoch's validation, and mid-epoch reports with
 `study.report_every`) keeps, per validation image, whether it was right and its loss, as one
-small artifact of the trial in the study's artifact store (`hpo.artifacts`): `val-step<step>.npz`
+small artifact of the trial in the study's artifact store (`hpo.artifacts`): `val-step<step>.bin`
 holding the correctness as a bit array (`np.packbits`), the losses as float16 and a key of the
 validation set (its size and a CRC of its labels), so two trials compare image by image only
 when they were scored on the same images. The step is the step the trial reported to the pruner;
@@ -16,7 +16,7 @@ Imports no torch (`vcr-hpo status` reads records); numpy only.
 
 from __future__ import annotations
 
-import io
+import struct
 import re
 import tempfile
 import zlib
@@ -51,13 +51,15 @@ __all__ = [
 VALUE_STEP_ATTR = "value_step"
 #: Trial user attr: why records could not be written (the trial goes on without them).
 RECORD_ERROR_ATTR = "record_error"
-_NAME = re.compile(r"val-step(\d+)\.npz")
+_NAME = re.compile(r"val-step(\d+)\.bin")
+_MAGIC = b"VCRR"
 _FORMAT = 1
+_HEADER = struct.Struct("<4sBIH")  # magic, format, images, key bytes (little-endian, packed)
 
 
 def record_name(step: int) -> str:
     """The artifact file name of the record at `step`."""
-    return f"val-step{int(step)}.npz"
+    return f"val-step{int(step)}.bin"
 
 
 def val_key(labels: Any) -> str:
@@ -86,37 +88,45 @@ class ValRecord:
 
 
 def encode_record(correct: Any, loss: Any, key: str = "") -> bytes:
-    """The bytes of a record: bits of `correct`, float16 `loss`, the set's key (an .npz)."""
+    """The bytes of a record: an 11-byte header (magic, format, image count, key length), the
+    set's key, the bits of `correct` (`np.packbits`), then `loss` as little-endian float16:
+    about 2.1 bytes per image (2,000 images: 4,274 bytes)."""
     correct = np.asarray(correct, dtype=bool)
     loss = np.asarray(loss, dtype=np.float32)
     if correct.shape != loss.shape or correct.ndim != 1:
         raise ValueError(f"correct and loss must be 1-d of one length, got shapes "
                          f"{correct.shape} and {loss.shape}. Pass one value per image")
-    buf = io.BytesIO()
-    np.savez(buf, format=np.int64(_FORMAT), n=np.int64(len(correct)),
-             bits=np.packbits(correct), loss=loss.astype(np.float16), key=np.str_(key))
-    return buf.getvalue()
+    k = key.encode()
+    return b"".join((_HEADER.pack(_MAGIC, _FORMAT, len(correct), len(k)), k,
+                     np.packbits(correct).tobytes(), loss.astype("<f2").tobytes()))
 
 
 def decode_record(data: bytes) -> ValRecord:
     """The record `encode_record` wrote.
 
     Raises:
-        VcrHpoError: not a record, or one of another format.
+        VcrHpoError: not a record, a truncated one, or one of another format.
     """
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            fmt, n = int(z["format"]), int(z["n"])
-            if fmt != _FORMAT:
-                raise VcrHpoError(f"validation record: format must be {_FORMAT}, got {fmt}. "
-                                  "Read it with the vcr-hpo version that wrote it")
-            correct = np.unpackbits(z["bits"], count=n).astype(bool)
-            return ValRecord(correct, z["loss"].astype(np.float32), str(z["key"]))
-    except VcrHpoError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a damaged file is one line, not a traceback
-        raise VcrHpoError(f"validation record: must be an .npz vcr-hpo wrote, got "
-                          f"{type(exc).__name__}: {exc}. Delete it or rerun the trial") from exc
+    bad = None
+    if len(data) < _HEADER.size or data[:4] != _MAGIC:
+        bad = f"{len(data)} bytes without the record header"
+    else:
+        _, fmt, n, klen = _HEADER.unpack_from(data)
+        if fmt != _FORMAT:
+            raise VcrHpoError(f"validation record: format must be {_FORMAT}, got {fmt}. "
+                              "Read it with the vcr-hpo version that wrote it")
+        start = _HEADER.size + klen
+        nbits = (n + 7) // 8
+        if len(data) != start + nbits + 2 * n:
+            bad = f"{len(data)} bytes for {n} images (expected {start + nbits + 2 * n})"
+    if bad is not None:
+        raise VcrHpoError(f"validation record: must be a record vcr-hpo wrote, got {bad}. "
+                          "Delete it or rerun the trial")
+    key = data[_HEADER.size:start].decode()
+    bits = np.frombuffer(data, dtype=np.uint8, count=nbits, offset=start)
+    correct = np.unpackbits(bits, count=n).astype(bool)
+    loss = np.frombuffer(data, dtype="<f2", count=n, offset=start + nbits).astype(np.float32)
+    return ValRecord(correct, loss, key)
 
 
 def write_record(trial: Any, store: Any, step: int, correct: Any, loss: Any,
