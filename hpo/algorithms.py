@@ -206,9 +206,9 @@ def check_algorithm_args(kind: str, name: str, args: Mapping[str, Any]) -> list[
         try:
             _instantiate(kind, name, args, grid={"_": [0]})
         except (ValueError, TypeError, OverflowError) as exc:
-            # "<arg> must ..., got ..." from a constructor names the argument at fault
+            # "<arg> must <rule>, got <value>" (our pruners' form) names the argument at fault
             arg, _, rest = str(exc).partition(" ")
-            if arg in args and rest.startswith("must"):
+            if arg in args and rest.startswith("must") and ", got " in rest:
                 problems.append(ArgProblem(arg, rest.partition(", got")[0], args[arg],
                                            "Fix the value"))
             else:

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .metrics import rank_trials
-from .paired import study_default_comparison
+from .record_store import study_default_comparison
 
 __all__ = ["Progress", "format_params", "format_table", "summary_lines"]
 

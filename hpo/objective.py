@@ -21,7 +21,8 @@ from .constraints import (
 from .devices import GPU_ENV
 from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
-from .records import VALUE_STEP_ATTR, RecordWriter
+from .record_store import RecordWriter
+from .records import VALUE_STEP_ATTR
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 

@@ -7,10 +7,10 @@ the images both get right or both get wrong, which is most of the noise between 
 
 - `paired_interval`: the 95% interval of an accuracy difference (Agresti-Min, see there);
 - `p_worse`: the one-sided test the noise-aware pruner uses (`hpo.pruners.PairedPruner`);
-- `default_comparison` / `study_default_comparison`: the best trial against the default
-  (trial 0) as one sentence, the same in `status`, `best`, the run's summary and the report.
+- `default_comparison`: the best trial against the default (trial 0) as one sentence, the same
+  in `status`, `best`, the run's summary and the report (`hpo.record_store` feeds it records).
 
-Imports no torch (`vcr-hpo status` uses it).
+Pure: reads nothing itself (the pruner in the core uses it). Imports no torch.
 """
 
 from __future__ import annotations
@@ -23,21 +23,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .records import VALUE_STEP_ATTR, ValRecord, read_record, store_of
+from .records import VALUE_STEP_ATTR, ValRecord
 
 if TYPE_CHECKING:
-    import optuna
     from optuna.trial import FrozenTrial
+
+#: Reads the record of a trial at a step: None when it has none (`hpo.record_store`).
+ReadRecord = Callable[["FrozenTrial", int], "ValRecord | None"]
 
 __all__ = [
     "DEFAULT_TRIAL",
     "PairedDiff",
+    "ReadRecord",
     "default_comparison",
     "describe_diff",
     "p_worse",
     "paired_interval",
-    "storage_default_comparison",
-    "study_default_comparison",
 ]
 
 #: The trial number of the default config (the space's defaults, enqueued first).
@@ -153,25 +154,25 @@ def describe_diff(number: int, d: PairedDiff) -> str:
             f"{ci}, {on})")
 
 
-def _value_record(store: Any, t: FrozenTrial,
+def _value_record(read: ReadRecord, t: FrozenTrial,
                   lookup: Callable[[int], FrozenTrial | None] | None) -> ValRecord | None:
     """The record of the evaluation that gave `t` its value (a resumed trial's may be its
     origin's)."""
     step = t.user_attrs.get(VALUE_STEP_ATTR)
     if step is None:
         return None
-    rec = read_record(store, t, int(step))
+    rec = read(t, int(step))
     origin = t.user_attrs.get("resumed_from_trial")
     if rec is None and origin is not None and lookup is not None:
         before = lookup(int(origin))
-        rec = read_record(store, before, int(step)) if before is not None else None
+        rec = read(before, int(step)) if before is not None else None
     return rec
 
 
 def default_comparison(
     best: FrozenTrial | None,
     default: FrozenTrial | None,
-    store: Any,
+    read: ReadRecord | None,
     metric: str | None,
     *,
     lookup: Callable[[int], FrozenTrial | None] | None = None,
@@ -181,7 +182,7 @@ def default_comparison(
     Args:
         best: the study's best trial (`hpo.metrics.rank_trials`); None when there is none.
         default: trial 0, None when the study has none.
-        store: the study's artifact store, None when no run recorded one.
+        read: reads a trial's record at a step; None when the study has no artifact store.
         metric: the study's first metric (the interval is on accuracy: val_acc only).
         lookup: trial number -> FrozenTrial, to find a resumed trial's records in its origin.
 
@@ -200,11 +201,11 @@ def default_comparison(
         return f"trial {default.number} (the default) is the best trial"
     if default.state != TrialState.COMPLETE:
         return f"{_NO}: trial {default.number} (the default) is {default.state.name}"
-    if store is None:
+    if read is None:
         return f"{_NO}: the study records no artifact store"
     try:
-        mine = _value_record(store, best, lookup)
-        theirs = _value_record(store, default, lookup)
+        mine = _value_record(read, best, lookup)
+        theirs = _value_record(read, default, lookup)
     except Exception as exc:  # noqa: BLE001 - the sentence informs, it never fails a command
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"{_NO}: its validation records cannot be read ({type(exc).__name__}: {text})"
@@ -216,43 +217,3 @@ def default_comparison(
         return (f"{_NO}: trials {best.number} and {default.number} were scored on different "
                 f"validation images ({len(mine):,} and {len(theirs):,} images)")
     return describe_diff(best.number, paired_interval(mine.correct, theirs.correct))
-
-
-def study_default_comparison(study: optuna.Study, best: FrozenTrial | None = None, *,
-                             store: Any = None) -> str:
-    """`default_comparison` for an open study: its best trial (by the one ranking rule) unless
-    given, trial 0, the artifact store a run recorded (unless given), its first metric."""
-    from .metrics import rank_trials
-
-    trials = study.get_trials(deepcopy=False)
-    by_number = {t.number: t for t in trials}
-    if best is None:
-        ranked = rank_trials(trials, study.directions)
-        best = ranked[0] if ranked else None
-    if store is None:
-        try:
-            store = store_of(study.user_attrs)
-        except Exception:  # noqa: BLE001 - a bad location: no records, said in the sentence
-            store = None
-    metric = (study.metric_names or [None])[0]
-    return default_comparison(best, by_number.get(DEFAULT_TRIAL), store, metric,
-                              lookup=by_number.get)
-
-
-def storage_default_comparison(storage: Any, study_id: int, best: FrozenTrial | None,
-                               metric: str | None) -> str:
-    """`default_comparison` straight from a storage (what `vcr-hpo status` holds): trial 0 and
-    the artifact store a run recorded (study user attr `artifacts`)."""
-
-    def lookup(number: int) -> FrozenTrial | None:
-        try:
-            return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id,
-                                                                                     number))
-        except KeyError:
-            return None
-
-    try:
-        store = store_of(storage.get_study_user_attrs(study_id))
-    except Exception:  # noqa: BLE001 - a bad location: no records, said in the sentence
-        store = None
-    return default_comparison(best, lookup(DEFAULT_TRIAL), store, metric, lookup=lookup)

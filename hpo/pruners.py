@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import optuna
 from optuna.pruners import BasePruner, MedianPruner
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["PAIRED_NOTE_ATTR", "PairedPruner"]
+from .paired import p_worse
+from .records import ValRecord
+
+__all__ = ["PAIRED_NOTE_ATTR", "PairedPruner", "RecordSource"]
 
 #: Trial user attr: the paired pruner's last decision against its base, in words.
 PAIRED_NOTE_ATTR = "paired_pruner"
 _COMPARE = ("auto", "correct", "loss")
+
+
+class RecordSource(Protocol):
+    """Where the pruner reads validation records (`hpo.record_store.StoreRecords`)."""
+
+    def read(self, trial: FrozenTrial, step: int) -> ValRecord | None: ...
+
+    def has(self, trial: FrozenTrial, step: int) -> bool: ...
+
+    def note(self, study: optuna.Study, trial: FrozenTrial, key: str, text: str) -> None: ...
 
 
 class PairedPruner(BasePruner):
@@ -33,11 +46,12 @@ class PairedPruner(BasePruner):
     near 2-3 points, so a trial a point or two behind the median is behind by noise: the base
     alone would stop it, this pruner does not.
 
-    Where no paired test is possible (no artifact store recorded in the study, no record of
-    this trial or of any other at step s, records of another validation set) it follows the
-    base. Records are read from the artifact store a run records in the study (user attr
-    `artifacts`), so workers in other processes and isolated trials (whose parent asks the
-    pruner) see each other's records; set `store` to use another.
+    Where no paired test is possible (no records attached, no record of this trial or of any
+    other at step s, records of another validation set) it follows the base. Records are read
+    through `records` (`hpo.record_store.attach_records(pruner, store)`), which the runner sets
+    in every process to the study's artifact store, so workers in other processes and isolated
+    trials (whose parent asks the pruner) see each other's records. The core cannot read a
+    store itself (the store lives above the study layer), hence the attachment.
 
     Why not Optuna's WilcoxonPruner: it reads the steps of one trial as instances (step = an
     image or fold, value = its score) and compares them with the best trial's, once per
@@ -66,8 +80,9 @@ class PairedPruner(BasePruner):
         self.base: BasePruner = base if base is not None else MedianPruner()
         self.alpha = float(alpha)
         self.compare = compare
-        self.store: Any = None
-        self._stores: dict[str, Any] = {}
+        #: Where records are read (`hpo.record_store.StoreRecords`); the runner attaches the
+        #: study's store in every process (`attach_records`). None: the base decides alone.
+        self.records: RecordSource | None = None
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if not self.base.prune(study, trial):
@@ -79,53 +94,37 @@ class PairedPruner(BasePruner):
             prune, note = self._confirm(study, trial, step)
         except Exception as exc:  # noqa: BLE001 - a damaged record: the base decides, say why
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            prune, note = True, f"no paired test ({type(exc).__name__}: {text})"
-        self._note(study, trial, f"step {step}: {note}")
+            prune, note = True, f"pruned by the base (no paired test: {type(exc).__name__}: {text})"
+        if self.records is not None:
+            self.records.note(study, trial, PAIRED_NOTE_ATTR, f"step {step}: {note}"[:300])
         return prune
 
-    def _store(self, study: optuna.Study) -> Any:
-        if self.store is not None:
-            return self.store
-        from .artifacts import ATTR_ARTIFACTS
-        from .records import store_of
-
-        location = study.user_attrs.get(ATTR_ARTIFACTS)
-        if not location:
-            return None
-        if location not in self._stores:
-            self._stores[location] = store_of(study.user_attrs)
-        return self._stores[location]
-
-    def _on(self, study: optuna.Study) -> str:
+    def _compare(self, study: optuna.Study) -> str:
         if self.compare != "auto":
             return self.compare
         return "loss" if study.direction == optuna.study.StudyDirection.MINIMIZE else "correct"
 
     def _confirm(self, study: optuna.Study, trial: FrozenTrial, step: int) -> tuple[bool, str]:
         """(prune?, why) once the base said prune at `step`."""
-        from .artifacts import find_artifact
-        from .paired import p_worse
-        from .records import read_record, record_name
-
-        store = self._store(study)
-        if store is None:
+        source = self.records
+        if source is None:
             return True, "pruned by the base (no artifact store: no paired test)"
-        mine = read_record(store, trial, step)
+        mine = source.read(trial, step)
         if mine is None:
             return True, "pruned by the base (this trial has no record at this step)"
         others = [t for t in study.get_trials(deepcopy=False,
                                               states=(TrialState.COMPLETE, TrialState.PRUNED))
                   if t.number != trial.number and step in t.intermediate_values
-                  and find_artifact(t, record_name(step)) is not None]
+                  and source.has(t, step)]
         if not others:
             return True, "pruned by the base (no other trial has a record at this step)"
         sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
         others.sort(key=lambda t: (sign * t.intermediate_values[step], -t.number))  # worst first
         ref_trial = others[len(others) // 2]
-        ref = read_record(store, ref_trial, step)
+        ref = source.read(ref_trial, step)
         if ref is None or ref.key != mine.key:
             return True, f"pruned by the base (trial {ref_trial.number}'s record does not pair)"
-        on = self._on(study)
+        on = self._compare(study)
         p = p_worse(mine, ref, on=on)
         n = min(len(mine), len(ref))
         gap = (mine.correct[:n].mean() - ref.correct[:n].mean()) * 100
@@ -135,13 +134,3 @@ class PairedPruner(BasePruner):
         if p < self.alpha:
             return True, f"pruned: {what} < alpha {self.alpha:g}"
         return False, f"kept (behind by noise): {what} >= alpha {self.alpha:g}"
-
-    @staticmethod
-    def _note(study: optuna.Study, trial: FrozenTrial, note: str) -> None:
-        from .study import _optuna
-
-        try:
-            _optuna.storage_of(study).set_trial_user_attr(_optuna.trial_id(trial),
-                                                          PAIRED_NOTE_ATTR, note[:300])
-        except Exception:  # noqa: BLE001 - a finished trial (a test's FrozenTrial) takes no note
-            pass

@@ -8,10 +8,13 @@ validation set (its size and a CRC of its labels), so two trials compare image b
 when they were scored on the same images. The step is the step the trial reported to the pruner;
 user attr `value_step` names the step the trial's value comes from (its best epoch).
 
-    rec = load_record(study, trial_number=7, step=3)    # reads through the study's store
+The format lives here (pure numpy, no storage: the pruner in the core uses it); writing and
+reading them in a study's artifact store is `hpo.record_store`:
+
+    rec = load_record(study, trial_number=7, step=3)    # hpo.record_store
     rec.accuracy, rec.correct, rec.loss
 
-Imports no torch (`vcr-hpo status` reads records); numpy only.
+Imports no torch (`vcr-hpo status` reads records).
 """
 
 from __future__ import annotations
@@ -28,23 +31,15 @@ import numpy as np
 
 from .errors import VcrHpoError
 
-if TYPE_CHECKING:
-    import optuna
-    from optuna.trial import FrozenTrial
-
 __all__ = [
+    "RECORD_ERROR_ATTR",
     "VALUE_STEP_ATTR",
-    "RecordWriter",
     "ValRecord",
     "decode_record",
     "encode_record",
-    "load_record",
-    "read_record",
     "record_name",
-    "record_steps",
-    "store_of",
+    "record_step",
     "val_key",
-    "write_record",
 ]
 
 #: Trial user attr: the reported step whose evaluation gave the trial's value (best epoch).
@@ -60,6 +55,12 @@ _HEADER = struct.Struct("<4sBIH")  # magic, format, images, key bytes (little-en
 def record_name(step: int) -> str:
     """The artifact file name of the record at `step`."""
     return f"val-step{int(step)}.bin"
+
+
+def record_step(filename: str) -> int | None:
+    """The step of a record's file name, None for any other file."""
+    m = _NAME.fullmatch(filename)
+    return int(m.group(1)) if m else None
 
 
 def val_key(labels: Any) -> str:
@@ -127,117 +128,3 @@ def decode_record(data: bytes) -> ValRecord:
     correct = np.unpackbits(bits, count=n).astype(bool)
     loss = np.frombuffer(data, dtype="<f2", count=n, offset=start + nbits).astype(np.float32)
     return ValRecord(correct, loss, key)
-
-
-def write_record(trial: Any, store: Any, step: int, correct: Any, loss: Any,
-                 key: str = "") -> None:
-    """Upload the record of `trial` (running) at `step` to `store`.
-
-    A trial in a child process (`hpo.isolation`) sends the file to its parent, which uploads
-    it, the way figures go (`upload_file`).
-    """
-    from .artifacts import upload
-
-    data = encode_record(correct, loss, key)
-    with tempfile.TemporaryDirectory(prefix="vcr-hpo-record-") as tmp:
-        path = Path(tmp) / record_name(step)
-        path.write_bytes(data)
-        if hasattr(trial, "upload_file"):
-            trial.upload_file(path)
-        else:
-            upload(trial, store, path, mimetype="application/octet-stream")
-
-
-class RecordWriter:
-    """Writes a running trial's records as it reports (used by `hpo.objective`).
-
-    `watch(state)` once the trainer's state exists; `write(step)` after each evaluation writes
-    `state.last_eval`. Writing never fails the trial: the first error becomes user attr
-    `record_error` and later records are skipped.
-    """
-
-    def __init__(self, trial: Any, store: Any) -> None:
-        self.trial, self.store = trial, store
-        self.state: Any = None
-        self.key = ""
-        self.failed = False
-        self.written = 0
-
-    def watch(self, state: Any) -> None:
-        self.state = state
-        self.key = val_key(state.data.val_y.cpu().numpy())
-
-    def write(self, step: int) -> None:
-        ev = getattr(self.state, "last_eval", None)
-        if self.failed or ev is None:
-            return
-        try:
-            write_record(self.trial, self.store, step, ev.correct, ev.loss, self.key)
-            self.written += 1
-        except Exception as exc:  # noqa: BLE001 - records inform decisions, they never fail one
-            self.failed = True
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            self.trial.set_user_attr(RECORD_ERROR_ATTR, f"{type(exc).__name__}: {text}"[:300])
-
-
-def record_steps(trial: FrozenTrial, *, storage: Any = None) -> list[int]:
-    """The steps at which `trial` has a record, ascending."""
-    from .artifacts import list_trial_artifacts
-
-    metas = list_trial_artifacts(trial, storage=storage)
-    return sorted({int(m.group(1)) for m in (_NAME.fullmatch(a.filename) for a in metas) if m})
-
-
-def read_record(store: Any, trial: FrozenTrial, step: int, *,
-                storage: Any = None) -> ValRecord | None:
-    """The record of `trial` at `step` from `store`; None when it has none.
-
-    Raises:
-        VcrHpoError: the file is not a record (see `decode_record`).
-        OSError: the store cannot be read.
-    """
-    from .artifacts import find_artifact
-
-    meta = find_artifact(trial, record_name(step), storage=storage)
-    if meta is None:
-        return None
-    with store.open_reader(meta.artifact_id) as f:
-        return decode_record(f.read())
-
-
-def store_of(study_user_attrs: dict[str, Any]) -> Any:
-    """The artifact store a run recorded in the study (user attr `artifacts`); None if none."""
-    from .artifacts import ATTR_ARTIFACTS, artifact_store
-
-    location = study_user_attrs.get(ATTR_ARTIFACTS)
-    if not location:
-        return None
-    return artifact_store("", "", str(location))
-
-
-def load_record(study: optuna.Study, trial_number: int, step: int, *,
-                store: Any = None) -> ValRecord:
-    """The record of trial `trial_number` of `study` at `step`.
-
-    Args:
-        store: the artifact store (default: the one a run recorded in the study).
-
-    Raises:
-        VcrHpoError: no such trial, no store, or no record at that step (the message lists
-            the steps it has).
-    """
-    trials = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
-    if not trials:
-        raise VcrHpoError(f"trial: no trial {trial_number} in study {study.study_name!r}, got "
-                          f"{trial_number}. Give a number below {len(study.trials)}")
-    if store is None:
-        store = store_of(study.user_attrs)
-        if store is None:
-            raise VcrHpoError(f"study {study.study_name!r}: no artifact store recorded, got none. "
-                              "Pass store=artifact_store(url, name)")
-    rec = read_record(store, trials[0], step)
-    if rec is None:
-        steps = record_steps(trials[0])
-        raise VcrHpoError(f"trial {trial_number}: no validation record at step {step}, got "
-                          f"steps {steps or 'none'}. Pick one of those")
-    return rec

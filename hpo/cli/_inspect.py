@@ -27,7 +27,7 @@ def _status_args(p: argparse.ArgumentParser) -> None:
          args=_status_args)
 def _cmd_status(ns: argparse.Namespace) -> int:
     from ..console import format_params, format_table
-    from ..paired import storage_default_comparison
+    from ..record_store import storage_default_comparison
     from ..study import GRACE_PERIOD, study_status
 
     grace = _env_seconds("VCR_HPO_GRACE", GRACE_PERIOD)
@@ -96,7 +96,7 @@ def _cmd_best(ns: argparse.Namespace) -> int:
     from ..checkpoint import read_weights
     from ..console import format_params
     from ..export import best_per, best_trial, config_paths, trial_config, write_config
-    from ..paired import study_default_comparison
+    from ..record_store import study_default_comparison
 
     url, study = load_one(ns)
     store = artifact_store(url, study.study_name, study_location(study, url, ns.artifacts))

@@ -18,7 +18,7 @@ from typing import Literal
 import optuna
 
 from ..errors import ConfigError, VcrHpoError
-from ..paired import study_default_comparison
+from ..record_store import study_default_comparison
 from . import _draw
 from ._data import (
     NA_LABEL,

@@ -13,7 +13,8 @@ from hpo.artifacts import ATTR_ARTIFACTS, artifact_store
 from hpo.cli import main
 from hpo.errors import SearchSpaceError
 from hpo.pruners import PAIRED_NOTE_ATTR, PairedPruner
-from hpo.records import val_key, write_record
+from hpo.record_store import attach_records, store_of, write_record
+from hpo.records import val_key
 from hpo.space import parse_search_space
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -77,6 +78,7 @@ def test_keeps_a_trial_behind_by_noise_stops_one_truly_behind(rung):
     base = MedianPruner(**BASE)
     assert base.prune(study, _frozen(study, noisy)) and base.prune(study, _frozen(study, bad))
     paired = PairedPruner(MedianPruner(**BASE), alpha=0.05)
+    attach_records(paired, store)
     assert paired.prune(study, _frozen(study, noisy)) is False
     assert paired.prune(study, _frozen(study, bad)) is True
     note = _frozen(study, noisy).user_attrs[PAIRED_NOTE_ATTR]
@@ -86,33 +88,31 @@ def test_keeps_a_trial_behind_by_noise_stops_one_truly_behind(rung):
         "step 1: pruned: -14.0 points against trial 1")
 
 
-def test_another_process_finds_the_records_through_the_study(rung):
-    """Workers (and an isolated trial's parent) build their own pruner from the spec and find
-    the store the run recorded in the study."""
+def test_another_process_reads_the_records_through_the_study_store(rung):
+    """A worker builds its own pruner from the spec and opens the store the run recorded in
+    the study (as `hpo.api` does in every process): it sees the others' records."""
     study, url, store, ref, rng = rung
     noisy = _trial(study, store, _flip(ref, rng, up=6, down=9), finish=False)
     fresh = optuna.load_study(study_name="p", storage=url)
     pruner = build_pruner(AlgorithmSpec("Paired", {"base": AlgorithmSpec("MedianPruner", BASE)}))
-    assert isinstance(pruner, PairedPruner) and pruner.store is None
+    assert isinstance(pruner, PairedPruner) and pruner.records is None
+    assert pruner.prune(fresh, _frozen(fresh, noisy)) is True  # no records: the base decides
+    attach_records(pruner, store_of(fresh.user_attrs))
     assert pruner.prune(fresh, _frozen(fresh, noisy)) is False
 
 
-def test_base_keeps_means_kept_and_no_records_means_the_base_decides(tmp_path, rung):
+def test_base_keeps_means_kept_and_no_record_means_the_base_decides(rung):
     study, url, store, ref, rng = rung
     ahead = _trial(study, store, _flip(ref, rng, up=20), finish=False)
-    assert PairedPruner(MedianPruner(**BASE)).prune(study, _frozen(study, ahead)) is False
-    # a study without a recorded store: the base alone decides
-    bare_dir = tmp_path / "bare"
-    bare_dir.mkdir()
-    bare, _, bare_store = _study(bare_dir, record_location=False)
-    for _ in range(3):
-        _trial(bare, bare_store, ref)
-    noisy = _trial(bare, bare_store, _flip(ref, rng, up=6, down=9), finish=False)
     pruner = PairedPruner(MedianPruner(**BASE))
-    assert pruner.prune(bare, _frozen(bare, noisy)) is True
-    assert "no artifact store" in _frozen(bare, noisy).user_attrs[PAIRED_NOTE_ATTR]
-    pruner.store = bare_store  # given by hand: the test runs
-    assert pruner.prune(bare, _frozen(bare, noisy)) is False
+    attach_records(pruner, store)
+    assert pruner.prune(study, _frozen(study, ahead)) is False
+    # a trial without a record at the step: the base decides, and the note says why
+    bare = study.ask()
+    bare.report(0.5, STEP)
+    assert pruner.prune(study, _frozen(study, bare)) is True
+    assert "this trial has no record at this step" in \
+        _frozen(study, bare).user_attrs[PAIRED_NOTE_ATTR]
 
 
 def test_on_loss_compares_per_image_losses(rung):
@@ -121,10 +121,12 @@ def test_on_loss_compares_per_image_losses(rung):
     loss = np.where(ref, 0.3, 1.5).astype(np.float32) + 0.4  # every image's loss is worse
     write_record(trial, store, STEP, ref, loss, KEY)
     trial.report(0.79, STEP)
-    assert PairedPruner(MedianPruner(**BASE), compare="correct").prune(
-        study, _frozen(study, trial)) is False  # same correctness as the reference
-    assert PairedPruner(MedianPruner(**BASE), compare="loss").prune(
-        study, _frozen(study, trial)) is True
+    by_correct = PairedPruner(MedianPruner(**BASE), compare="correct")
+    by_loss = PairedPruner(MedianPruner(**BASE), compare="loss")
+    attach_records(by_correct, store)
+    attach_records(by_loss, store)
+    assert by_correct.prune(study, _frozen(study, trial)) is False  # same images right
+    assert by_loss.prune(study, _frozen(study, trial)) is True
 
 
 @pytest.mark.parametrize("spec, where, rule", [
@@ -168,6 +170,8 @@ def test_reference_is_the_median_trial_at_the_step(rung):
                     if t.state == TrialState.COMPLETE)
     assert [n for _, n in values] == [0, 1, 2]
     trial = _trial(study, store, _flip(ref, rng, up=0, down=2), finish=False)
-    PairedPruner(MedianPruner(**BASE)).prune(study, _frozen(study, trial))
+    pruner = PairedPruner(MedianPruner(**BASE))
+    attach_records(pruner, store)
+    pruner.prune(study, _frozen(study, trial))
     assert "against trial 1 (median at this step)" in \
         _frozen(study, trial).user_attrs[PAIRED_NOTE_ATTR]

@@ -15,23 +15,15 @@ from hpo.artifacts import ATTR_ARTIFACTS, artifact_store
 from hpo.cli import main
 from hpo.console import summary_lines
 from hpo.errors import VcrHpoError
-from hpo.paired import (
-    default_comparison,
-    describe_diff,
-    p_worse,
-    paired_interval,
-    study_default_comparison,
-)
-from hpo.records import (
-    VALUE_STEP_ATTR,
-    ValRecord,
-    decode_record,
-    encode_record,
+from hpo.paired import default_comparison, describe_diff, p_worse, paired_interval
+from hpo.record_store import (
+    StoreRecords,
     load_record,
     record_steps,
-    val_key,
+    study_default_comparison,
     write_record,
 )
+from hpo.records import VALUE_STEP_ATTR, ValRecord, decode_record, encode_record, val_key
 from hpo.study import ATTR_SPACE_YAML
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -278,14 +270,15 @@ def test_best_against_default_noise_and_real_difference_in_a_study(tmp_path):
 def test_default_comparison_says_why_when_it_cannot_compare(tmp_path):
     study, _, store = _two_trial_study(tmp_path / "a", up=70, down=10)
     best, default = study.trials[1], study.trials[0]
+    read = StoreRecords(store).read
     assert default_comparison(best, default, None, "val_acc") == \
         "no paired comparison with the default: the study records no artifact store"
-    assert default_comparison(best, default, store, "val_loss").startswith(
+    assert default_comparison(best, default, read, "val_loss").startswith(
         "no paired comparison with the default: the interval is on accuracy and the study's "
         "metric is val_loss")
-    assert default_comparison(default, default, store, "val_acc") == \
+    assert default_comparison(default, default, read, "val_acc") == \
         "trial 0 (the default) is the best trial"
-    assert default_comparison(None, None, store, "val_acc").endswith("no COMPLETE trial yet")
+    assert default_comparison(None, None, read, "val_acc").endswith("no COMPLETE trial yet")
     # an old study: trials without records
     old, _, store = _open(tmp_path / "old")
     for v in (0.5, 0.7):
