@@ -152,8 +152,8 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     report = write_full_report(study, Path(ns.out), formats=formats)
     for path in report.files:
         print(path)
-    print(report.vs_default)
     print(report.index)
+    print(report.vs_default, file=sys.stderr)  # stdout lists files only (scripts read it)
     for name, why in report.skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     return 0

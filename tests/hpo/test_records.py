@@ -310,7 +310,7 @@ def test_sentence_in_status_best_summary_and_report(tmp_path, capsys, monkeypatc
     assert "  " + sentence in summary_lines(study)
     out = tmp_path / "report"
     assert main(["report", "--storage", url, "-o", str(out), "--format", "png"]) == 0
-    assert sentence in capsys.readouterr().out
+    assert sentence in capsys.readouterr().err  # stdout lists the files only
     assert json.loads((out / "index.json").read_text())["vs_default"] == sentence
     assert "beats the default by +3.0 points" in (out / "index.html").read_text()
 
