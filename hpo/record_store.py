@@ -21,8 +21,15 @@ from .artifacts import ATTR_ARTIFACTS, artifact_store, find_artifact, list_trial
 from .errors import VcrHpoError
 from .paired import DEFAULT_TRIAL, default_comparison
 from .pruners import PairedPruner
-from .records import RECORD_ERROR_ATTR, ValRecord, decode_record, encode_record, record_name, \
-    record_step, val_key
+from .records import (
+    RECORD_ERROR_ATTR,
+    ValRecord,
+    decode_record,
+    encode_record,
+    record_name,
+    record_step,
+    val_key,
+)
 from .study import _optuna
 
 if TYPE_CHECKING:
@@ -166,10 +173,11 @@ class StoreRecords:
         return find_artifact(trial, record_name(step)) is not None
 
     def note(self, study: optuna.Study, trial: FrozenTrial, key: str, text: str) -> None:
-        try:
+        import contextlib
+
+        # a finished trial (a FrozenTrial handed in by hand) takes no note
+        with contextlib.suppress(Exception):
             _optuna.storage_of(study).set_trial_user_attr(_optuna.trial_id(trial), key, text)
-        except Exception:  # noqa: BLE001 - a finished trial (a test's FrozenTrial) takes no note
-            pass
 
 
 def attach_records(pruner: Any, store: Any) -> None:

@@ -19,13 +19,11 @@ Imports no torch (`vcr-hpo status` reads records).
 
 from __future__ import annotations
 
-import struct
 import re
-import tempfile
+import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 

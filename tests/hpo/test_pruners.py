@@ -68,11 +68,11 @@ def _frozen(study, trial):
     return study._storage.get_trial(trial._trial_id)
 
 
-BASE = dict(n_startup_trials=0, n_warmup_steps=0)
+BASE = {"n_startup_trials": 0, "n_warmup_steps": 0}
 
 
 def test_keeps_a_trial_behind_by_noise_stops_one_truly_behind(rung):
-    study, url, store, ref, rng = rung
+    study, _url, store, ref, rng = rung
     noisy = _trial(study, store, _flip(ref, rng, up=6, down=9), finish=False)  # -1.5 points
     bad = _trial(study, store, _flip(ref, rng, up=2, down=30), finish=False)  # -14 points
     base = MedianPruner(**BASE)
@@ -102,7 +102,7 @@ def test_another_process_reads_the_records_through_the_study_store(rung):
 
 
 def test_base_keeps_means_kept_and_no_record_means_the_base_decides(rung):
-    study, url, store, ref, rng = rung
+    study, _url, store, ref, rng = rung
     ahead = _trial(study, store, _flip(ref, rng, up=20), finish=False)
     pruner = PairedPruner(MedianPruner(**BASE))
     attach_records(pruner, store)
@@ -116,7 +116,7 @@ def test_base_keeps_means_kept_and_no_record_means_the_base_decides(rung):
 
 
 def test_on_loss_compares_per_image_losses(rung):
-    study, url, store, ref, rng = rung
+    study, _url, store, ref, _rng = rung
     trial = study.ask()
     loss = np.where(ref, 0.3, 1.5).astype(np.float32) + 0.4  # every image's loss is worse
     write_record(trial, store, STEP, ref, loss, KEY)
@@ -165,7 +165,7 @@ def test_paired_spec_parses_builds_and_validates(tmp_path, capsys):
 
 def test_reference_is_the_median_trial_at_the_step(rung):
     """With trials at 78, 80 and 82%, a trial at 79% is tested against trial 1 (80%)."""
-    study, url, store, ref, rng = rung
+    study, _url, store, ref, rng = rung
     values = sorted((t.intermediate_values[STEP], t.number) for t in study.trials
                     if t.state == TrialState.COMPLETE)
     assert [n for _, n in values] == [0, 1, 2]

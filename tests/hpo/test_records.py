@@ -317,7 +317,7 @@ def test_sentence_in_status_best_summary_and_report(tmp_path, capsys, monkeypatc
 
 @pytest.mark.slow
 def test_status_reads_records_without_torch(tmp_path):
-    study, url, _ = _two_trial_study(tmp_path, up=70, down=10)
+    _study, url, _ = _two_trial_study(tmp_path, up=70, down=10)
     code = (f"import sys; from hpo.cli import main; rc = main(['status', '--storage', {url!r}]); "
             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules); "
             "print('HEAVY', heavy); sys.exit(rc)")
