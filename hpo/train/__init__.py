@@ -16,7 +16,14 @@ from __future__ import annotations
 from ._augment import augment, normalise
 from ._build import build_state
 from ._device import resolve_device
-from ._evaluate import Confusion, PerImage, evaluate, evaluate_counts, evaluate_images, measure_latency
+from ._evaluate import (
+    Confusion,
+    PerImage,
+    evaluate,
+    evaluate_counts,
+    evaluate_images,
+    measure_latency,
+)
 from ._loop import finish, train_epoch, train_model, validate
 from ._save import save_run
 from ._state import (
