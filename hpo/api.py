@@ -428,6 +428,10 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
         from .subepoch import epoch_images, scale_pruner
 
         study.pruner = build_pruner(scale_pruner(space.study.pruner, epoch_images(plan.cfg)))
+    if store is not None:  # a Paired pruner reads every trial's validation records there
+        from .record_store import attach_records
+
+        attach_records(study.pruner, store)
 
     def reseed(n_existing: int):
         return build_sampler(space, seed=S.sampler_seed(seed, n_existing, worker_index))

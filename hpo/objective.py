@@ -22,6 +22,8 @@ from .devices import GPU_ENV
 from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight
 from .metrics import EPOCH_METRICS, metric_values
+from .record_store import RecordWriter
+from .records import VALUE_STEP_ATTR
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 
@@ -100,6 +102,8 @@ class Objective:
             origin's (`hpo.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
             Finished and pruned trials upload their confusion matrix (PNG, JSON) and learning
             curves there (`hpo.figures`); the counts are kept as user attr `confusion` either way.
+            Every reported evaluation also leaves its per-image record there (`hpo.records`,
+            keyed by the reported step); user attr `value_step` names the best epoch's step.
     """
 
     def __init__(
@@ -123,8 +127,12 @@ class Objective:
         history: list[EpochMetrics] = []
         run: list[RunInfo] = []
         start = None
-        reports = self._sub_epoch_reports(trial) if single else None
+        recorder = RecordWriter(trial, self.artifacts) if self.artifacts is not None else None
+        reports = self._sub_epoch_reports(trial, recorder) if single else None
         clock = seconds_reports(self.space.study) if single else None
+
+        def step_of(epoch: int) -> int:  # the step an epoch's end is reported (and recorded) at
+            return epoch if reports is None else reports.epoch_step(epoch)
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
@@ -156,21 +164,25 @@ class Objective:
                 history.append(m)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, m)
+                step = step_of(m.epoch)
+                if recorder is not None:
+                    recorder.write(step)  # before the report: the pruner may read it
                 if single and self.metrics[0] in EPOCH_METRICS:
                     value = getattr(m, self.metrics[0])
                     if clock is not None:  # steps are seconds: each grid point passed, in order
-                        for step, known in clock.epoch_end(m.seconds, value):
-                            trial.report(known, step)
+                        for grid_step, known in clock.epoch_end(m.seconds, value):
+                            trial.report(known, grid_step)
                             if trial.should_prune():
                                 raise optuna.TrialPruned(
-                                    f"pruned at {step} s of training (epoch {m.epoch})")
+                                    f"pruned at {grid_step} s of training (epoch {m.epoch})")
                         return
-                    step = m.epoch if reports is None else reports.epoch_step(m.epoch)
                     trial.report(value, step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
             state = start if start is not None else build_state(cfg, monitor=self.monitor)
+            if recorder is not None:
+                recorder.watch(state)
             measured = memory_preflight(state)  # an infeasible config fails in seconds
             if measured:
                 trial.set_user_attr("memory_preflight", measured)
@@ -217,6 +229,8 @@ class Objective:
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
 
         trial.set_user_attr("best_epoch", result.best_epoch)
+        if recorder is not None:
+            trial.set_user_attr(VALUE_STEP_ATTR, step_of(result.best_epoch))
         best = result.best
         trial.set_user_attr(
             "best_metrics",
@@ -333,13 +347,16 @@ class Objective:
 
         return start, on_state
 
-    def _sub_epoch_reports(self, trial: optuna.Trial) -> SubEpochReports | None:
+    def _sub_epoch_reports(self, trial: optuna.Trial,
+                           recorder: RecordWriter | None = None) -> SubEpochReports | None:
         """Reports within an epoch (`study.report_every`): step = training images seen."""
         study = self.space.study
         if study.report_every is None or self.metrics[0] not in EPOCH_METRICS:
             return None
 
         def report(step: int, value: float) -> None:
+            if recorder is not None:
+                recorder.write(step)  # the subset just scored (state.last_eval)
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {step} training images (within an epoch)")

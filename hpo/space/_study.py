@@ -16,6 +16,7 @@ from .._values import FrozenDict, show
 from ..algorithms import _MISSING as _ARG_MISSING
 from ..algorithms import (
     FINITE_SPACE_SAMPLERS,
+    NESTED_PRUNER_ARGS,
     PRUNERS,
     SAMPLERS,
     SINGLE_OBJECTIVE_SAMPLERS,
@@ -347,7 +348,7 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
         if not isinstance(key, str):
             errs.add(path + (key,), "argument names must be strings", key, "Write name: value")
             ok = False
-        elif kind == "pruner" and name == "Patient" and key == "wrapped_pruner":
+        elif kind == "pruner" and (name, key) in NESTED_PRUNER_ARGS:
             nested = _parse_algorithm(errs, path + (key,), value, "pruner", epochs=epochs,
                                       seconds=seconds)
             if nested is _MISSING:
@@ -370,6 +371,12 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
                      args[key], "Write a number of epochs such as 0.25 or 1")
         if bad:
             return _MISSING
+    if seconds and kind == "pruner" and name == "Paired":
+        # Records are keyed by epoch; a seconds grid reports carried-forward values that
+        # have no record of their own, so the paired test would have nothing to pair.
+        errs.add(path + ("type",), "pairs per-image records at epoch steps, not with "
+                 "fidelity: seconds", name, "Use fidelity: epochs, or a pruner without Paired")
+        return _MISSING
     if seconds and kind == "pruner":
         from ..subepoch import STEP_ARGS, seconds_arg_problems
 

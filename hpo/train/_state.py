@@ -14,7 +14,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import ConfigError, VcrHpoError
 from ..losses import EpochAware
-from ._evaluate import Confusion
+from ._evaluate import Confusion, PerImage
 
 __all__ = [
     "STATE_FORMAT",
@@ -168,6 +168,8 @@ class TrainState:
     epoch: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
     best: EpochMetrics | None = None
+    #: Per-image results of the latest evaluation (epoch end or mid-epoch); not checkpointed.
+    last_eval: PerImage | None = None
 
     @property
     def done(self) -> bool:

@@ -131,6 +131,8 @@ def test_refit_seconds_from_the_trial_attrs():
     ({"report_seconds": 5, "pruner": {"type": "Patient", "patience": 1, "wrapped_pruner": {
         "type": "SuccessiveHalving", "min_resource": 2}}},
      "study.pruner.wrapped_pruner.min_resource", "must be a multiple of report_seconds (5)"),
+    ({"pruner": {"type": "Paired", "base": {"type": "MedianPruner"}}},
+     "study.pruner.type", "pairs per-image records at epoch steps"),
 ])
 def test_bad_fidelity_is_one_line(study, path, rule):
     with pytest.raises(SearchSpaceError) as info:

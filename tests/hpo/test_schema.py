@@ -13,7 +13,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_algorithm_args
+from hpo.algorithms import (
+    ALIASES,
+    NESTED_PRUNER_ARGS,
+    PRUNERS,
+    SAMPLERS,
+    _annotation_kinds,
+    check_algorithm_args,
+)
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
 from hpo.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 from hpo.names import STUDY_NAME
@@ -49,7 +56,7 @@ def _algorithm_defs(kind: str) -> dict:
         for arg, p in inspect.signature(reg.get(name)).parameters.items():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
-            if kind == "pruner" and name == "Patient" and arg == "wrapped_pruner":
+            if kind == "pruner" and (name, arg) in NESTED_PRUNER_ARGS:
                 props[arg] = {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/pruner"}]}
                 continue
             if kind == "sampler" and name == "Grid" and arg == "search_space":
@@ -62,7 +69,8 @@ def _algorithm_defs(kind: str) -> dict:
         if "seed" in props:
             props["seed"] = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1}
         required = [a for a, p in inspect.signature(reg.get(name)).parameters.items()
-                    if p.default is inspect.Parameter.empty and a in props and a != "wrapped_pruner"]
+                    if p.default is inspect.Parameter.empty and a in props
+                    and (name, a) not in NESTED_PRUNER_ARGS]
         branch = {"if": {"properties": {"type": {"enum": _aliases(name)}}},
                   "then": {"properties": props, "additionalProperties": False}}
         if required:
