@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones import LEVELS, BaseBackbone
-from backbones.registry import Registry
+from backbones import LEVELS, BaseBackbone, Registry
+
+from .errors import UnknownNameError
 
 __all__ = ["HEADS", "ConcatHead", "LastHead", "MSFFHead", "VcrClassifier", "build_head"]
 
-HEADS: Registry = Registry("fusion")
+HEADS: Registry = Registry("fusion", error=UnknownNameError)
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.registry import Registry
+from backbones import Registry
+
+from .errors import UnknownNameError
 
 __all__ = [
     "LOSSES",
@@ -21,7 +23,7 @@ __all__ = [
     "build_loss",
 ]
 
-LOSSES: Registry = Registry("loss")
+LOSSES: Registry = Registry("loss", error=UnknownNameError)
 
 
 class LossSettings(Protocol):

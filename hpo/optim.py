@@ -7,12 +7,14 @@ from collections.abc import Iterable
 
 import torch
 
-from backbones.registry import Registry
+from backbones import Registry
+
+from .errors import UnknownNameError
 
 __all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler"]
 
-OPTIMIZERS: Registry = Registry("optimizer")
-SCHEDULERS: Registry = Registry("scheduler")
+OPTIMIZERS: Registry = Registry("optimizer", error=UnknownNameError)
+SCHEDULERS: Registry = Registry("scheduler", error=UnknownNameError)
 _FUSED_DEVICES = ("cpu", "cuda")
 
 
