@@ -134,9 +134,7 @@ def warm_up(space, overrides: Mapping[str, Any]) -> None:
     from backbones import create_backbone
     from hpo.data import load_dataset
 
-    baseline = space.default_params() or {
-        p.name: p.baseline() for p in space.params if p.enabled({})}
-    cfg = space.config_for(baseline, overrides)  # bad overrides: ConfigError before any trial
+    cfg = space.config_for(space.baseline(), overrides)  # bad overrides: ConfigError before any trial
     load_dataset(cfg)
     names = {cfg.backbone}
     if any(p.name == "backbone" for p in space.params):
