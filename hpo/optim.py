@@ -57,7 +57,7 @@ def _step(progress: float) -> float:
 
 
 def build_optimizer(
-    name: str, params: Iterable, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+    name: str, params: Iterable, *, lr: float, weight_decay: float, momentum: float
 ) -> torch.optim.Optimizer:
     """The optimizer `name` over the trainable `params`.
 
@@ -77,7 +77,7 @@ def build_scheduler(
     *,
     epochs: int,
     steps_per_epoch: int,
-    warmup_epochs: int = 0,
+    warmup_epochs: int,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-batch LambdaLR: linear warmup over `warmup_epochs`, then the named decay."""
     shape = SCHEDULERS.get(name)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import hpo
 import backbones
+import hpo
 from backbones import BACKBONE_NAMES, BACKBONES, NameTable, Registry
 from hpo._choices import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
 from hpo.config import FIELD_REGISTRIES, TrainConfig, check_field
