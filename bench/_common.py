@@ -186,13 +186,14 @@ def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials:
     import torch
 
     import hpo
+    from hpo.attrs import FAIL_REASON
 
     records: list[TrialRecord] = []
     last = [time.perf_counter()]
 
     def record(study, frozen) -> None:
         if frozen.state.name == "FAIL":
-            reason = frozen.user_attrs.get("fail_reason")
+            reason = frozen.user_attrs.get(FAIL_REASON)
             raise RuntimeError(f"trial {frozen.number} failed: {reason}")
         records.append(TrialRecord(
             number=frozen.number, state=frozen.state.name,

@@ -359,6 +359,8 @@ def integrity(url: str) -> str | None:
 
 def trial_problems(trial, space, epochs: int) -> list[str]:
     """What is wrong with one finished trial: state, values, params, intermediate values."""
+    from hpo.attrs import FEATURE_CHANNELS
+
     out: list[str] = []
     tag = f"trial {trial.number}"
     state = trial.state.name
@@ -387,7 +389,7 @@ def trial_problems(trial, space, epochs: int) -> list[str]:
             out.append(f"{tag}: COMPLETE with values {trial.values}")
         elif values and trial.values[0] != max(values):  # the value is the best epoch's val_acc
             out.append(f"{tag}: value {trial.values[0]} is not the best epoch's {max(values)}")
-        if set(trial.user_attrs.get("feature_channels", {})) != {"c2", "c3", "c4", "c5"}:
+        if set(trial.user_attrs.get(FEATURE_CHANNELS, {})) != {"c2", "c3", "c4", "c5"}:
             out.append(f"{tag}: COMPLETE without feature_channels user attr")
     else:
         if trial.values is not None and (not values or list(trial.values) != [values[-1]]):

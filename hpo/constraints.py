@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .attrs import INFEASIBLE
+
 __all__ = [
     "INFEASIBLE_ATTR",
     "OUT_OF_MEMORY",
@@ -38,8 +40,8 @@ __all__ = [
     "is_out_of_memory",
 ]
 
-#: User attr of an infeasible trial: why it is infeasible.
-INFEASIBLE_ATTR = "infeasible"
+#: User attr of an infeasible trial: why it is infeasible (the key lives in hpo.attrs).
+INFEASIBLE_ATTR = INFEASIBLE
 OUT_OF_MEMORY = "out of memory"
 
 # RuntimeError texts of allocators that refused (CPU: "DefaultCPUAllocator: can't allocate

@@ -7,7 +7,6 @@ only in `_optuna.py`.
 
 from __future__ import annotations
 
-from ._attrs import ATTR_OVERRIDES, ATTR_SPACE_YAML
 from ._claims import claim_trial, requeue_interrupted
 from ._errors import DatabaseLockedError, translate_storage_errors
 from ._locks import claim_lock
@@ -37,8 +36,6 @@ from ._threads import busy_cores, cpu_threads
 from ._urls import check_storage_url, default_storage_url, sqlite_path
 
 __all__ = [
-    "ATTR_OVERRIDES",
-    "ATTR_SPACE_YAML",
     "GRACE_PERIOD",
     "DatabaseLockedError",
     "FixedInputError",
