@@ -50,7 +50,7 @@ _OOM_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory"
               "failed to allocate")
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException | None) -> bool:
     """Whether `exc`, or an exception it was raised from, means the trial's configuration needs
     more memory than there is (a library may wrap the allocator's error: timm's weight loading
     turns it into "weights do not match")."""
@@ -68,10 +68,11 @@ def _is_oom(exc: BaseException) -> bool:
         return True
     try:
         import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
     except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
+        pass
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXTS)
 

@@ -82,6 +82,9 @@ class SmoothModulationLoss(EpochAware):
     Weights are normalised to mean 1 so the loss scale stays comparable across epochs.
     """
 
+    target_weights: torch.Tensor  # buffers (register_buffer)
+    weights: torch.Tensor
+
     def __init__(self, class_counts: Sequence[int], tau: float, label_smoothing: float):
         super().__init__()
         counts = torch.as_tensor(list(class_counts), dtype=torch.float64).clamp_min(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -18,7 +18,9 @@ class _Heartbeat:
     """Records the trial's heartbeat every interval from a thread while the trial runs."""
 
     def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-        self._storage, self._trial_id = storage, trial_id
+        # Any: the heartbeat methods are BaseHeartbeat's, which RDB and gRPC storages implement
+        self._storage: Any = storage
+        self._trial_id = trial_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -180,7 +180,7 @@ def run_trials(
             return RunOutcome(ran, "stopped", f"stopped by a callback after trial {frozen.number}")
         if frozen.state == TrialState.FAIL:
             failed_in_a_row += 1
-            if _same_config_error(last_failure, result):
+            if last_failure is not None and _same_config_error(last_failure, result):
                 raise FixedInputError(
                     f"study {study.study_name}: trials {last_failure.trial.number} and "
                     f"{frozen.number} failed with the same error whatever their params, got "
