@@ -134,9 +134,7 @@ def warm_up(space, overrides: Mapping[str, Any]) -> None:
     from backbones import create_backbone
     from hpo.data import load_dataset
 
-    baseline = space.default_params() or {
-        p.name: p.baseline() for p in space.params if p.enabled({})}
-    cfg = space.config_for(baseline, overrides)  # bad overrides: ConfigError before any trial
+    cfg = space.config_for(space.baseline(), overrides)  # bad overrides: ConfigError before any trial
     load_dataset(cfg)
     names = {cfg.backbone}
     if any(p.name == "backbone" for p in space.params):
@@ -188,13 +186,14 @@ def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials:
     import torch
 
     import hpo
+    from hpo.attrs import FAIL_REASON
 
     records: list[TrialRecord] = []
     last = [time.perf_counter()]
 
     def record(study, frozen) -> None:
         if frozen.state.name == "FAIL":
-            reason = frozen.user_attrs.get("fail_reason")
+            reason = frozen.user_attrs.get(FAIL_REASON)
             raise RuntimeError(f"trial {frozen.number} failed: {reason}")
         records.append(TrialRecord(
             number=frozen.number, state=frozen.state.name,

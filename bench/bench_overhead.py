@@ -45,10 +45,12 @@ def bare_loop(cfg: TrainConfig) -> tuple[float, float]:
         backbone,
         build_head(cfg.fusion, backbone.get_feature_channels(), data.num_classes, cfg.dropout),
     )
-    opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr)
+    opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, momentum=cfg.momentum)
     n = len(data.train_labels)
     steps = n // cfg.batch_size
-    sched = build_scheduler(cfg.scheduler, opt, epochs=cfg.epochs, steps_per_epoch=steps)
+    sched = build_scheduler(cfg.scheduler, opt, epochs=cfg.epochs, steps_per_epoch=steps,
+                            warmup_epochs=cfg.warmup_epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(cfg.epochs):
         model.train()

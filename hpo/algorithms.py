@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna import pruners, samplers
 
-from backbones.registry import Registry, did_you_mean
+from backbones import Registry, did_you_mean
 
 from ._values import FrozenDict, jsonable, show
 from .pruners import PairedPruner

@@ -185,8 +185,7 @@ def plan_run(
         space = load_space(space)
     checked = {k: check_field(k, v, where=f"--set {k}") for k, v in dict(overrides or {}).items()}
     _searched_override(space, checked)
-    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
-    cfg = space.config_for(baseline, checked)
+    cfg = space.config_for(space.baseline(), checked)
     name = study_name or space.study.name
     url = check_storage_url(storage) if storage else default_storage_url(name)
     if artifacts is not None:

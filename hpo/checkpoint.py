@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .attrs import INTERRUPTED
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ def keep_best_weights(store: Any, *, top: int = 1, per_backbone: int = 1
 
         from .study import claim_lock
 
-        if trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted"):
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(INTERRUPTED):
             return
         try:
             if trial.state == TrialState.COMPLETE and (top or per_backbone):

@@ -14,7 +14,6 @@ __all__ = [
     "EPOCH_METRICS",
     "METRICS",
     "Metric",
-    "direction_of",
     "metric_values",
     "rank_key",
     "rank_trials",
@@ -59,11 +58,6 @@ _TABLE = (
 METRICS: dict[str, Metric] = {m.name: m for m in _TABLE}
 #: Metrics measured every epoch (a pruner can watch them); the others are fixed per model.
 EPOCH_METRICS: tuple[str, ...] = tuple(m.name for m in _TABLE if m.per_epoch)
-
-
-def direction_of(name: str) -> str:
-    """The direction that improves a metric ("maximize" or "minimize")."""
-    return METRICS[name].direction
 
 
 def metric_values(result: Any, metrics: Sequence[str]) -> tuple[float, ...]:

@@ -254,6 +254,7 @@ def enqueue_warm_start(study: optuna.Study, warm: WarmStart) -> list[int]:
 
     Returns the numbers of the trials enqueued now ([] when an earlier run already did).
     """
+    from .attrs import WARM_START
     from .study import _optuna as O
     from .study import claim_lock
 
@@ -266,7 +267,7 @@ def enqueue_warm_start(study: optuna.Study, warm: WarmStart) -> list[int]:
         for rank, params in enumerate(warm.configs, 1):
             # skip_if_exists: a config the study already holds (the `default:` baseline is
             # often the screen's best) would spend a trial on a known result
-            study.enqueue_trial(dict(params), user_attrs={"warm_start": f"{warm.source} #{rank}"},
+            study.enqueue_trial(dict(params), user_attrs={WARM_START: f"{warm.source} #{rank}"},
                                 skip_if_exists=True)
         numbers = list(range(before, len(study.get_trials(deepcopy=False))))
         study.set_user_attr(ATTR_WARM_START, {"source": warm.source, "trials": numbers})

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DOC = ROOT / "docs" / "benchmarks.md"
 README_MAX_LINES = 300
 
-_FENCE = re.compile(r"^```.*?^```[ \t]*$", re.M | re.S)
+_FENCE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _CODE = re.compile(r"`[^`\n]*`")
 _RAW = re.compile(r"bench/results/[\w./-]+\.(?:txt|json)")
 #: a number not glued to a word or a dot before it; its decimals; a glued % or x (not x1, xs)
@@ -32,7 +32,7 @@ _PATH_IN_CODE = re.compile(r"`((?:docs|bench/results)/[^`\s*{}]+)`")
 
 def _sections(text: str) -> list[tuple[str, str]]:
     """(heading, body) per `##`/`###` heading; the text before the first one as ("", body)."""
-    parts = re.split(r"^(#{2,3} .*)$", text, flags=re.M)
+    parts = re.split(r"^(#{2,3} .*)$", text, flags=re.MULTILINE)
     out = [("", parts[0])]
     out += [(parts[i].strip(), parts[i + 1]) for i in range(1, len(parts) - 1, 2)]
     return out
@@ -114,7 +114,7 @@ def test_links_and_named_files_resolve(doc):
         if not dest.exists():
             problems.append(f"link {target}: {dest} does not exist")
         elif anchor and dest.suffix == ".md":
-            slugs = {_slug(h) for h in re.findall(r"^#{1,6} .*$", _FENCE.sub(" ", dest.read_text()), re.M)}
+            slugs = {_slug(h) for h in re.findall(r"^#{1,6} .*$", _FENCE.sub(" ", dest.read_text()), re.MULTILINE)}
             if anchor not in slugs:
                 problems.append(f"link {target}: no heading #{anchor} in {dest.name}")
     for named in _PATH_IN_CODE.findall(text):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backbones.errors import ConfigError
-
+from ..errors import ConfigError
 from ._common import parse_sets, positive
 from ._registry import command
 

@@ -10,7 +10,7 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from backbones.registry import did_you_mean
+from backbones import did_you_mean
 
 from ..errors import ConfigError
 from ._parse import parse_search_space

@@ -208,16 +208,19 @@ class SearchSpace:
                     seen[p.name] = params[p.name]
         return on
 
-    def default_params(self) -> dict[str, Any] | None:
-        """The baseline trial for `study.enqueue_trial`: defaults, else central values; only
-        active parameters. None when no parameter has a default."""
-        if not any(p.has_default for p in self.params):
-            return None
+    def baseline(self) -> dict[str, Any]:
+        """The baseline parameters: each active parameter's default, else its central value
+        (`Param.baseline`), walked in dependency order so a `when` sees its parents' values."""
         values: dict[str, Any] = {}
         for p in self.params:
             if p.enabled(values):
                 values[p.name] = p.baseline()
         return values
+
+    def default_params(self) -> dict[str, Any] | None:
+        """The baseline trial for `study.enqueue_trial` (`baseline()`), or None when no
+        parameter has a default: then there is no user's baseline to try first."""
+        return self.baseline() if any(p.has_default for p in self.params) else None
 
     def config_for(self, params: Mapping[str, Any],
                    overrides: Mapping[str, Any] | None = None) -> TrainConfig:

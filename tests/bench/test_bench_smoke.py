@@ -241,7 +241,7 @@ def test_constant_liar_quick_measures_distance_to_running_trials(capsys, monkeyp
         assert 0.0 <= float(r["mean_nearest"]) <= 1.0
         assert 0 <= int(r["near_dups"]) <= int(r["beside_running"])
     for s in summary:
-        dups, total = s["near_dups"].split("/")
+        _, total = s["near_dups"].split("/")
         assert int(total) == sum(int(r["beside_running"]) for r in runs
                                  if r["sampler"] == s["sampler"])
 

@@ -36,7 +36,7 @@ def _one_line(capsys) -> str:
 
 
 def _baseline(space):
-    return space.config_for({p.name: p.baseline() for p in space.params if p.enabled({})})
+    return space.config_for(space.baseline())
 
 
 def test_missing_pretrained_weights_name_every_backbone_choice(weight_caches, no_network):
