@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .attrs import RESUMED_FROM_TRIAL
 from .records import VALUE_STEP_ATTR, ValRecord
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def _value_record(read: ReadRecord, t: FrozenTrial,
     if step is None:
         return None
     rec = read(t, int(step))
-    origin = t.user_attrs.get("resumed_from_trial")
+    origin = t.user_attrs.get(RESUMED_FROM_TRIAL)
     if rec is None and origin is not None and lookup is not None:
         before = lookup(int(origin))
         rec = read(before, int(step)) if before is not None else None

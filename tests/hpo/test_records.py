@@ -24,7 +24,7 @@ from hpo.record_store import (
     write_record,
 )
 from hpo.records import VALUE_STEP_ATTR, ValRecord, decode_record, encode_record, val_key
-from hpo.study import ATTR_SPACE_YAML
+from hpo.attrs import ATTR_SPACE_YAML
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
