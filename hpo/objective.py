@@ -20,7 +20,7 @@ from .constraints import (
 )
 from .devices import GPU_ENV
 from .memory import memory_preflight
-from .metrics import EPOCH_METRICS, metric_values
+from .metrics import EPOCH_METRICS, metric_values, per_class_recall
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 
@@ -223,7 +223,7 @@ class Objective:
         epoch: EpochMetrics,
         info: RunInfo,
     ) -> None:
-        """User attr `confusion` of `epoch`; its figures uploaded as artifacts when a store is set.
+        """User attrs `confusion` and `per_class_recall` of `epoch`; its figures uploaded as artifacts when a store is set.
 
         Drawing or uploading never fails the trial: the error becomes user attr `artifact_error`.
         """
@@ -232,6 +232,9 @@ class Objective:
         class_names = info.class_names
         trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
                                           "matrix": [list(r) for r in epoch.confusion]})
+        recall = per_class_recall(epoch.confusion, class_names)  # what accuracy hides on a tail
+        trial.set_user_attr("per_class_recall",
+                            {k: None if v is None else round(v, 4) for k, v in recall.items()})
         if self.artifacts is None:
             return
         import tempfile
