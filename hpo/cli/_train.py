@@ -1,4 +1,4 @@
-"""Using an exported config: `train` (full training) and `predict` (colours of new images)."""
+"""Using a config and its model: `train` (full training), `export` (ONNX, TorchScript), `predict`."""
 
 from __future__ import annotations
 
@@ -74,8 +74,9 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="DIR",
-                   help="a folder written by `vcr-hpo train` (model.pt, config.yaml, metrics.json)")
+    p.add_argument("--model", required=True, metavar="DIR_OR_FILE",
+                   help="a folder written by `vcr-hpo train` (model.pt, config.yaml, metrics.json)"
+                        " or a file `vcr-hpo export` wrote (.onnx, .torchscript.pt; CPU)")
     p.add_argument("--images", required=True, metavar="DIR_OR_JSONL",
                    help="an image folder (class sub-folders give labels) or a .jsonl manifest")
     p.add_argument("-o", "--output", default="preds.csv", metavar="FILE",
@@ -103,4 +104,37 @@ def _cmd_predict(ns: argparse.Namespace) -> int:
     if labelled:
         line += f"; accuracy {right / labelled:.4f} ({right}/{labelled} labelled)"
     print(line)
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="a folder written by `vcr-hpo train` (model.pt, config.yaml, metrics.json)")
+    p.add_argument("--format", required=True, metavar="NAME",
+                   help="onnx (needs the extra vcr-hpo[onnx]) or torchscript")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="the exported file (default DIR/model.onnx or DIR/model.torchscript.pt);"
+                        " its metadata goes beside it as FILE.json")
+    p.add_argument("--images", metavar="DIR_OR_JSONL",
+                   help="images for the parity check (default: the model's own data)")
+
+
+@command("export", "export a trained model to ONNX or TorchScript, with parity check, measured "
+         "latency and metadata", args=_export_args)
+def _cmd_export(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..model_export import export_model
+
+    res = export_model(Path(ns.model), ns.format, Path(ns.output) if ns.output else None,
+                       images=Path(ns.images) if ns.images else None,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    par, lat = res.metadata["parity"], res.metadata["latency"]
+    for r in lat["runs"]:
+        print(f"latency batch {r['batch']:>2}, {r['threads']} thread(s): p50 {r['p50_ms']:.2f} ms"
+              f"  p95 {r['p95_ms']:.2f} ms  ({r['p50_ms_per_image']:.2f} ms/image, "
+              f"{r['reps']} runs)", file=sys.stderr)
+    print(f"{res.metadata['format']} -> {res.path} (+ {res.metadata_path.name}); parity: max "
+          f"|logit difference| {par['max_abs_diff']:.2g} <= {par['tolerance']:g} on "
+          f"{par['batch']} images")
     return 0
