@@ -207,7 +207,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         meta = json.loads(text) if text else None
     except Exception as exc:  # noqa: BLE001 - a damaged file: one line
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise ConfigError(f"--model: {path}: must be a {f.name} file `vcr-hpo export` wrote, "
+        raise ConfigError(f"--model: {path}: must be a file `vcr-hpo export` wrote ({f.name}), "
                           f"got {type(exc).__name__}: {first}. Export it again") from None
     if not isinstance(meta, dict) or "class_names" not in meta or "config" not in meta:
         raise ConfigError(f"--model: {path}: must carry vcr-hpo metadata (class names, "
