@@ -135,6 +135,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                         " its metadata goes beside it as FILE.json")
     p.add_argument("--images", metavar="DIR_OR_JSONL",
                    help="images for the parity check (default: the model's own data)")
+    p.add_argument("--tolerance", type=positive(float, "tolerance"), default=None, metavar="X",
+                   help="largest max |logit difference| the parity check accepts (default 1e-4,"
+                        " fp32)")
 
 
 @command("export", "export a trained model to ONNX or TorchScript, with parity check, measured "
@@ -142,10 +145,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _cmd_export(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..model_export import export_model
+    from ..model_export import PARITY_TOLERANCE, export_model
 
     res = export_model(Path(ns.model), ns.format, Path(ns.output) if ns.output else None,
                        images=Path(ns.images) if ns.images else None,
+                       tolerance=PARITY_TOLERANCE if ns.tolerance is None else ns.tolerance,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     par, lat = res.metadata["parity"], res.metadata["latency"]
     for r in lat["runs"]:

@@ -70,7 +70,7 @@ def trained(request, tmp_path_factory):
     """(data folder, run folder) of a torchvision (resnet18) and a timm (resnet10t) backbone."""
     root = tmp_path_factory.mktemp(request.param)
     data = _image_folder(root / "cars")
-    return data, _train(root, backbone=request.param, data=str(data), epochs=2,
+    return data, _train(root, backbone=request.param, data=str(data), epochs=2, lr=0.001,
                         fusion="msff" if request.param == "resnet10t" else "last")
 
 
@@ -84,7 +84,7 @@ def _files(root):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_the_torch_model_and_records_metadata_and_latency(trained, fmt, capsys):
-    data, run = trained
+    _data, run = trained
     assert main(["export", "--model", str(run), "--format", fmt]) == 0
     path = run / f"model{FORMATS.get(fmt).suffix}"
     beside = json.loads((run / f"{path.name}.json").read_text())
@@ -173,12 +173,12 @@ def test_a_perturbed_export_fails_the_parity_check_and_writes_nothing(tiny, fmt,
 
 
 @pytest.mark.parametrize("case, message", [
-    ("not_a_model", "--model: {root}/other: must hold model.pt, config.yaml, metrics.json, "
-                    "got no model.pt, config.yaml, metrics.json"),
+    ("not_a_model", ("--model: {root}/other: must hold model.pt, config.yaml, metrics.json, "
+                    "got no model.pt, config.yaml, metrics.json")),
     ("no_folder", "no such folder"),
     ("unknown_format", "--format: unknown export format 'tflite'. Options: onnx, torchscript"),
-    ("onnxruntime_missing", "--format onnx: needs the packages onnx and onnxruntime, got no "
-                            "onnxruntime. Install the extra: pip install 'vcr-hpo[onnx]'"),
+    ("onnxruntime_missing", ("--format onnx: needs the packages onnx and onnxruntime, got no "
+                            "onnxruntime. Install the extra: pip install 'vcr-hpo[onnx]'")),
     ("bad_suffix", "-o: must end in .onnx for --format onnx, got"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny, tmp_path, monkeypatch, capsys,
@@ -210,8 +210,8 @@ def test_predict_refuses_a_file_that_is_not_an_export(tiny, tmp_path, capsys):
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
     for model, message in ((bogus, "must be a file `vcr-hpo export` wrote (onnx)"),
-                           (tiny / "config.yaml", "an exported file must end in .onnx, "
-                                                  ".torchscript.pt")):
+                           (tiny / "config.yaml", ("an exported file must end in .onnx, "
+                                                  ".torchscript.pt"))):
         capsys.readouterr()
         assert main(["predict", "--model", str(model), "--images", str(tmp_path / "imgs"),
                      "-o", str(tmp_path / "p.csv"), "--quiet"]) == 2
