@@ -318,8 +318,12 @@ def _stratified_val(labels: torch.Tensor, fraction: float) -> torch.Tensor:
     return is_val
 
 
-def load_dataset(cfg: TrainConfig) -> DatasetSplits:
+def load_dataset(cfg: TrainConfig, *, all_data: bool = False) -> DatasetSplits:
     """The train and val images of `cfg.data` at `cfg.image_size`, decoded once and cached.
+
+    With `all_data` every image of the source is in the training split (train and val
+    together, `max_train_samples` not applied) and the val split is empty: the last training
+    after model selection, which claims no held-out score.
 
     Images are decoded once per machine into a cache file (`cache_dir()`) keyed by a hash of the
     file list, sizes, mtimes, labels and image size (plus `val_fraction` when the source gives no
@@ -332,6 +336,8 @@ def load_dataset(cfg: TrainConfig) -> DatasetSplits:
     laid = _laid_out(cfg)
     n = laid.n_train
     m = n if cfg.max_train_samples is None else min(n, cfg.max_train_samples)
+    if all_data:  # the layout is the train block then the val block: all of it is one view
+        n = m = len(laid.labels)
     train_labels = laid.labels[:m]
     counts = torch.bincount(train_labels, minlength=len(laid.class_names))
     return DatasetSplits(

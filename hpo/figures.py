@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .metrics import per_class_recall
+
 __all__ = [
     "CONFUSION_JSON",
     "CONFUSION_PNG",
@@ -41,16 +43,14 @@ def confusion_summary(
     """
     m = [[int(v) for v in row] for row in matrix]
     n = len(class_names)
-    if len(m) != n or any(len(row) != n for row in m):
-        raise ValueError(f"confusion matrix must be {n}x{n} (one row and column per class), "
-                         f"got {len(m)} rows of {sorted({len(r) for r in m})}")
+    recall = per_class_recall(m, class_names)  # checks the shape
     support = [sum(row) for row in m]
     predicted = [sum(m[i][j] for i in range(n)) for j in range(n)]
     total = sum(support)
     per_class = {
         name: {
             "precision": m[i][i] / predicted[i] if predicted[i] else None,
-            "recall": m[i][i] / support[i] if support[i] else None,
+            "recall": recall[name],
             "support": support[i],
         }
         for i, name in enumerate(class_names)

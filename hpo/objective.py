@@ -21,7 +21,7 @@ from .constraints import (
 from .devices import GPU_ENV
 from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight
-from .metrics import EPOCH_METRICS, metric_values
+from .metrics import EPOCH_METRICS, metric_values, per_class_recall
 from .record_store import RecordWriter
 from .records import VALUE_STEP_ATTR
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
@@ -251,7 +251,7 @@ class Objective:
         epoch: EpochMetrics,
         info: RunInfo,
     ) -> None:
-        """User attr `confusion` of `epoch`; its figures uploaded as artifacts when a store is set.
+        """User attrs `confusion` and `per_class_recall` of `epoch`; its figures uploaded as artifacts when a store is set.
 
         Drawing or uploading never fails the trial: the error becomes user attr `artifact_error`.
         """
@@ -260,6 +260,9 @@ class Objective:
         class_names = info.class_names
         trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
                                           "matrix": [list(r) for r in epoch.confusion]})
+        recall = per_class_recall(epoch.confusion, class_names)  # what accuracy hides on a tail
+        trial.set_user_attr("per_class_recall",
+                            {k: None if v is None else round(v, 4) for k, v in recall.items()})
         if self.artifacts is None:
             return
         import tempfile

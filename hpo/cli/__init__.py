@@ -20,8 +20,8 @@ from ._registry import COMMANDS, Parser, UsageError, command
 __all__ = ["command", "main"]
 
 # The order `vcr-hpo --help` lists the commands in; one registered elsewhere comes last.
-_ORDER = ("backbones", "validate", "run", "status", "best", "train", "predict", "dashboard",
-          "storage-proxy", "report", "spaces")
+_ORDER = ("backbones", "validate", "run", "status", "best", "train", "export", "predict",
+          "dashboard", "storage-proxy", "report", "spaces")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,6 +119,11 @@ def _colour_plots(study: optuna.Study, out: Path, formats: tuple[str, ...], repo
     if isinstance(conf, dict) and conf.get("matrix"):
         summary = confusion_summary(conf["matrix"], conf["class_names"], epoch=conf.get("epoch"))
         title = f"best trial #{best.number}: confusion matrix (best of {n} COMPLETE trials)"
+        recalls = {c: v["recall"] for c, v in summary["per_class"].items()
+                   if v["recall"] is not None}
+        if recalls:  # the long tail's weakest class, which accuracy hides
+            low = min(recalls, key=lambda c: (recalls[c], c))
+            title += f", recall per class on the rows; lowest {low} {recalls[low]:.0%}"
         files = _draw_both(formats, out, f"confusion-trial{best.number}",
                            lambda p: draw_confusion(summary, p, title=title),
                            lambda p: _draw.confusion_html(summary, p, title))

@@ -29,7 +29,14 @@ from ._queries import (
     top_trial_ids,
     top_trials,
 )
-from ._resume import SpaceChangedError, open_study, resume_view, sampler_seed, space_diff
+from ._resume import (
+    SpaceChangedError,
+    open_study,
+    package_version,
+    resume_view,
+    sampler_seed,
+    space_diff,
+)
 from ._signals import RunInterrupted, interrupt_on_signals
 from ._storage import GRACE_PERIOD, build_storage
 from ._threads import busy_cores, cpu_threads
@@ -56,6 +63,7 @@ __all__ = [
     "get_study_id",
     "interrupt_on_signals",
     "open_study",
+    "package_version",
     "rdb_storage",
     "requeue_interrupted",
     "resume_view",

@@ -140,7 +140,8 @@ def train_epoch(
 ) -> EpochMetrics:
     """Train epoch `s.epoch`, validate, record the metrics in `s` and advance it by one epoch.
 
-    What each validation image got is left in `s.last_eval` (see `validate`).
+    What each validation image got is left in `s.last_eval` (see `validate`). A state without
+    validation images (all data trains) records NaN validation metrics.
 
     `on_batch(s, batches_done)` runs after every batch but the last (see `train_model`).
 
@@ -157,7 +158,11 @@ def train_epoch(
     if s.device.type == "cuda":
         torch.cuda.synchronize(s.device)
     train_seconds = time.perf_counter() - t0
-    val_loss, val_acc, val_f1, confusion = _validate_counts(s)
+    if s.validated:
+        val_loss, val_acc, val_f1, confusion = _validate_counts(s)
+    else:  # every image trains (`load_dataset(all_data=True)`): nothing is held out to score
+        val_loss = val_acc = val_f1 = math.nan
+        confusion = None
     images = s.data.steps * s.data.batch
     m = EpochMetrics(
         epoch=epoch,

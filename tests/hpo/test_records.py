@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from hpo.artifacts import ATTR_ARTIFACTS, artifact_store
+from hpo.attrs import ATTR_SPACE_YAML
 from hpo.cli import main
 from hpo.console import summary_lines
 from hpo.errors import VcrHpoError
@@ -24,7 +25,6 @@ from hpo.record_store import (
     write_record,
 )
 from hpo.records import VALUE_STEP_ATTR, ValRecord, decode_record, encode_record, val_key
-from hpo.attrs import ATTR_SPACE_YAML
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
