@@ -425,6 +425,12 @@ def _score(model, ds: Dataset) -> float:
     return float(acc)
 
 
+def final_epochs(left: float, setup: float, per_epoch: float) -> int:
+    """Epochs a final run of `setup` + n x `per_epoch` gets from `left`: the nearest whole
+    number, so its charge lands within half an epoch of `left` (0: not even half an epoch)."""
+    return max(0, math.floor((left - setup) / per_epoch + 0.5))
+
+
 def _train_final(space, params: dict, job: Job, left: float) -> dict[str, Any]:
     """Train `params` once for as many epochs as `left` buys (rounded: `used` lands within
     half an epoch of the budget), as `vcr-hpo train` does; score its final model."""
@@ -434,8 +440,8 @@ def _train_final(space, params: dict, job: Job, left: float) -> dict[str, Any]:
     cfg = space.config_for(params, overrides)
     n_train, n_val, _ = _W["sizes"][job.dataset.name]
     costs: Costs = _W["costs"]
-    per_epoch = costs.epoch(cfg.backbone, cfg.batch_size, n_train, n_val)
-    n = math.floor((left - costs.setup(cfg.backbone, cfg.batch_size)) / per_epoch + 0.5)
+    n = final_epochs(left, costs.setup(cfg.backbone, cfg.batch_size),
+                     costs.epoch(cfg.backbone, cfg.batch_size, n_train, n_val))
     if n < 1:
         return {"final_epochs": 0, "final_charge": 0.0}
     cfg = space.config_for(params, {**overrides, "epochs": n})

@@ -377,3 +377,11 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
     assert [t for t in tables(again) if t and "holdout" in t[0]] == [table]
     assert "goal 1 (shipped" in again and "goal 3" in again
     assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2"}
+
+
+@pytest.mark.parametrize(("left", "setup", "epoch"), [
+    (100.0, 0.3, 2.0), (100.0, 0.3, 2.9), (37.5, 1.2, 0.7), (5.0, 0.5, 3.0), (1000.0, 0.2, 13.3)])
+def test_search_quality_final_run_spends_its_budget_to_half_an_epoch(sq, left, setup, epoch):
+    n = sq.final_epochs(left, setup, epoch)
+    assert n >= 1 and abs(setup + n * epoch - left) <= epoch / 2 + 1e-9
+    assert sq.final_epochs(setup + 0.4 * epoch, setup, epoch) == 0  # under half an epoch left
