@@ -554,6 +554,14 @@ def _run_default(job: Job) -> dict[str, Any]:
     return out
 
 
+def fingerprint(space) -> str:
+    """What a strategy ran, seed aside: a digest of its space (study block and parameters)."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps(space.canonical(), sort_keys=True, default=str).encode()
+                        ).hexdigest()[:10]
+
+
 def _commit() -> str:
     try:
         return subprocess.run(["git", "-C", str(C.ROOT), "rev-parse", "--short", "HEAD"],
@@ -566,10 +574,12 @@ def run_one(job: Job) -> dict[str, Any]:
     """One (dataset, strategy, seed, budget): the self-contained record of a per-run line."""
     w0 = time.perf_counter()
     body = _run_default(job) if job.strategy.default else _run_search(job)
+    shown = Strategy("shipped", "shipped") if job.strategy.default else job.strategy
+    fp = fingerprint(strategy_space(_W["text"], _W["source"], shown, 0))
     head = {"format": FORMAT, "dataset": job.dataset.name, "data": job.dataset.spec(),
             "epochs": job.epochs, "px": job.px, "space": _W["space_name"],
-            "strategy": job.strategy.label, "spec": job.strategy.text, "seed": job.seed,
-            "budget": round(job.budget, 2), "trials_budget": job.trials_budget,
+            "strategy": job.strategy.label, "spec": job.strategy.text, "fingerprint": fp,
+            "seed": job.seed, "budget": round(job.budget, 2), "trials_budget": job.trials_budget,
             "refit": job.refit}
     tail = {"wall_s": round(time.perf_counter() - w0, 1), "load": C.load_text(),
             "host": platform.node(), "commit": _commit()}
@@ -720,8 +730,21 @@ def verdict(rows: list[dict[str, Any]], label: str = "shipped", small: float = 8
     return out
 
 
+def mixed_labels(runs: list[dict[str, Any]]) -> list[str]:
+    """Warnings for labels whose runs in one group ran different spaces or specs."""
+    seen: dict[tuple, set[str]] = {}
+    for r in runs:
+        if r.get("fingerprint"):
+            seen.setdefault((*_group_key(r)[:1], r["budget"], r["strategy"]), set()).add(
+                r["fingerprint"])
+    return [f"# warning: {k[0]} @ {k[1]:g} s: strategy {k[2]} mixes runs of {len(v)} different "
+            "spaces or specs; give each its own label" for k, v in seen.items() if len(v) > 1]
+
+
 def print_summary(runs: list[dict[str, Any]], label: str) -> None:
     rows = summarise(runs)
+    for line in mixed_labels(runs):
+        print(line)
     print("summary (mean over seeds; holdout = held-out accuracy of the model each strategy ends "
           "with, the headline, +- se = standard error; val_best* = the search's best val_acc, "
           "a maximum of noisy scores, NOT the headline; to_random = fraction of the search part "

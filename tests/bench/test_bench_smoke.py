@@ -5,6 +5,7 @@ in the fast tier."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import sys
@@ -385,3 +386,17 @@ def test_search_quality_final_run_spends_its_budget_to_half_an_epoch(sq, left, s
     n = sq.final_epochs(left, setup, epoch)
     assert n >= 1 and abs(setup + n * epoch - left) <= epoch / 2 + 1e-9
     assert sq.final_epochs(setup + 0.4 * epoch, setup, epoch) == 0  # under half an epoch left
+
+
+def test_search_quality_warns_when_one_label_ran_two_spaces(sq, tmp_path, capsys):
+    runs = _verdict_runs()
+    for r in runs:
+        r["fingerprint"] = "aaa"
+    assert sq.mixed_labels(runs) == []
+    runs[2]["fingerprint"] = "bbb"  # dataset a, shipped, seed 0: another space than its seeds
+    assert sq.mixed_labels(runs) == [("# warning: a @ 100 s: strategy shipped mixes runs of 2 "
+                                      "different spaces or specs; give each its own label")]
+    path = tmp_path / "r.txt"
+    path.write_text("".join(f"# run {json.dumps(r)}\n" for r in runs) + "# other comment\n")
+    assert sq.main(["--summarise", str(path)]) == 0
+    assert "# warning: a @ 100 s: strategy shipped mixes" in capsys.readouterr().out
