@@ -90,7 +90,7 @@ def test_a_trial_over_the_budget_is_infeasible_never_best_and_says_why(monkeypat
         assert "over $VCR_HPO_MEMORY_CAP_MB=1" in t.user_attrs["fail_reason"]
         assert is_infeasible(t)
     with pytest.raises(ValueError, match="No feasible trials"):  # Optuna reads the constraint
-        study.best_trial
+        _ = study.best_trial
     monkeypatch.delenv(MEMORY_CAP_ENV)
     result = hpo.run_study("s.yaml", storage=url, n_trials=3, threads=1)  # one feasible trial
     study = optuna.load_study(study_name="oom", storage=url)

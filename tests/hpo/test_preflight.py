@@ -65,11 +65,16 @@ def test_searched_pretrained_counts_as_asking_for_weights(weight_caches, no_netw
         check_weights(space, _baseline(space), where="s.yaml")
 
 
-def test_weights_file_present_passes(weight_caches, tmp_path):
+def test_weights_file_present_passes_and_is_the_file_checked(weight_caches, tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
     space = parse_search_space(_SPACE.format(extra="", fixed=f"  pretrained: true\n  weights: {weights}"))
+    assert [name for name, _ in weight_backbones(space, _baseline(space))] == [
+        "resnet18", "efficientnet_b0"]
     check_weights(space, _baseline(space), where="s.yaml")
+    weights.unlink()  # the same space without the file: the check looked at that file
+    with pytest.raises(ConfigError, match=r"fixed\.weights.*w\.pth"):
+        check_weights(space, _baseline(space), where="s.yaml")
 
 
 def test_missing_weights_file_through_validate(weight_caches, tmp_path, capsys):
