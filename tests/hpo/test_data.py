@@ -352,7 +352,12 @@ def test_check_data_source_accepts_synthetic_without_a_path(tmp_path, monkeypatc
 
 # --------------------------------------------------------------------------- shared cache file
 
-_LINUX = pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
+@pytest.fixture
+def _linux(require):
+    require("Linux /proc/self/smaps", os.path.exists("/proc/self/smaps"), "run the tests on Linux")
+
+
+_LINUX = pytest.mark.usefixtures("_linux")
 
 # Loads the set as a trial would, touches every page, reports, then waits for one command.
 _CHILD = """
