@@ -4,6 +4,7 @@ file, on a read-only mount or in /proc, is one line and exit 2, with nothing wri
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,7 +21,12 @@ def _mount_read_only(path: Path, request) -> Path:
     request.getfixturevalue("require")(
         f"a read-only tmpfs mount ({got.stderr.strip()})", got.returncode == 0,
         "run as root with CAP_SYS_ADMIN, as on the CI machine")
-    request.addfinalizer(lambda: subprocess.run(["umount", str(path)], check=False))
+    def unmount():
+        if Path.cwd().is_relative_to(path):  # a test that ran inside it (monkeypatch undoes later)
+            os.chdir(path.parent)
+        subprocess.run(["umount", str(path)], check=True)
+
+    request.addfinalizer(unmount)
     return path
 
 
