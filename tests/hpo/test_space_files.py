@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -116,6 +118,10 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     where = subprocess.run([str(python), "-c", "import hpo; print(hpo.__file__)"], cwd=empty,
                            env=env, capture_output=True, text=True, check=True, timeout=60)
     assert Path(where.stdout.strip()).is_relative_to(env_dir), where.stdout  # not the checkout
+    seen = subprocess.run([str(python), "-c", "import sys; print('\\n'.join(sys.path))"],
+                          cwd=empty, env=env, capture_output=True, text=True, check=True,
+                          timeout=60).stdout.splitlines()
+    assert sysconfig.get_paths()["purelib"] in seen  # this interpreter's packages, venv or not
     exe = str(env_dir / "bin" / "vcr-hpo")
     out = subprocess.run([exe, "validate", "--space", "hyperparameters.yaml"], cwd=empty, env=env,
                          capture_output=True, text=True, timeout=300, check=False)
@@ -141,9 +147,6 @@ def _venv_with_this_interpreters_packages(env_dir: Path) -> Path:
     which inside a venv are not the installed ones; a .pth file names this interpreter's
     site-packages (its lines are added to sys.path; the .pth files in them, such as an editable
     install's, are not run). Returns the venv's python."""
-    import site
-    import sysconfig
-
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
     ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"

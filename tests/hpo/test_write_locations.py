@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
+from hpo.errors import ConfigError
 
 
 def _mount_read_only(path: Path, request) -> Path:
@@ -111,5 +112,9 @@ def test_the_default_data_cache_is_not_checked(tmp_path, monkeypatch):
     from hpo.preflight import check_run_locations
 
     monkeypatch.delenv("VCR_HPO_CACHE")
-    monkeypatch.setenv("HOME", str(_file(tmp_path)))
+    home = _file(tmp_path)
+    monkeypatch.setenv("HOME", str(home))
     check_run_locations(f"sqlite:///{tmp_path / 's.db'}", "s", None)
+    monkeypatch.setenv("VCR_HPO_CACHE", str(home / ".cache" / "vcr-hpo"))  # named: checked
+    with pytest.raises(ConfigError, match=r"^\$VCR_HPO_CACHE: must be a folder this run can write"):
+        check_run_locations(f"sqlite:///{tmp_path / 's.db'}", "s", None)
