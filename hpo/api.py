@@ -205,8 +205,10 @@ def plan_run(
 
         warm = load_warm_start(warm_start, space, storage=storage, run_url=url, run_study=name)
     if preflight:
+        from .preflight import check_run_locations
         from .preflight import preflight as check_machine
 
+        check_run_locations(url, name, artifacts)
         check_machine(cfg, space=space, overrides=checked, storage=url, where=str(space.source))
     return RunPlan(space=space, overrides=checked, cfg=cfg, study_name=name, url=url,
                    n_trials=int(target),
