@@ -205,16 +205,16 @@ def _parse_numeric(errs: _Errors, path: tuple, name: str, ptype: str, raw: Mappi
         errs.add(path + ("log",), "must be true or false", log, "Write log: true")
         ok = False
         log = False
-    step = raw.get("step")
-    if step is not None:
-        step = _number(errs, path + ("step",), step, integer=integer)
-        if step is _MISSING:
+    step: float | int | None = None
+    if raw.get("step") is not None:
+        number = _number(errs, path + ("step",), raw["step"], integer=integer)
+        if number is _MISSING:
             ok = False
-        elif step <= 0:
+        elif number <= 0:
             errs.add(path + ("step",), "must be positive", raw["step"], "Write a step greater than 0")
             ok = False
-        elif not integer:
-            step = float(step)
+        else:
+            step = number if integer else float(number)
     if log and raw.get("step") is not None:
         errs.add(path + ("step",), "cannot be combined with log: true", raw["step"],
                  "Remove step, or set log: false")

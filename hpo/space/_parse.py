@@ -82,6 +82,8 @@ def parse_search_space(text: str, *, source: str = "<string>") -> SearchSpace:
 
     if errs:
         raise errs.error()
+    # each block's parser records why whenever it returns None, so with no error all are set
+    assert study is not None and ordered is not None and fixed is not None
     space = SearchSpace(source=source, text=text, study=study, params=tuple(ordered),
                         fixed=FrozenDict(fixed))
     try:  # the fields are valid one by one; this checks the baseline as a whole

@@ -136,7 +136,7 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     stall = _parse_stall(errs, raw, path, isolation)
     if stall is _MISSING:
         ok = False
-    if not ok:
+    if not ok or keep is None:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,

@@ -50,9 +50,9 @@ class StudySpec:
 
     def canonical(self) -> dict[str, Any]:
         # optional keys only when set, so the fingerprints of spaces without them stay as they were
-        extra = {} if self.keep_weights == (1, 1) else {
+        extra: dict[str, Any] = {} if self.keep_weights == (1, 1) else {
             "keep_weights": {"top": self.keep_weights[0], "per_backbone": self.keep_weights[1]}}
-        sub = {} if self.report_every is None else {
+        sub: dict[str, Any] = {} if self.report_every is None else {
             "report_every": self.report_every, "report_val_images": self.report_val_images}
         if self.fidelity != "epochs":
             sub = {**sub, "fidelity": self.fidelity, "report_seconds": self.report_seconds}
@@ -92,13 +92,29 @@ class Param:
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=FrozenDict)
     has_default: bool = False
 
+    def _bounds(self) -> tuple[float | int, float | int]:
+        """(low, high) of a numeric parameter; the parser sets both for every float and int."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.name}: a {self.type} parameter needs low and high")
+        return self.low, self.high
+
+    def _int_range(self) -> tuple[int, int, int]:
+        """(low, high, step) of an int parameter; the parser makes all three integers."""
+        lo, hi = self._bounds()
+        step = self.step or 1
+        if not all(float(v).is_integer() for v in (lo, hi, step)):
+            raise ValueError(f"{self.name}: an int parameter needs whole low, high and step")
+        return int(lo), int(hi), int(step)
+
     def distribution(self) -> BaseDistribution:
         """The Optuna distribution this parameter is sampled from."""
         if self.type == "categorical":
             return CategoricalDistribution(list(self.choices or ()))
         if self.type == "float":
-            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
-        return IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
+            lo, hi = self._bounds()
+            return FloatDistribution(lo, hi, log=self.log, step=self.step)
+        ilo, ihi, istep = self._int_range()
+        return IntDistribution(ilo, ihi, log=self.log, step=istep)
 
     def suggest(self, trial: Any) -> Any:
         """Ask `trial` for a value through its public suggest_* API."""
@@ -121,7 +137,7 @@ class Param:
             return self.default
         if self.type == "categorical":
             return (self.choices or (None,))[0]
-        lo, hi = self.low, self.high
+        lo, hi = self._bounds()
         mid = math.sqrt(lo * hi) if self.log else (lo + hi) / 2
         step = self.step or (1 if self.type == "int" else None)
         if step:
@@ -134,18 +150,22 @@ class Param:
         if self.type == "categorical":
             return tuple(self.choices or ())
         if self.type == "int":
-            return tuple(range(self.low, self.high + 1, self.step or 1))
+            ilo, ihi, istep = self._int_range()
+            return tuple(range(ilo, ihi + 1, istep))
         if self.step is None:
             raise ValueError(f"{self.name}: a float without step has no finite grid")
-        n = round((self.high - self.low) / self.step)
+        lo, hi = self._bounds()
+        step = self.step
+        n = round((hi - lo) / step)
         # Same arithmetic as Optuna's FloatDistribution, so every grid value is "contained".
-        return tuple(float(min(self.low + i * self.step, self.high)) for i in range(n + 1))
+        return tuple(float(min(lo + i * step, hi)) for i in range(n + 1))
 
     def grid_size(self) -> int:
         if self.type == "categorical":
             return len(self.choices or ())
+        lo, hi = self._bounds()
         step = self.step or 1
-        return round((self.high - self.low) / step) + 1
+        return round((hi - lo) / step) + 1
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
@@ -234,7 +254,7 @@ class SearchSpace:
 
     def describe(self) -> list[tuple[str, ...]]:
         """Rows (name, type, range or choices, log/step, condition) for a table."""
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for p in self.params:
             if p.type == "categorical":
                 rng = "[" + ", ".join(_fmt(c) for c in p.choices or ()) + "]"
