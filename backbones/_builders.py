@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from ._names import NameTable
 from .registry import Registry
+
+if TYPE_CHECKING:  # base imports torch; the names here are read without it
+    from .base import BaseBackbone
 
 __all__ = ["BACKBONES", "BACKBONE_NAMES", "BUILTIN_BACKBONES", "BackboneEntry", "register_backbone"]
 
@@ -22,7 +26,7 @@ BUILTIN_BACKBONES: dict[str, tuple[str, ...]] = {
 class BackboneEntry:
     name: str
     family: str
-    build: Callable[..., object]  # (name, **cfg) -> BaseBackbone
+    build: type[BaseBackbone]  # cls(name, **cfg) builds it; cls.locate_weights(name) finds weights
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
@@ -35,10 +39,13 @@ BACKBONE_NAMES = NameTable(
 )
 
 
-def register_backbone(names: tuple[str, ...], family: str):
+_B = TypeVar("_B", bound="type[BaseBackbone]")
+
+
+def register_backbone(names: tuple[str, ...], family: str) -> Callable[[_B], _B]:
     """Class decorator: register `cls(name, **cfg)` under each of `names`."""
 
-    def deco(cls):
+    def deco(cls: _B) -> _B:
         for name in names:
             BACKBONES.register(name, BackboneEntry(name, family, cls))
         return cls

@@ -39,13 +39,13 @@ def resolve_output(name: str, output: str | None, return_nodes: bool | None) -> 
             "Use one of those."
         )
     if return_nodes is None:
-        return output or "features"
+        return "pooled" if output == "pooled" else "features"
     if not isinstance(return_nodes, bool):
         raise ConfigError(
             f"backbone {name}: return_nodes must be true (c2..c5) or false (pooled), got "
             f"{return_nodes!r}. Use true or false."
         )
-    implied = "features" if return_nodes else "pooled"
+    implied: Output = "features" if return_nodes else "pooled"
     if output is not None and output != implied:
         raise ConfigError(
             f"backbone {name}: return_nodes={return_nodes} asks for output={implied!r}, got "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -87,7 +88,7 @@ class TimmBackbone(BaseBackbone):
             load_state_dict_file(file)  # fail here with our message rather than deep in timm
         elif pretrained:
             file = self.locate_weights(name)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if file is not None:
             kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(file)}}
         try:
@@ -97,7 +98,8 @@ class TimmBackbone(BaseBackbone):
                 f"weights: {str(file)!r} does not match timm model {name}, got "
                 f"{str(exc).splitlines()[0][:200]}. Use a state_dict of the same timm architecture."
             ) from None
-        info = self.body.feature_info
+        # timm's FeatureInfo; nn.Module.__getattr__ would type it Tensor | Module
+        info: Any = self.body.feature_info
         reductions, channels = info.reduction(), info.channels()
         # The last level at each reduction is the deepest one at that stride.
         picked: dict[str, int] = {}

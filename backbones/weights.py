@@ -66,6 +66,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsNotFoundError(
             f"weights: file not found, got {str(path)!r}. Give the path of a state_dict file."
         )
+    state: object  # whatever the file holds, checked below
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

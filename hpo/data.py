@@ -102,7 +102,8 @@ def _decode_one(path: Path, size: int) -> torch.Tensor | str:
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR,
+                                          reducing_gap=2.0)
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types; all mean "unreadable"
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"

@@ -214,7 +214,7 @@ class IsolatedObjective:
                     if not eof and conn.poll():  # what it sent just before it died comes first
                         continue
                     raise _died(proc.exitcode, trial)
-                if watch.stalled():
+                if self.stall_timeout is not None and watch.stalled():  # no limit: never stalled
                     raise _stalled(trial, proc, dump, self.stall_timeout)
                 continue
             kind = message[0]

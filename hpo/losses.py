@@ -29,11 +29,17 @@ LOSSES: Registry = Registry("loss", error=UnknownNameError)
 class LossSettings(Protocol):
     """The fields `build_loss` reads (a TrainConfig has them; this module does not import it)."""
 
-    loss_fn: str
-    label_smoothing: float
-    focal_gamma: float
-    focal_alpha: float | None
-    tau: float
+    # read-only properties, so a frozen dataclass (TrainConfig) satisfies the protocol
+    @property
+    def loss_fn(self) -> str: ...
+    @property
+    def label_smoothing(self) -> float: ...
+    @property
+    def focal_gamma(self) -> float: ...
+    @property
+    def focal_alpha(self) -> float | None: ...
+    @property
+    def tau(self) -> float: ...
 
 
 class EpochAware(nn.Module):

@@ -140,10 +140,11 @@ def _parity_batch(cfg: Any, images: Path | None, class_names: Sequence[str]) -> 
         paths = [paths[int(i * step)] for i in range(PARITY_IMAGES)]
     decoded = [_decode_one(p, size) for p in paths]
     bad = [f"{p} ({r})" for p, r in zip(paths, decoded) if isinstance(r, str)]
+    tensors = [r for r in decoded if not isinstance(r, str)]  # all of them when none is bad
     if bad:
         raise ConfigError(f"--images: the parity images must decode, got {len(bad)} unreadable: "
                           f"{'; '.join(bad[:3])}. Remove them or give others with --images")
-    return torch.stack(decoded), f"{where}: {len(paths)} images"
+    return torch.stack(tensors), f"{where}: {len(paths)} images"
 
 
 # --------------------------------------------------------------------------- export

@@ -210,10 +210,9 @@ def default_comparison(
     except Exception as exc:  # noqa: BLE001 - the sentence informs, it never fails a command
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"{_NO}: its validation records cannot be read ({type(exc).__name__}: {text})"
-    for t, rec in ((best, mine), (default, theirs)):
-        if rec is None:
-            return (f"{_NO}: trial {t.number} has no validation record "
-                    "(trained before vcr-hpo kept them)")
+    if mine is None or theirs is None:
+        return (f"{_NO}: trial {(best if mine is None else default).number} has no validation "
+                "record (trained before vcr-hpo kept them)")
     if mine.key != theirs.key or len(mine) != len(theirs):
         return (f"{_NO}: trials {best.number} and {default.number} were scored on different "
                 f"validation images ({len(mine):,} and {len(theirs):,} images)")

@@ -233,10 +233,11 @@ def predict_images(
             chunk = items[i : i + batch_size]
             decoded = list(pool.map(lambda it: _decode_one(it[0], size), chunk))
             bad += [f"{p} ({r})" for (p, _), r in zip(chunk, decoded) if isinstance(r, str)]
+            images = [r for r in decoded if not isinstance(r, str)]  # all of them when no bad
             bar.update(len(chunk))
             if bad:  # keep decoding to name every bad file; no forward pass wasted
                 continue
-            x = normalise(torch.stack(decoded).to(dev, non_blocking=True))
+            x = normalise(torch.stack(images).to(dev, non_blocking=True))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):

@@ -207,7 +207,7 @@ def study_default_comparison(study: optuna.Study, best: FrozenTrial | None = Non
             store = store_of(study.user_attrs)
         except Exception:  # noqa: BLE001 - a bad location: no records, said in the sentence
             store = None
-    metric = (study.metric_names or [None])[0]
+    metric = study.metric_names[0] if study.metric_names else None
     read = None if store is None else StoreRecords(store).read
     return default_comparison(best, by_number.get(DEFAULT_TRIAL), read, metric,
                               lookup=by_number.get)

@@ -140,9 +140,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def _cmd_report(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..report import html_available, write_full_report
+    from ..report import Format, html_available, write_full_report
 
-    formats = ("png", "html") if ns.format == "both" else (ns.format,)
+    formats: tuple[Format, ...] = ("png", "html") if ns.format == "both" else (ns.format,)
     if ns.format == "both" and not html_available():
         formats = ("png",)
         print("note: HTML plots skipped: plotly is not installed (pip install plotly)",

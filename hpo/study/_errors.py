@@ -24,7 +24,8 @@ def translate_storage_errors(url: str) -> Iterator[None]:
     try:
         yield
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as exc:
-        chain, cause = [], exc
+        chain: list[str] = []
+        cause: BaseException | None = exc
         while cause is not None:
             chain.append(str(cause))
             cause = cause.__cause__ or cause.__context__

@@ -79,7 +79,9 @@ _CLASS = None
 def _make_class():
     base_heartbeat = _optuna.base_heartbeat()
 
-    class HeartbeatGrpcStorage(optuna.storages.GrpcStorageProxy, base_heartbeat):
+    # a base known only at run time (Optuna's private BaseHeartbeat, reached through _optuna)
+    class HeartbeatGrpcStorage(optuna.storages.GrpcStorageProxy,
+                               base_heartbeat):  # type: ignore[valid-type,misc]
         """Optuna's gRPC proxy client plus heartbeats kept as trial system attributes."""
 
         def __init__(self, *, host: str, port: int, heartbeat_interval: int | None = None,
@@ -177,7 +179,8 @@ def is_grpc_storage(storage) -> bool:
 def stale_by_beat(storage, study_id: int, grace_period: float) -> list[tuple[int, float | None]]:
     """RUNNING trials whose last beat through the proxy is older than the grace period:
     (number, age seconds by this machine's clock); None for a trial that never beat."""
-    now, out = time.time(), []
+    now = time.time()
+    out: list[tuple[int, float | None]] = []
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         beat = last_beat(trial)
         if beat is None:

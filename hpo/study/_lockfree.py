@@ -120,15 +120,17 @@ def claim_lockfree(
         mine = next(t for t in trials if _optuna.trial_id(t) == tid)
         verdict = admission(trials, mine, n_trials)
         if verdict == "run":
-            if beating:
+            if _optuna.heartbeat_enabled(storage):  # `beating`, narrowed for the type checker
                 storage.record_heartbeat(tid)  # at once: a claimed trial must not look beatless
             if reseed is not None:
                 study.sampler = reseed(trial.number)
             return trial
         if verdict == "duplicate":
-            storage.set_trial_user_attr(tid, DUPLICATE_OF, list(_copy_key(mine)))
+            key = _copy_key(mine)
+            assert key is not None  # admission finds a duplicate only for a trial with a copy key
+            storage.set_trial_user_attr(tid, DUPLICATE_OF, list(key))
             storage.set_trial_user_attr(tid, FAIL_REASON, "a second copy of a queued trial "
-                                        f"({_copy_key(mine)}), queued by two workers at once; not run")
+                                        f"({key}), queued by two workers at once; not run")
             try:
                 storage.set_trial_state_values(tid, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:

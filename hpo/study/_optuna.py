@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import optuna
+
+if TYPE_CHECKING:
+    from optuna.storages._heartbeat import BaseHeartbeat
 
 __all__ = [
     "ARTIFACT_ATTR_PREFIX",
@@ -82,8 +85,8 @@ def unwrap_storage(storage: Any) -> Any:
     return getattr(storage, "_backend", storage)  # its _CachedStorage
 
 
-def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
-    """Whether the storage records heartbeats (a heartbeat interval is set)."""
+def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> TypeGuard[BaseHeartbeat]:
+    """Whether the storage records heartbeats (a BaseHeartbeat with an interval set)."""
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     return is_heartbeat_enabled(storage)

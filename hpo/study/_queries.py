@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -34,8 +35,10 @@ def rdb_storage(storage: Any) -> optuna.storages.RDBStorage:
     return storage
 
 
-def count_states(storage: optuna.storages.BaseStorage, study_id: int) -> dict[TrialState, int]:
-    """Number of trials in each state, counted by the database (by the client through a proxy)."""
+def count_states(storage: optuna.Study | optuna.storages.BaseStorage,
+                 study_id: int) -> dict[TrialState, int]:
+    """Number of trials in each state, counted by the database (by the client through a proxy).
+    `storage` may be the Study itself: its storage is used."""
     import sqlalchemy as sa
 
     counts = {state: 0 for state in TrialState}
@@ -163,8 +166,9 @@ def stale_running(
     with storage.engine.connect() as conn:
         now = conn.execute(sa.select(sa.func.now())).scalar()
         rows = conn.execute(query).all()
-    now = now.replace(tzinfo=None) if hasattr(now, "replace") else now
-    out = []
+    if isinstance(now, datetime):
+        now = now.replace(tzinfo=None)
+    out: list[tuple[int, float | None]] = []
     for number, beat in rows:
         if beat is None:
             out.append((int(number), None))

@@ -94,7 +94,7 @@ def package_version() -> str:
 
 def open_study(
     space: Any,
-    storage: optuna.storages.RDBStorage,
+    storage: optuna.storages.BaseStorage,  # RDB, or a gRPC proxy client (build_storage)
     *,
     study_name: str,
     overrides: Mapping[str, Any] | None = None,
@@ -141,7 +141,7 @@ def open_study(
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
-        directions=directions,
+        directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
         sampler=build_sampler(space, seed=seed),
         pruner=build_pruner(space.study.pruner),
         load_if_exists=True,

@@ -54,11 +54,13 @@ def check_storage_url(url: str, *, where: str = "--storage") -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file of an SQLite URL, None for other databases and gRPC proxies."""
+    """The file of an SQLite URL; None for other databases, gRPC proxies and `sqlite://`."""
     from sqlalchemy.engine import make_url
 
     if url.startswith("grpc://"):
         return None
 
     parsed = make_url(url)
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+    if parsed.get_backend_name() != "sqlite" or parsed.database is None:
+        return None
+    return Path(parsed.database)

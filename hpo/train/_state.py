@@ -257,7 +257,10 @@ class TrainState:
 
 def _rng_state(s: TrainState) -> dict[str, Any]:
     """Every generator a run draws from: torch (CPU and the CUDA device), numpy, python, ours."""
-    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = np.random.get_state(legacy=True)
+    if not isinstance(state, tuple):  # legacy=True promises the tuple form
+        raise TypeError(f"numpy's legacy RNG state is not a tuple, got {type(state).__name__}")
+    _, keys, pos, has_gauss, cached = state
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(s.device) if s.device.type == "cuda" else None,
