@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from .config import TrainConfig
+    from .devices import Workers
+    from .isolation import IsolatedObjective
     from .space import SearchSpace
     from .warm_start import WarmStart
 
@@ -181,7 +183,7 @@ def plan_run(
     from .config import check_field
     from .study import check_storage_url, default_storage_url
 
-    if not hasattr(space, "study"):
+    if isinstance(space, (str, os.PathLike)):
         space = load_space(space)
     checked = {k: check_field(k, v, where=f"--set {k}") for k, v in dict(overrides or {}).items()}
     _searched_override(space, checked)
@@ -233,7 +235,7 @@ def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
     return threads
 
 
-def plan_devices(plan: RunPlan, workers: int | str = 1, gpus: Sequence[str] | str | None = None,
+def plan_devices(plan: RunPlan, workers: Workers = 1, gpus: Sequence[str] | str | None = None,
                  workers_per_gpu: int | None = None) -> list:
     """`hpo.devices.device_plan` for a run: one `WorkerPlacement` per worker process.
 
@@ -283,7 +285,7 @@ def run_study(
     n_trials: int | None = None,
     timeout: float | None = None,
     overrides: Mapping[str, Any] | None = None,
-    workers: int | str = 1,
+    workers: Workers = 1,
     gpus: Sequence[str] | str | None = None,
     workers_per_gpu: int | None = None,
     trial_isolation: str | None = None,
@@ -415,7 +417,8 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
     from .objective import Objective
 
     space = plan.space
-    objective = Objective(space, overrides=plan.overrides, on_epoch=bar.epoch, artifacts=store)
+    objective: Objective | IsolatedObjective = Objective(
+        space, overrides=plan.overrides, on_epoch=bar.epoch, artifacts=store)
     if store is not None:
         top, per_backbone = space.study.keep_weights
         callbacks = [*callbacks, keep_best_weights(store, top=top, per_backbone=per_backbone)]

@@ -30,7 +30,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.artifacts import ArtifactMeta
+    from optuna.artifacts import ArtifactMeta, Boto3ArtifactStore, GCSArtifactStore
 
 #: Optuna's ArtifactStore protocol (open_reader, write, remove); its class is private.
 ArtifactStore = Any
@@ -200,6 +200,7 @@ def artifact_store(storage_url: str, study_name: str, location: str | None = Non
     if cloud is None:
         return _FolderStore(location)
     scheme, bucket, prefix = cloud
+    inner: Boto3ArtifactStore | GCSArtifactStore
     if scheme == "s3":
         from optuna.artifacts import Boto3ArtifactStore
 

@@ -6,7 +6,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 import torch
@@ -29,6 +29,7 @@ from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train
 
 if TYPE_CHECKING:
     from .space import SearchSpace
+    from .train._loop import Monitor
 
 __all__ = ["EPOCH_METRICS", "Objective", "library_versions", "metric_values"]
 
@@ -120,7 +121,8 @@ class Objective:
         self.on_epoch = on_epoch
         self.metrics: tuple[str, ...] = tuple(space.study.metrics)
         primary = self.metrics[0]
-        self.monitor = primary if primary in EPOCH_METRICS else "val_acc"
+        # EPOCH_METRICS are the Monitor names
+        self.monitor: Monitor = cast("Monitor", primary) if primary in EPOCH_METRICS else "val_acc"
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         single = len(self.metrics) == 1
@@ -212,7 +214,7 @@ class Objective:
                 raise
             # Infeasible, not failed: told COMPLETE with the worst values and a violated
             # constraint, so the sampler learns the region (hpo.constraints says why).
-            state = result = None
+            state = None  # (result was never bound: train_model raised)
             if torch.cuda.is_initialized():
                 torch.cuda.empty_cache()  # give the next trial the memory back
             record_feasibility(trial, OUT_OF_MEMORY)
@@ -266,6 +268,7 @@ class Objective:
         if self.artifacts is None:
             return
         import tempfile
+        from pathlib import Path
 
         from .artifacts import upload
         from .figures import write_trial_figures
@@ -273,7 +276,7 @@ class Objective:
         try:
             with tempfile.TemporaryDirectory(prefix="vcr-hpo-figures-") as tmp:
                 title = f"trial {trial.number}: {info.backbone}"
-                for path in write_trial_figures(tmp, history, class_names, epoch=epoch,
+                for path in write_trial_figures(Path(tmp), history, class_names, epoch=epoch,
                                                 title=title):
                     if hasattr(trial, "upload_file"):  # in a trial process: the parent uploads
                         trial.upload_file(path)

@@ -124,12 +124,13 @@ def _contains(p: Param, value: Any) -> str | None:
         return f"{p.name}={value!r} is not a number"
     if p.type == "int" and not float(value).is_integer():
         return f"{p.name}={value!r} is not a whole number"
-    if not p.low <= value <= p.high:
-        return f"{p.name}={value:g} is outside [{p.low:g}, {p.high:g}]"
+    low, high = p._bounds()
+    if not low <= value <= high:
+        return f"{p.name}={value:g} is outside [{low:g}, {high:g}]"
     if p.step:
-        k = (value - p.low) / p.step
+        k = (value - low) / p.step
         if abs(k - round(k)) > 1e-8 * max(1.0, abs(k)):
-            return f"{p.name}={value:g} is off the step {p.step:g} from {p.low:g}"
+            return f"{p.name}={value:g} is off the step {p.step:g} from {low:g}"
     return None
 
 
@@ -166,6 +167,7 @@ def _source_trials(src: WarmSource, storage: str | None, run_url: str,
     from .study import build_storage, default_storage_url, get_study_id, sqlite_path, top_trials
 
     name = src.study
+    assert name is not None  # parse_warm_start sets study or file; a file goes to _file_params
     url = src.url or storage or default_storage_url(name)
     if url == run_url and name == run_study:
         raise ConfigError(f"{_WHERE}: must name another study than the one this run resumes, got "
@@ -177,8 +179,8 @@ def _source_trials(src: WarmSource, storage: str | None, run_url: str,
         raise ConfigError(f"{_WHERE}: no study file {path}, got {src.text!r}. Run that study "
                           "first, or give URL#NAME (e.g. sqlite:///studies/screen.db#screen)")
     try:
-        storage = build_storage(url, heartbeat_interval=None, grace_period=None)
-        study_id = get_study_id(storage, name)
+        db = build_storage(url, heartbeat_interval=None, grace_period=None)
+        study_id = get_study_id(db, name)
     except ConfigError as exc:
         raise ConfigError(f"{_WHERE}: cannot read the source study {name!r}, got {src.text!r} "
                           f"({str(exc).split(', got ')[0].removeprefix('--storage: ')}). Check "
@@ -188,10 +190,10 @@ def _source_trials(src: WarmSource, storage: str | None, run_url: str,
         raise ConfigError(f"{_WHERE}: cannot read the source study {name!r}, got {src.text!r} "
                           f"({reason}). Give a study file written by `vcr-hpo run`") from None
     if study_id is None:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(db))
         raise ConfigError(f"{_WHERE}: no study {name!r} in {url}, got {src.text!r}. Studies "
                           f"there: {', '.join(names) or 'none'}")
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=db)
     top = top_trials(study, src.k)
     if not top:
         raise ConfigError(f"{_WHERE}: study {name!r} has no COMPLETE trial, got {src.text!r}. "
@@ -202,11 +204,13 @@ def _source_trials(src: WarmSource, storage: str | None, run_url: str,
 def _file_params(src: WarmSource, space: SearchSpace) -> list[dict[str, Any]]:
     from .export import read_config
 
-    if not src.file.is_file():
-        raise ConfigError(f"{_WHERE}: no such config file, got {str(src.file)!r}. Write one with "
+    file = src.file
+    assert file is not None  # load_warm_start sends only a file source here
+    if not file.is_file():
+        raise ConfigError(f"{_WHERE}: no such config file, got {str(file)!r}. Write one with "
                           "`vcr-hpo best -o best.yaml`")
     notes: list[str] = []
-    cfg = read_config(src.file, warn=notes.append)
+    cfg = read_config(file, warn=notes.append)
     values = cfg.to_dict()
     return [{p.name: values[p.name] for p in space.params if p.name in values}]
 
