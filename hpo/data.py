@@ -20,7 +20,7 @@ import torch
 
 from . import _data_cache
 from ._sources import IMAGE_EXTENSIONS, Item, check_data_source, source_items
-from ._synthetic import COLOUR_CLASSES, _class_sequence, make_synthetic
+from ._synthetic import COLOUR_CLASSES, _class_sequence, is_synthetic, make_synthetic, parse_synthetic
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -141,6 +141,9 @@ def _source_key(cfg: TrainConfig, items: Sequence[Item] | None) -> str:
     h = hashlib.sha256()
     if items is None:
         h.update(f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}".encode())
+        spec = str(parse_synthetic(cfg.data))  # knobs only when not the defaults: keys stay
+        if spec != "synthetic":
+            h.update(f"|{spec}".encode())
     else:
         for it in items:
             st = it.path.stat()
@@ -156,9 +159,10 @@ def _labels_of(
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Labels (int64) and given split (int8: 0 train, 1 val, -1 none) in source order; cheap."""
     if items is None:  # the labels make_synthetic(n, size, seed=0) draws first
-        labels = _class_sequence(cfg.synthetic_size, torch.Generator().manual_seed(0))
+        spec = parse_synthetic(cfg.data)
+        labels = _class_sequence(cfg.synthetic_size, torch.Generator().manual_seed(0), spec.classes)
         split = torch.full((len(labels),), -1, dtype=torch.int8)
-        return labels, split, tuple(c[0] for c in COLOUR_CLASSES)
+        return labels, split, spec.class_names
     names = tuple(sorted({it.label for it in items}))
     index = {name: i for i, name in enumerate(names)}
     labels = torch.tensor([index[it.label] for it in items], dtype=torch.int64)
@@ -217,7 +221,7 @@ def _fill(
             _copy_rows(out, sib.images, pos[order])
             return
     if items is None:
-        images, _ = make_synthetic(cfg.synthetic_size, cfg.image_size, seed=0)
+        images, _ = make_synthetic(cfg.synthetic_size, cfg.image_size, seed=0, spec=cfg.data)
         _copy_rows(out, images, order)
     else:
         chosen = [items[i] for i in order.tolist()]
@@ -264,7 +268,7 @@ def _images(
 
 
 def _laid_out(cfg: TrainConfig) -> _Laid:
-    items = None if cfg.data == "synthetic" else source_items(cfg.data, "data")
+    items = None if is_synthetic(cfg.data) else source_items(cfg.data, "data")
     labels, split, names = _labels_of(cfg, items)
     order, n_train, tag = _layout(cfg, labels, split)  # bad splits fail before any decoding
     base = _source_key(cfg, items)
@@ -353,7 +357,8 @@ def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> 
     Raises:
         ConfigError: the source check fails, or one line naming the files that do not decode.
     """
-    if data == "synthetic":
+    if is_synthetic(data):
+        parse_synthetic(data, where=where)
         return 0
     items = source_items(data, where)
     scratch = torch.empty((len(items), 3, 8, 8), dtype=torch.uint8)
