@@ -193,11 +193,11 @@ def run(args) -> int:
             "the first k entries, projected onto the user's space). Data, not a search space.",
             f"Built by: {command}",
             f"Date: {started.isoformat()}; raw output: bench/results/portfolio.txt",
-            f"Candidates: the default of search_spaces/{SPACE} + {args.candidates} drawn by "
-            f"RandomSampler(seed={args.seed});",
+            (f"Candidates: the default of search_spaces/{SPACE} + {args.candidates} drawn by "
+             f"RandomSampler(seed={args.seed});"),
             "  each trained as a demo trial (3 epochs, 32 px, training seed 0) on every task.",
-            f"Tasks ({len(tasks)}, never scikit-learn digits; held-out: {args.holdout} images, "
-            f"generator seed {HOLDOUT_SEED}):",
+            (f"Tasks ({len(tasks)}, never scikit-learn digits; held-out: {args.holdout} "
+             f"images, generator seed {HOLDOUT_SEED}):"),
             *(f"  {t}: data {d}, {n} images (train + val)" for t, (d, n) in tasks.items()),
             "Greedy from the default: each entry maximises the mean over tasks of the best",
             "  normalised held-out accuracy so far, (score - worst) / (best - worst) per task;",

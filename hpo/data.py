@@ -20,7 +20,13 @@ import torch
 
 from . import _data_cache
 from ._sources import IMAGE_EXTENSIONS, Item, check_data_source, source_items
-from ._synthetic import COLOUR_CLASSES, _class_sequence, is_synthetic, make_synthetic, parse_synthetic
+from ._synthetic import (
+    COLOUR_CLASSES,
+    _class_sequence,
+    is_synthetic,
+    make_synthetic,
+    parse_synthetic,
+)
 from .errors import ConfigError
 
 if TYPE_CHECKING:

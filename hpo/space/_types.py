@@ -45,6 +45,7 @@ class StudySpec:
     trial_stall_timeout: float | None = STALL_TIMEOUT  # None: no limit; left out of canonical()
     report_every: float | None = None  # fraction of an epoch between reports (hpo.subepoch)
     report_val_images: int | None = None  # validation images a mid-epoch report scores
+    portfolio: int = 0  # shipped portfolio entries enqueued after trial 0 (hpo.portfolio); 0: off
 
     def canonical(self) -> dict[str, Any]:
         # optional keys only when set, so the fingerprints of spaces without them stay as they were
@@ -52,6 +53,8 @@ class StudySpec:
             "keep_weights": {"top": self.keep_weights[0], "per_backbone": self.keep_weights[1]}}
         sub = {} if self.report_every is None else {
             "report_every": self.report_every, "report_val_images": self.report_val_images}
+        if self.portfolio:
+            sub["portfolio"] = self.portfolio
         return {**extra,
             "name": self.name,
             "directions": list(self.directions),
