@@ -15,7 +15,8 @@ candidate that most raises the mean over tasks of the best normalised score so f
 default's and entries 1..i). The YAML lists the entries in that order, with provenance in its
 header; this script's output (every score) goes to stdout (bench/results/portfolio.txt).
 
-    nice -n 5 python bench/build_portfolio.py --candidates 16 --k 6 \\
+    nice -n 5 python bench/build_portfolio.py --candidates 12 --k 6 \\
+        --runs bench/results/portfolio-runs.jsonl \\
         --write search_spaces/portfolio.yaml | tee bench/results/portfolio.txt
     python bench/build_portfolio.py --quick          # smoke-sized (seconds), writes nothing
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
 import statistics
 import sys
@@ -81,18 +83,45 @@ def _init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _run_key(data: str, size: int, params: dict[str, Any], holdout: int, quick: bool) -> str:
+    return json.dumps({"data": data, "size": size, "params": params, "holdout": holdout,
+                       "quick": quick}, sort_keys=True)
+
+
+def _done_runs(path: str | None) -> dict[str, tuple[float, float]]:
+    """Runs recorded by an earlier, interrupted build: key -> (held-out accuracy, CPU s)."""
+    if not path or not Path(path).is_file():
+        return {}
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        row = json.loads(line)
+        out[row["key"]] = (row["acc"], row["cpu_s"])
+    return out
+
+
 def evaluate_task(job: tuple) -> tuple[str, list[float], float]:
-    """Train every candidate on one task; (task, held-out accuracy per candidate, CPU s)."""
+    """Train every candidate on one task; (task, held-out accuracy per candidate, CPU s).
+
+    Each run is appended to `runs` (JSON lines) as it ends, and runs found there are not trained
+    again: an interrupted build resumes where it stopped.
+    """
     import dataclasses
 
     from hpo.data import load_dataset, make_synthetic
     from hpo.train import evaluate, resolve_device, train_model
 
-    label, data, size, configs, holdout, quick = job
+    label, data, size, configs, holdout, quick, runs = job
     space = C.shipped_space(SPACE)
-    t0 = time.process_time()
+    done = _done_runs(runs)
+    cpu = 0.0
     scores = []
     for params in configs:
+        key = _run_key(data, size, params, holdout, quick)
+        if key in done:
+            scores.append(done[key][0])
+            cpu += done[key][1]
+            continue
+        t0 = time.process_time()
         cfg = space.config_for(params, _overrides(data, size, quick))
         splits = load_dataset(cfg)
         images, labels = make_synthetic(holdout, cfg.image_size, seed=HOLDOUT_SEED, spec=data)
@@ -101,7 +130,13 @@ def evaluate_task(job: tuple) -> tuple[str, list[float], float]:
         _, acc, _ = evaluate(model, held.val_images, held.val_labels, held.num_classes,
                              device=resolve_device("cpu"), batch_size=256)
         scores.append(float(acc))
-    return label, scores, time.process_time() - t0
+        spent = time.process_time() - t0
+        cpu += spent
+        if runs:
+            with open(runs, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": key, "task": label, "acc": float(acc),
+                                    "cpu_s": round(spent, 2)}) + "\n")
+    return label, scores, cpu
 
 
 def normalise(scores: list[float]) -> list[float]:
@@ -160,7 +195,7 @@ def run(args) -> int:
           f"per task (generator seed {HOLDOUT_SEED}); jobs {args.jobs}")
     print("# tasks: " + "; ".join(f"{t}={d} n={n}" for t, (d, n) in tasks.items()))
     sys.stdout.flush()
-    jobs = [(t, d, n, configs, args.holdout, args.quick) for t, (d, n) in tasks.items()]
+    jobs = [(t, d, n, configs, args.holdout, args.quick, args.runs) for t, (d, n) in tasks.items()]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(1,)) as pool:
         results = {}
@@ -172,8 +207,8 @@ def run(args) -> int:
     wall = time.perf_counter() - t0
     cpu = sum(c for _, c in results.values())
     print("# CPU s per task: " + ", ".join(f"{t} {results[t][1]:.0f}" for t in tasks))
-    print(f"# trained {len(configs) * len(tasks)} runs in {wall:.0f} s wall, {cpu:.0f} CPU s "
-          f"(sum over jobs, 1 torch thread each)\n")
+    print(f"# {len(configs) * len(tasks)} runs: {cpu:.0f} CPU s (sum over runs, 1 torch thread "
+          f"each, resumed runs at their recorded cost); this invocation {wall:.0f} s wall\n")
     raw = {t: results[t][0] for t in tasks}
     norm = {t: normalise(s) for t, s in raw.items()}
     names = [k for k in configs[0]] + sorted({k for c in configs for k in c} - set(configs[0]))
@@ -212,12 +247,14 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--candidates", type=int, default=16, help="configs drawn besides the default")
+    p.add_argument("--candidates", type=int, default=12, help="configs drawn besides the default")
     p.add_argument("--seed", type=int, default=0, help="RandomSampler seed of the candidates")
     p.add_argument("--k", type=int, default=6, help="portfolio entries kept")
     p.add_argument("--holdout", type=int, default=400, help="held-out images per task")
     p.add_argument("--jobs", type=int, default=1, help="tasks trained in parallel processes")
     p.add_argument("--write", metavar="YAML", help="write the portfolio here")
+    p.add_argument("--runs", metavar="JSONL", help="append each run here and skip runs found "
+                   "there (resume an interrupted build)")
     p.add_argument("--quick", action="store_true", help="smoke-sized: 2 tiny tasks, 1 epoch")
     args = p.parse_args(argv)
     if args.quick:

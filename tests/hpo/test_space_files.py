@@ -125,4 +125,9 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     assert listing.returncode == 0, listing.stderr
     assert [line.split()[0] for line in listing.stdout.splitlines()[2:2 + len(SOURCE_SPACES)]] \
         == SOURCE_SPACES
+    assert PORTFOLIO_FILE not in listing.stdout  # data beside the spaces, shipped in the wheel:
+    shipped = subprocess.run([str(python), "-c", ("from hpo.portfolio import load_portfolio; "
+                              "print(len(load_portfolio()))")], cwd=empty, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert shipped.returncode == 0 and int(shipped.stdout) >= 1, shipped.stderr
     assert list(empty.iterdir()) == []  # nothing written
