@@ -33,6 +33,8 @@ class _Watched:
 
     def __init__(self, inner, delay: float = 0.2) -> None:
         self.inner, self.delay = inner, delay
+        self.gate = threading.Event()  # writes wait for it (set: they go at once)
+        self.gate.set()
         self.log: list[tuple[str, int]] = []
         self.running = 0
         self.most = 0
@@ -45,6 +47,7 @@ class _Watched:
             self.running += 1
             self.most = max(self.most, self.running)
             self.log.append(("start", epoch))
+        self.gate.wait(timeout=60)
         time.sleep(self.delay)
         self.inner.write(key, io.BytesIO(data))
         with self._lock:
@@ -75,15 +78,21 @@ def test_close_returns_only_once_the_last_checkpoint_is_on_disk(store):
 
 
 def test_writes_land_in_order_one_at_a_time_and_the_newest_wins(store):
-    slow = _Watched(store, delay=0.2)
+    slow = _Watched(store, delay=0.1)
+    slow.gate.clear()  # the first write stays in progress while epochs 1-4 are submitted
     writer = CheckpointWriter(slow, 0, "id")
     for epoch in range(5):
         writer.submit(_state(epoch), epoch)
+        if epoch == 0:
+            deadline = time.monotonic() + 60
+            while not slow.log and time.monotonic() < deadline:
+                time.sleep(0.01)
+    slow.gate.set()
     writer.close()
     assert slow.most == 1  # never two writes of one trial at once
-    starts = [e for kind, e in slow.log if kind == "start"]
-    assert starts == sorted(starts) and starts[-1] == 4  # in submission order, newest last
-    assert len(starts) < 5  # states queued behind a write were replaced by newer ones
+    # in submission order; the states queued behind the write in progress were replaced by
+    # the newest
+    assert slow.log == [("start", 0), ("end", 0), ("start", 4), ("end", 4)]
     assert _on_disk(store) == 4
 
 
