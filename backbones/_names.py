@@ -24,10 +24,12 @@ class NameTable(Registry[str]):
         kind: what the names are, used in messages ("backbone", "loss", ...).
         names: the built-in names; each registry's test checks they equal what it registers.
         live: "module:attribute" of the registry that holds the builders.
+        error: what `get` raises for an unknown name (see `Registry`).
     """
 
-    def __init__(self, kind: str, names: Iterable[str], *, live: str) -> None:
-        super().__init__(kind)
+    def __init__(self, kind: str, names: Iterable[str], *, live: str,
+                 error: type[LookupError] = UnknownNameError) -> None:
+        super().__init__(kind, error=error)
         for name in names:
             self.register(name, name)
         self._live = live
@@ -55,7 +57,7 @@ class NameTable(Registry[str]):
             UnknownNameError: not a known name; lists the options and the closest match.
         """
         if name not in self:
-            raise UnknownNameError(self.unknown_message(name))
+            raise self.error(self.unknown_message(name))
         return name
 
     def __contains__(self, name: object) -> bool:

@@ -1,26 +1,26 @@
-"""The project's exception hierarchy: one root, config errors, unknown names, missing weights."""
+"""The errors backbones raises on purpose: one root, bad options, unknown names, missing weights."""
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "UnknownNameError", "VcrHpoError", "WeightsNotFoundError"]
+__all__ = ["BackboneError", "ConfigError", "UnknownNameError", "WeightsNotFoundError"]
 
 
-class VcrHpoError(Exception):
-    """Root of every error vcr-hpo raises on purpose; only the CLI catches it."""
+class BackboneError(Exception):
+    """Root of every error the backbones package raises on purpose."""
 
 
-class ConfigError(VcrHpoError, ValueError):
-    """A user-supplied configuration breaks a rule (message: `<where>: <rule>, got <value>. <fix>`)."""
+class ConfigError(BackboneError, ValueError):
+    """A backbone option breaks a rule (message: `<where>: <rule>, got <value>. <fix>`)."""
 
 
-class UnknownNameError(VcrHpoError, LookupError):
+class UnknownNameError(BackboneError, LookupError):
     """A name that is not in a registry; the message lists the options and the closest match."""
 
     def __str__(self) -> str:  # LookupError subclasses would otherwise quote nothing; keep plain
         return str(self.args[0]) if self.args else ""
 
 
-class WeightsNotFoundError(VcrHpoError, FileNotFoundError):
+class WeightsNotFoundError(BackboneError, FileNotFoundError):
     """Pretrained weights were asked for and are not on this machine."""
 
     def __str__(self) -> str:

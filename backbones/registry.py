@@ -40,10 +40,13 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the names are, used in messages ("backbone", "loss", ...).
+        error: what `get` raises for an unknown name; a package that keeps its own names in a
+            registry passes its own `LookupError` subclass.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, error: type[LookupError] = UnknownNameError) -> None:
         self.kind = kind
+        self.error = error
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
@@ -61,12 +64,13 @@ class Registry(Generic[T]):
         """Return the entry for `name`.
 
         Raises:
-            UnknownNameError: `name` is not registered; lists the options and the closest match.
+            UnknownNameError: (or the registry's `error`) `name` is not registered; lists the
+                options and the closest match.
         """
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise UnknownNameError(self.unknown_message(name)) from None
+            raise self.error(self.unknown_message(name)) from None
 
     def unknown_message(self, name: object) -> str:
         """The standard message for an unknown name: options and closest match."""

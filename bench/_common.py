@@ -134,9 +134,7 @@ def warm_up(space, overrides: Mapping[str, Any]) -> None:
     from backbones import create_backbone
     from hpo.data import load_dataset
 
-    baseline = space.default_params() or {
-        p.name: p.baseline() for p in space.params if p.enabled({})}
-    cfg = space.config_for(baseline, overrides)  # bad overrides: ConfigError before any trial
+    cfg = space.config_for(space.baseline(), overrides)  # bad overrides: ConfigError before any trial
     load_dataset(cfg)
     names = {cfg.backbone}
     if any(p.name == "backbone" for p in space.params):
@@ -170,13 +168,15 @@ def _quiet_optuna() -> Iterator[None]:
 
 
 def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials: int,
-                   stop=None, name: str = "bench") -> list[TrialRecord]:
+                   stop=None, name: str = "bench", on_trial=None) -> list[TrialRecord]:
     """Run `space` through `hpo.run_study`, the engine `vcr-hpo run` calls.
 
     Args:
         url: storage URL.
         max_trials: finished trials (complete + pruned) after which the run stops.
         stop: `stop(records) -> bool`, asked after each trial; True ends the run early.
+        on_trial: `on_trial(study, frozen_trial)`, called after each trial before `stop`
+            (the running study: its params, user attrs and artifact store).
 
     Returns:
         One record per trial, in the order they ran; `seconds` spans from the end of the
@@ -188,20 +188,23 @@ def run_study_loop(space, url: str, *, overrides: Mapping[str, Any], max_trials:
     import torch
 
     import hpo
+    from hpo.attrs import FAIL_REASON
 
     records: list[TrialRecord] = []
     last = [time.perf_counter()]
 
     def record(study, frozen) -> None:
         if frozen.state.name == "FAIL":
-            reason = frozen.user_attrs.get("fail_reason")
+            reason = frozen.user_attrs.get(FAIL_REASON)
             raise RuntimeError(f"trial {frozen.number} failed: {reason}")
         records.append(TrialRecord(
             number=frozen.number, state=frozen.state.name,
             value=frozen.value if frozen.state.name == "COMPLETE" else None,
             epochs=len(frozen.intermediate_values), seconds=time.perf_counter() - last[0],
             curve=tuple(v for _, v in sorted(frozen.intermediate_values.items()))))
-        last[0] = time.perf_counter()
+        if on_trial is not None:
+            on_trial(study, frozen)
+        last[0] = time.perf_counter()  # what on_trial spends is no trial's
         if stop is not None and stop(records):
             study.stop()
 

@@ -80,6 +80,8 @@ def analyse(url: str, started) -> dict[str, float]:
     """Steady rate and the time split of one run, read from its storage."""
     import optuna
 
+    from hpo.attrs import EPOCH_SECONDS
+
     study = optuna.load_study(study_name="bench-parallel", storage=url)
     done = [t for t in study.trials if t.state.is_finished() and t.datetime_complete]
     out = {"trials": len(done)}
@@ -95,7 +97,7 @@ def analyse(url: str, started) -> dict[str, float]:
             gap += sec(a.datetime_complete, b.datetime_start)
     for t in done:
         trial_s = sec(t.datetime_start, t.datetime_complete)
-        epochs = sum(t.user_attrs.get("epoch_seconds") or [])
+        epochs = sum(t.user_attrs.get(EPOCH_SECONDS) or [])
         train += epochs
         setup += trial_s - epochs
     n = len(done)

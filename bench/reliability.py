@@ -359,6 +359,8 @@ def integrity(url: str) -> str | None:
 
 def trial_problems(trial, space, epochs: int) -> list[str]:
     """What is wrong with one finished trial: state, values, params, intermediate values."""
+    from hpo.attrs import FEATURE_CHANNELS
+
     out: list[str] = []
     tag = f"trial {trial.number}"
     state = trial.state.name
@@ -387,7 +389,7 @@ def trial_problems(trial, space, epochs: int) -> list[str]:
             out.append(f"{tag}: COMPLETE with values {trial.values}")
         elif values and trial.values[0] != max(values):  # the value is the best epoch's val_acc
             out.append(f"{tag}: value {trial.values[0]} is not the best epoch's {max(values)}")
-        if set(trial.user_attrs.get("feature_channels", {})) != {"c2", "c3", "c4", "c5"}:
+        if set(trial.user_attrs.get(FEATURE_CHANNELS, {})) != {"c2", "c3", "c4", "c5"}:
             out.append(f"{tag}: COMPLETE without feature_channels user attr")
     else:
         if trial.values is not None and (not values or list(trial.values) != [values[-1]]):
@@ -492,14 +494,14 @@ class StormReport:
 
     def lines(self) -> list[str]:
         return [
-            f"kill storm on {self.url.split('://')[0]}: {self.rounds} rounds, {self.kills} SIGKILLs "
-            f"of a live run, {self.orphans_made} left a RUNNING trial behind",
-            f"  integrity failures {self.integrity_failures}, lost acknowledged trials "
-            f"{len(self.lost)}, changed acknowledged trials {len(self.changed)}, other problems "
-            f"{len(self.problems)}",
-            f"  final resume: exit {self.resume_code}, finished {self.finished}/{self.target}, "
-            f"RUNNING (orphans) {self.running_after_resume}, WAITING {self.waiting_after_resume}, "
-            f"FAIL {self.failed} (retried {self.retries})",
+            (f"kill storm on {self.url.split('://')[0]}: {self.rounds} rounds, {self.kills} "
+             f"SIGKILLs of a live run, {self.orphans_made} left a RUNNING trial behind"),
+            (f"  integrity failures {self.integrity_failures}, lost acknowledged trials "
+             f"{len(self.lost)}, changed acknowledged trials {len(self.changed)}, other problems "
+             f"{len(self.problems)}"),
+            (f"  final resume: exit {self.resume_code}, finished {self.finished}/{self.target}, "
+             f"RUNNING (orphans) {self.running_after_resume}, WAITING "
+             f"{self.waiting_after_resume}, FAIL {self.failed} (retried {self.retries})"),
             f"  {self.seconds:.0f} s wall",
         ]
 
@@ -625,11 +627,11 @@ class LoadReport:
     def lines(self) -> list[str]:
         states = ", ".join(f"{k} {v}" for k, v in sorted(self.states.items()) if v)
         return [
-            f"load on {self.url.split('://')[0]}: {self.workers} workers x "
-            f"{self.target // self.workers} trials: exit {self.code}, finished "
-            f"{self.finished}/{self.target} ({states}), numbering dense {self.dense}",
-            f"  worker errors {self.worker_errors}, out-of-space or malformed trials "
-            f"{len(self.problems)}, at most {self.max_concurrent} trials running at once",
+            (f"load on {self.url.split('://')[0]}: {self.workers} workers x "
+             f"{self.target // self.workers} trials: exit {self.code}, finished "
+             f"{self.finished}/{self.target} ({states}), numbering dense {self.dense}"),
+            (f"  worker errors {self.worker_errors}, out-of-space or malformed trials "
+             f"{len(self.problems)}, at most {self.max_concurrent} trials running at once"),
             f"  {self.seconds:.0f} s wall (process start-up included), {self.trials_per_hour:.0f} trials/hour",
         ]
 

@@ -1,447 +1,985 @@
-"""Search quality at equal compute: the best val_acc each strategy finds for the same budget.
+"""Search quality at equal compute: held-out accuracy of the model each strategy ends with.
 
-The budget is CPU seconds of the process that runs the trials (1 torch thread, measured with
-time.process_time(), so other jobs on a shared machine do not eat into it); --wall makes it
-wall seconds. Each (size, strategy, seed) is one study run in-process as `vcr-hpo run` runs it
-(open_study, claim_trial, run_one_trial, the project's Objective, a temporary SQLite file; the
-space's `default:` values are trial 0 of every study) until the budget is spent; only trials
-that finished within the budget count. Strategies:
+Datasets (--datasets): `demo` and `hard`, the synthetic colour set at two sizes, held out on
+fresh images of another generator seed; `digits`, scikit-learn's handwritten digits (bundled, no
+download) written once as an ImageFolder (8x8 grey upscaled to 32 px RGB PNGs, 10 classes) under
+~/.cache/vcr-hpo/ ($VCR_HPO_BENCH_CACHE), split by a fixed seed into search/train, search/val
+(what the search sees, through `data: <folder>` as a user gives it) and holdout/ (never seen by
+any search). `quick` and `digits-quick` are smoke sizes.
 
-  shipped   the space's own sampler and pruner (the sampler's seed varied)
-  random    Random sampling, no pruner
-  default   the space's `default:` config trained once for as many epochs as the budget buys
-            (what a user without HPO does); its per-epoch cost is measured before the clock starts
-  LABEL=SAMPLER|PRUNER   any other: YAML flow mappings, `shipped` (the space's) or `none`
+Budget: modelled CPU seconds of one torch thread. A cost table (set-up per run, CPU s per training
+image and per evaluated image, for every backbone x batch size of the space, at the trial's px)
+is measured once and kept in bench/results/search_quality-v2-costs.json; every epoch any
+strategy trains is charged from it. Measured CPU time is no budget on a shared 2-core machine:
+the same epoch cost 2.5 s at load 2 and 8-11 s at load 8, and it drifted within one run, which
+is why v1's default config (epochs fixed from a 2-epoch pilot) used 460-500 of its 600 s. With
+the table every strategy's `used` is its budget to half an epoch, and runs of different sessions
+compare. Sampler, storage and checkpoint time are not charged; each run line keeps the measured
+CPU seconds beside the charge.
 
-Search, then train the winner (--refit F, default 0.5): what a user of any HPO tool does is
-search, then train the best config found for the final model; so every search strategy spends
-(1 - F) of the budget searching and the rest training its best config (best val_acc) once, for
-as many epochs as that part buys (its per-epoch cost measured before that clock starts, as for
-`default`). Its best is the better of the search's best and the final run's best; the column
-`search` keeps the search's alone. --refit 0 compares searches alone.
+Strategies (--strategies, --strategy):
+  shipped   the space's own study block (sampler, pruner and every other key it sets), seeded
+  random    the space's study block with a Random sampler and no pruner
+  default   the space's `default:` config trained once for the whole budget (no search)
+  LABEL=SAMPLER|PRUNER[|STUDY]  SAMPLER, PRUNER: a YAML flow mapping, `shipped` or `none`;
+            STUDY: a flow mapping of any further study keys, e.g. {portfolio: 4, fidelity: seconds};
+            the space is re-parsed by the project's parser, which checks them.
+Every search runs through `hpo.run_study` (the loop `vcr-hpo run` uses: trial 0 is the default,
+a temporary SQLite study, its artifact store beside it) for (1 - --refit) of the budget (the
+trial that crosses it counts and is paid from the rest); then its best trial (the project's
+ranking) is trained once, as `vcr-hpo train` does, for as many epochs as the rest buys.
 
-The seed varies both the sampler and the training seed (init, batch order, augmentation), so
-the spread over seeds includes training noise. Held-out: the chosen config (best val_acc) is
-trained again with the same seed and epochs and its final model scored on --holdout fresh
-synthetic images (another generator seed); not charged to the budget, --holdout 0 skips it.
-With --refit the final run's model is scored (it is the model the user keeps).
+Headline: accuracy on the held-out images of the model each strategy ends with (the final run's;
+the default's one run), mean +- standard error over seeds. The search's best val_acc is printed
+too but is NOT the headline: it is the maximum of many noisy scores on the same val images.
+to_random: the budget fraction of the search part at which the mean (over seeds) held-out
+accuracy of the running best trial (best val_acc so far; its final weights, kept by the study,
+scored on the held-out images off the budget) reaches random's mean at the end of its search.
 
-    python bench/search_quality.py                       # both sizes, 3 seeds (see --help)
-    python bench/search_quality.py --quick               # smoke-sized (seconds)
-    python bench/search_quality.py --strategy "tpe-mv={type: TPE, multivariate: true}|shipped"
+Every finished run appends one self-contained line `# run {json}` to --results; --summarise
+FILE... recomputes the tables and the issue's verdict from such lines alone.
+
+    python bench/search_quality.py --estimate                  # the compute a run would take
+    python bench/search_quality.py --jobs 2 --results bench/results/search_quality-v2-x.txt
+    python bench/search_quality.py --summarise bench/results/search_quality-v2-*.txt
+    python bench/search_quality.py --quick                     # smoke size (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
+import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
 
 import _common as C
 
-#: Strategies measured by default besides shipped / random / default (label -> sampler|pruner):
-#: the TPE variants the demo's GP was chosen against (README, Search quality).
-CANDIDATES = {
-    "tpe": "{type: TPE, n_startup_trials: 4}|none",
-    "tpe-mv+sh23": "{type: TPE, n_startup_trials: 4, multivariate: true, group: true, "
-                   "constant_liar: true}|{type: SuccessiveHalving, min_resource: 2, "
-                   "reduction_factor: 3}",
-}
-#: Named sizes: image px, train images, val images, epochs per trial, default budget (s).
-#: Trials last 9 epochs: a 2-3 epoch trial is still climbing and would lose to any long run.
-#: 600 CPU s buys a search half of about 13 nine-epoch trials on demo and 6 on hard (twice the
-#: data), the budget the README's table was measured at (10 CPU minutes a run).
-SIZES = {
-    "demo": (32, 600, 200, 9, 600.0),
-    "hard": (32, 1200, 300, 9, 600.0),
-    "quick": (32, 40, 20, 1, 4.0),
-}
+from hpo.attrs import EPOCH_SECONDS
+
+FORMAT = 2  # of the per-run lines
+RUN_PREFIX = "# run "
+COSTS = C.ROOT / "bench" / "results" / "search_quality-v2-costs.json"
+DIGITS_VERSION = 1  # bump when the digits folder's layout or images change
+HOLDOUT_SEED = 1  # the synthetic held-out images' generator seed (training images: seed 0)
 _FRACTIONS = [i / 20 for i in range(1, 21)]
 
 
 @dataclasses.dataclass(frozen=True)
-class Strategy:
-    label: str
-    sampler: object | None = None  # AlgorithmSpec; None with default=True
-    pruner: object | None = None
-    default: bool = False
+class Dataset:
+    """One bench dataset: where its images come from and how many a trial sees."""
+
+    name: str
+    kind: str  # "synthetic" or "digits"
+    train: int  # training images (digits: a cap on its search/train folder)
+    val: int  # validation images the search scores on
+    holdout: int  # images no search sees, scoring the model a strategy ends with
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "train": self.train, "val": self.val, "holdout": self.holdout}
 
 
-@dataclasses.dataclass
-class Outcome:
-    """One (size, strategy, seed): anytime best (budget used, best so far) and the final best."""
-
-    size: str
-    label: str
-    seed: int
-    used: float  # budget units spent (including the trial cut off at the end)
-    points: list[tuple[float, float]]  # (units at the end of a trial/epoch, best so far)
-    best: float
-    trials: int
-    pruned: int
-    epochs: int
-    holdout: float | None
-    chosen: str
-    search: float | None = None  # the search's own best (with --refit), before the final run
+DATASETS = {
+    "demo": Dataset("demo", "synthetic", 200, 80, 500),
+    "hard": Dataset("hard", "synthetic", 400, 100, 500),
+    "digits": Dataset("digits", "digits", 200, 100, 500),
+    "quick": Dataset("quick", "synthetic", 40, 20, 40),
+    "digits-quick": Dataset("digits-quick", "digits", 40, 30, 40),
+}
 
 
-def _spec(kind: str, text: str, space):
-    text = text.strip()
-    if text == "none":
-        return None
-    if text == "shipped":
-        return space.study.sampler if kind == "sampler" else space.study.pruner
-    return C.algorithm_spec(kind, text, f"--strategy: {kind}")
+# --------------------------------------------------------------------------- data
 
 
-def parse_strategy(text: str, space) -> Strategy:
-    """`shipped`, `random`, `default` or `LABEL=SAMPLER|PRUNER`."""
-    from hpo.space import AlgorithmSpec
-
-    if text == "shipped":
-        return Strategy("shipped", space.study.sampler, space.study.pruner)
-    if text == "random":
-        return Strategy("random", AlgorithmSpec("Random", {}), None)
-    if text == "default":
-        return Strategy("default", default=True)
-    label, sep, rest = text.partition("=")
-    sampler, bar, pruner = rest.partition("|")
-    if not sep or not bar or not label.strip():
-        raise SystemExit(f"--strategy: shipped, random, default or LABEL=SAMPLER|PRUNER, got "
-                         f"{text!r}. Write e.g. \"tpe-mv={{type: TPE, multivariate: true}}|shipped\"")
-    return Strategy(label.strip(), _spec("sampler", sampler, space), _spec("pruner", pruner, space))
+def _cache_root() -> Path:
+    return Path(os.environ.get("VCR_HPO_BENCH_CACHE") or Path.home() / ".cache" / "vcr-hpo")
 
 
-def _describe(s: Strategy) -> str:
-    if s.default:
-        return "the space's default: config, one run of as many epochs as the budget buys"
-    return (f"sampler {s.sampler.describe()}, pruner "
-            f"{'none' if s.pruner is None else s.pruner.describe()}")
+def digits_folder(holdout: int, val: int, root: Path | None = None) -> Path:
+    """scikit-learn's digits as PNG folders (written once): `search/{train,val}/<digit>/` and
+    `holdout/<digit>/`, split stratified by a fixed seed; returns the folder."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
 
+    out = (root or _cache_root()) / f"digits-v{DIGITS_VERSION}-h{holdout}-v{val}"
+    if (out / "done").is_file():
+        return out
+    digits = load_digits()
+    images, labels = digits.images, digits.target
+    rng = np.random.default_rng(20240)
+    order = rng.permutation(len(labels))
+    part = {}  # index -> "holdout" | "val" | "train", stratified: round-robin over classes
+    by_class = [[i for i in order if labels[i] == c] for c in range(10)]
+    queue = [i for rank in range(max(map(len, by_class))) for cls in by_class
+             for i in cls[rank:rank + 1]]
+    for k, i in enumerate(queue):
+        part[i] = "holdout" if k < holdout else "val" if k < holdout + val else "train"
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + "-", dir=out.parent if out.parent.is_dir()
+                                else _mkdir(out.parent)))
+    for i, where in part.items():
+        folder = tmp / ("holdout" if where == "holdout" else f"search/{where}") / str(labels[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        grey = (images[i] * (255.0 / 16.0)).round().astype("uint8")
+        Image.fromarray(grey, mode="L").resize((32, 32), Image.BILINEAR).convert("RGB").save(
+            folder / f"{i:04d}.png")
+    (tmp / "done").write_text(f"scikit-learn load_digits, {len(labels)} images, holdout "
+                              f"{holdout}, val {val}, version {DIGITS_VERSION}\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process wrote it first: theirs is the same
+        import shutil
 
-def _overrides(size: str, seed: int) -> dict:
-    px, train, val, epochs, _ = SIZES[size]
-    return {**C.tiny_overrides(epochs=epochs, image_size=px, train=train, val=val), "seed": seed}
-
-
-def _clock(wall: bool):
-    return time.perf_counter if wall else time.process_time
-
-
-def _holdout_splits(cfg, n: int):
-    """The training split of `cfg` with `n` fresh synthetic images (generator seed 1) as val."""
-    from hpo.data import load_dataset, make_synthetic
-
-    splits = load_dataset(cfg)
-    images, labels = make_synthetic(n, cfg.image_size, seed=1)
-    return dataclasses.replace(splits, val_images=images, val_labels=labels)
-
-
-def _score(model, cfg, data) -> float:
-    """val_acc of `model` on the val split of `data` (the held-out images)."""
-    from hpo.train import evaluate, resolve_device
-
-    _, acc, _ = evaluate(model, data.val_images, data.val_labels, data.num_classes,
-                         device=resolve_device(cfg.device), batch_size=256)
-    return float(acc)
-
-
-def _holdout_score(space, params: dict, overrides: dict, epochs: int, n: int) -> float:
-    """val_acc on the held-out images of the final model of `params` trained for `epochs`."""
-    from hpo.train import train_model
-
-    cfg = space.config_for(params, {**overrides, "epochs": epochs})
-    data = _holdout_splits(cfg, n)
-    return _score(train_model(cfg, data=data).model, cfg, data)
-
-
-def _train_for_budget(space, params: dict, overrides: dict, budget: float, wall: bool,
-                      holdout: int):
-    """Train `params` once for as many epochs as `budget` buys (set-up and epoch cost measured
-    before the clock starts). Returns (points, used, epochs, held-out score of the final model)."""
-    from hpo.train import train_model
-
-    clock = _clock(wall)
-    ends: list[float] = []
-    t0 = clock()
-    train_model(space.config_for(params, {**overrides, "epochs": 2}),
-                on_epoch=lambda m: ends.append(clock() - t0))
-    epoch = max(ends[1] - ends[0], 1e-6)
-    epochs = max(1, int((budget - max(ends[0] - epoch, 0.0)) // epoch))
-    cfg = space.config_for(params, {**overrides, "epochs": epochs})
-    points: list[tuple[float, float]] = []
-    t0 = clock()
-
-    def on_epoch(m) -> None:
-        best = max(m.val_acc, points[-1][1] if points else 0.0)
-        points.append((clock() - t0, best))
-
-    result = train_model(cfg, on_epoch=on_epoch)
-    used = clock() - t0
-    score = _score(result.model, cfg, _holdout_splits(cfg, holdout)) if holdout else None
-    return points, used, epochs, score
-
-
-def _run_default(space, size: str, seed: int, budget: float, wall: bool, holdout: int):
-    points, used, epochs, score = _train_for_budget(
-        space, space.default_params(), _overrides(size, seed), budget, wall, holdout)
-    return Outcome(size, "default", seed, used, points, points[-1][1], 1, 0, epochs, score,
-                   f"default x {epochs} epochs")
-
-
-def _run_search(space, strategy: Strategy, size: str, seed: int, budget: float, wall: bool,
-                holdout: int, tmp: str, refit: float = 0.0):
-    from hpo.space import AlgorithmSpec
-
-    clock = _clock(wall)
-    overrides = _overrides(size, seed)
-    sampler = AlgorithmSpec(strategy.sampler.type, {**strategy.sampler.args, "seed": seed})
-    run_space = C.with_study(space, sampler=sampler, pruner=strategy.pruner, n_trials=None)
-    search_budget = budget * (1.0 - refit)
-    ends: list[float] = []
-    t0 = clock()
-
-    def stop(records) -> bool:
-        ends.append(clock() - t0)
-        return ends[-1] >= search_budget
-
-    url = f"sqlite:///{tmp}/{size}-{strategy.label}-{seed}.db"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # GP/multivariate TPE on conditionals: Optuna warns
-        records = C.run_study_loop(run_space, url, overrides=overrides, max_trials=10_000,
-                                   stop=stop, name=f"sq-{strategy.label}")
-    used = ends[-1]
-    # With a final run, the first trial counts even past the search's share: it was paid for
-    # and the final run gets what is left.
-    limit = max(search_budget, ends[0]) if refit > 0 else search_budget
-    points, best, chosen = [], -math.inf, None
-    for r, end in zip(records, ends):
-        if end <= limit and r.value is not None and r.value > best:
-            best, chosen = r.value, r
-        if end <= limit:
-            points.append((end, best if best > -math.inf else 0.0))
-    counted = [r for r, end in zip(records, ends) if end <= limit]
-    epochs = sum(r.epochs for r in counted)
-    score, text, search_best = None, "-", None
-    if chosen is not None:
-        import optuna
-
-        study = optuna.load_study(study_name=f"sq-{strategy.label}", storage=url)
-        params = dict(study.trials[chosen.number].params)
-        text = f"trial {chosen.number}: " + ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        start = max(used, search_budget)  # the trial cut off at the end was paid for
-        if refit > 0 and start < budget:  # the user's next step: train the winner with the rest
-            search_best = best
-            final, spent, n, score = _train_for_budget(space, params, overrides,
-                                                       budget - start, wall, holdout)
-            points += [(start + t, max(b, best)) for t, b in final]
-            best, used, epochs = max(best, final[-1][1]), start + spent, epochs + n
-            text += f"; then x {n} epochs"
-        elif holdout:
-            score = _holdout_score(space, params, overrides, chosen.epochs, holdout)
-    return Outcome(size, strategy.label, seed, used, points,
-                   best if best > -math.inf else float("nan"), len(counted),
-                   sum(r.state == "PRUNED" for r in counted), epochs, score, text, search_best)
-
-
-_SPACE = None
-
-
-def _init(space_name: str, threads: int, sizes: list[str]) -> None:
-    """Worker set-up (not charged): threads, quiet Optuna, data drawn, backbones built once."""
-    import optuna
-    import torch
-
-    global _SPACE
-    torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _SPACE = C.shipped_space(space_name)
-    for size in sizes:
-        C.warm_up(_SPACE, _overrides(size, 0))
-
-
-def _task(job):
-    strategy, size, seed, budget, wall, holdout, tmp, refit = job
-    if strategy.default:
-        out = _run_default(_SPACE, size, seed, budget, wall, holdout)
-    else:
-        out = _run_search(_SPACE, strategy, size, seed, budget, wall, holdout, tmp, refit)
-    searched = "" if out.search is None else f", search {out.search:.4f}"
-    print(f"# {size} {strategy.label} seed {seed}: best {out.best:.4f}{searched} "
-          f"holdout {out.holdout} ({out.trials} trials, {out.pruned} pruned, {out.chosen}; "
-          f"{out.used:.0f}/{budget:.0f} s, {C.load_text()})", file=sys.stderr, flush=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def overrides_for(ds: Dataset, seed: int, epochs: int, px: int) -> dict[str, Any]:
+    """The TrainConfig fields every trial of `ds` gets (as `--set`/`--data` would give them)."""
+    if ds.kind == "synthetic":
+        return {**C.tiny_overrides(epochs=epochs, image_size=px, train=ds.train, val=ds.val),
+                "seed": seed}
+    return {"data": str(digits_folder(ds.holdout, ds.val) / "search"), "epochs": epochs,
+            "image_size": px, "max_train_samples": ds.train, "device": "auto", "seed": seed}
+
+
+def holdout_images(ds: Dataset, px: int):
+    """(images, labels) no search sees: fresh synthetic draws, or the digits' holdout folder
+    decoded by the project's loader."""
+    import torch
+
+    from hpo.config import TrainConfig
+    from hpo.data import load_dataset, make_synthetic
+
+    if ds.kind == "synthetic":
+        return make_synthetic(ds.holdout, px, seed=HOLDOUT_SEED)
+    cfg = TrainConfig(data=str(digits_folder(ds.holdout, ds.val) / "holdout"), image_size=px,
+                      val_fraction=0.5)
+    s = load_dataset(cfg)
+    return (torch.cat([s.train_images, s.val_images]), torch.cat([s.train_labels, s.val_labels]))
+
+
+def split_sizes(space, ds: Dataset, epochs: int, px: int) -> tuple[int, int, int]:
+    """Training and validation images a trial of `ds` actually gets, and its classes."""
+    from hpo.data import load_dataset
+
+    cfg = space.config_for(_baseline(space), overrides_for(ds, 0, epochs, px))
+    s = load_dataset(cfg)
+    return len(s.train_labels), len(s.val_labels), s.num_classes
+
+
+def _baseline(space) -> dict[str, Any]:
+    return space.baseline()
+
+
+# --------------------------------------------------------------------------- cost table
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """CPU seconds (1 thread) per run set-up, training image and evaluated image, per
+    `backbone/batch_size`: what every epoch of every strategy is charged."""
+
+    entries: dict[str, tuple[float, float, float]]
+    note: str = ""
+
+    def _get(self, backbone: str, batch: int) -> tuple[float, float, float]:
+        key = f"{backbone}/{batch}"
+        if key not in self.entries:
+            raise KeyError(f"cost table: no entry {key!r}, got {sorted(self.entries)}")
+        return self.entries[key]
+
+    def setup(self, backbone: str, batch: int) -> float:
+        return self._get(backbone, batch)[0]
+
+    def epoch(self, backbone: str, batch: int, n_train: int, n_val: int) -> float:
+        _, train, val = self._get(backbone, batch)
+        return n_train * train + n_val * val
+
+    def run(self, backbone: str, batch: int, epochs: int, n_train: int, n_val: int) -> float:
+        return self.setup(backbone, batch) + epochs * self.epoch(backbone, batch, n_train, n_val)
+
+    def mean_trial(self, epochs: int, n_train: int, n_val: int) -> float:
+        """A trial's cost averaged over the table (backbone and batch size drawn uniformly)."""
+        return statistics.fmean(s + epochs * (n_train * t + n_val * v)
+                                for s, t, v in self.entries.values())
+
+
+def _combos(space) -> list[tuple[str, int]]:
+    base = space.config_for(_baseline(space), {})
+
+    def values(name: str, fallback):
+        p = next((p for p in space.params if p.name == name), None)
+        return list(p.choices) if p is not None and p.choices else [fallback]
+
+    return [(b, int(bs)) for b in values("backbone", base.backbone)
+            for bs in values("batch_size", base.batch_size)]
+
+
+def calibrate(space, px: int, *, train: int = 256, val: int = 128, epochs: int = 2,
+              combos: list[tuple[str, int]] | None = None) -> dict[str, list[float]]:
+    """Measure the cost table: per combo, `build_state` (set-up), `validate` (per val image) and
+    the fastest of `epochs` epochs minus validation (per training image), in process CPU time."""
+    from hpo.train import build_state, train_epoch, validate
+
+    ov = {**C.tiny_overrides(epochs=epochs, image_size=px, train=train, val=val), "seed": 0}
+    C.warm_up(space, ov)
+    out = {}
+    for backbone, batch in combos or _combos(space):
+        cfg = space.config_for({**_baseline(space), "backbone": backbone, "batch_size": batch}, ov)
+        t = time.process_time()
+        s = build_state(cfg)
+        setup = time.process_time() - t
+        t = time.process_time()
+        validate(s)
+        per_val = (time.process_time() - t) / val
+        fastest = math.inf
+        for _ in range(epochs):
+            t = time.process_time()
+            train_epoch(s)
+            fastest = min(fastest, time.process_time() - t)
+        out[f"{backbone}/{batch}"] = [round(setup, 4), round(max(fastest - per_val * val, 0.0)
+                                                              / train, 7), round(per_val, 7)]
+    return out
+
+
+def load_costs(space, space_name: str, px: int, path: Path | None, quick: bool) -> Costs:
+    """The kept cost table for this space, px and torch (measured and saved when missing)."""
+    import torch
+
+    key = f"{space_name}|{px}px|torch {torch.__version__.split('+')[0]}|{platform.machine()}"
+    kept = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    entry = kept.get(key, {"entries": {}})
+    missing = [c for c in _combos(space) if f"{c[0]}/{c[1]}" not in entry["entries"]]
+    if missing:
+        size = {"train": 32, "val": 16, "epochs": 1} if quick else {}
+        entry["entries"].update(calibrate(space, px, combos=missing, **size))
+        entry["measured"] = f"{time.strftime('%Y-%m-%d %H:%M')} on {C.conditions()}"
+        if path is not None:
+            kept[key] = entry
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    where = "measured now, not kept" if path is None else str(path)
+    return Costs({k: tuple(v) for k, v in entry["entries"].items()},
+                 f"{key}: {where}; measured {entry.get('measured', '?')}")
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """A search (changes to the space's study block) or the default config alone."""
+
+    label: str
+    text: str
+    sampler: Any = "shipped"  # a mapping, "shipped" or None
+    pruner: Any = "shipped"
+    study: dict[str, Any] = dataclasses.field(default_factory=dict)
+    default: bool = False
+
+
+def _flow(text: str, what: str, label: str) -> Any:
+    import yaml
+
+    text = text.strip()
+    if text in ("shipped", "none"):
+        return None if text == "none" else "shipped"
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raw = None
+    if not isinstance(raw, dict):
+        from hpo.errors import ConfigError
+
+        raise ConfigError(f"--strategy {label}: {what} must be a YAML flow mapping, shipped or "
+                          f"none, got {text!r}. Write e.g. \"{{type: TPE, multivariate: true}}\"")
+    return raw
+
+
+def parse_strategy(text: str) -> Strategy:
+    """`shipped`, `random`, `default` or `LABEL=SAMPLER|PRUNER[|STUDY]` (see the module doc)."""
+    from hpo.errors import ConfigError
+
+    if text in ("shipped", "default"):
+        return Strategy(text, text, default=text == "default")
+    if text == "random":
+        return Strategy("random", text, {"type": "Random"}, None)
+    label, sep, rest = text.partition("=")
+    parts = rest.split("|", 2)
+    if not sep or len(parts) < 2 or not label.strip():
+        raise ConfigError(f"--strategy: shipped, random, default or LABEL=SAMPLER|PRUNER[|STUDY]"
+                          f", got {text!r}. Write e.g. \"gp-pf=shipped|shipped|{{portfolio: 4}}\"")
+    label = label.strip()
+    study = _flow(parts[2], "STUDY", label) if len(parts) == 3 else {}
+    if study in (None, "shipped"):
+        study = {}
+    return Strategy(label, text, _flow(parts[0], "SAMPLER", label), _flow(parts[1], "PRUNER",
+                                                                         label), study)
+
+
+def space_text(name: str) -> tuple[str, str]:
+    """(YAML text, source name) of `name`: a file in search_spaces/ or a path."""
+    path = C.ROOT / "search_spaces" / name
+    path = path if path.is_file() else Path(name)
+    return path.read_text(encoding="utf-8"), path.name
+
+
+def strategy_space(text: str, source: str, strategy: Strategy, seed: int):
+    """The space `strategy` searches with seed `seed`: its study block changed, then parsed by
+    the project's parser (which checks every key, known to this bench or not)."""
+    import yaml
+
+    from hpo.errors import ConfigError
+    from hpo.space import parse_search_space
+
+    raw = yaml.safe_load(text)
+    study = dict(raw.get("study") or {})
+    if strategy.sampler != "shipped":
+        study["sampler"] = dict(strategy.sampler)
+    if strategy.pruner != "shipped":
+        study["pruner"] = None if strategy.pruner is None else dict(strategy.pruner)
+    study.update(strategy.study)
+    sampler = study.get("sampler") or {"type": "TPE"}
+    sampler = {"type": sampler} if isinstance(sampler, str) else dict(sampler)
+    study["sampler"] = {**sampler, "seed": seed}
+    study["n_trials"], study["timeout"] = None, None  # the bench's budget ends the run
+    raw["study"] = study
+    try:
+        return parse_search_space(yaml.safe_dump(raw, sort_keys=False),
+                                  source=f"{source} [{strategy.label}]")
+    except ConfigError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ConfigError(f"--strategy {strategy.label}: {first}") from None
+
+
+def describe(strategy: Strategy, space) -> str:
+    if strategy.default:
+        return "the space's default: config, trained once for the whole budget"
+    st = space.study
+    extra = f", study keys {strategy.study}" if strategy.study else ""
+    return (f"sampler {st.sampler.describe()}, pruner "
+            f"{'none' if st.pruner is None else st.pruner.describe()}{extra}")
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    strategy: Strategy
+    dataset: Dataset
+    seed: int
+    budget: float
+    trials_budget: float | None
+    refit: float
+    epochs: int
+    px: int
+    tmp: str
+
+
+_W: dict[str, Any] = {}  # per worker process: space text, costs, split sizes, held-out images
+
+
+def _init(threads: int, space_name: str, costs: Costs, datasets: list[Dataset], epochs: int,
+          px: int) -> None:
+    """Worker set-up (not charged): threads, quiet Optuna, data decoded, backbones built once."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    text, source = space_text(space_name)
+    space = strategy_space(text, source, Strategy("shipped", "shipped"), 0)
+    _W.update(text=text, source=source, space_name=space_name, costs=costs, sizes={},
+              holdout={})
+    for ds in datasets:
+        C.warm_up(space, overrides_for(ds, 0, epochs, px))
+        _W["sizes"][ds.name] = split_sizes(space, ds, epochs, px)
+        _W["holdout"][ds.name] = holdout_images(ds, px)
+
+
+def _score(model, ds: Dataset) -> float:
+    from hpo.train import evaluate, resolve_device
+
+    images, labels = _W["holdout"][ds.name]
+    device = next(model.parameters()).device
+    _, acc, _ = evaluate(model, images, labels, _W["sizes"][ds.name][2],
+                         device=resolve_device(str(device)), batch_size=256)
+    return float(acc)
+
+
+def final_epochs(left: float, setup: float, per_epoch: float) -> int:
+    """Epochs a final run of `setup` + n x `per_epoch` gets from `left`: the nearest whole
+    number, so its charge lands within half an epoch of `left` (0: not even half an epoch)."""
+    return max(0, math.floor((left - setup) / per_epoch + 0.5))
+
+
+def _train_final(space, params: dict, job: Job, left: float) -> dict[str, Any]:
+    """Train `params` once for as many epochs as `left` buys (rounded: `used` lands within
+    half an epoch of the budget), as `vcr-hpo train` does; score its final model."""
+    from hpo.train import train_model
+
+    overrides = overrides_for(job.dataset, job.seed, job.epochs, job.px)
+    cfg = space.config_for(params, overrides)
+    n_train, n_val, _ = _W["sizes"][job.dataset.name]
+    costs: Costs = _W["costs"]
+    n = final_epochs(left, costs.setup(cfg.backbone, cfg.batch_size),
+                     costs.epoch(cfg.backbone, cfg.batch_size, n_train, n_val))
+    if n < 1:
+        return {"final_epochs": 0, "final_charge": 0.0}
+    cfg = space.config_for(params, {**overrides, "epochs": n})
+    result = train_model(cfg)
+    return {"final_epochs": n, "final_charge": costs.run(cfg.backbone, cfg.batch_size, n,
+                                                          n_train, n_val),
+            "final_val": round(result.history[-1].val_acc, 4),
+            "holdout": round(_score(result.model, job.dataset), 4)}
+
+
+def _kept_model_score(study, url: str, number: int, space, job: Job) -> float | None:
+    """Held-out accuracy of trial `number`'s final weights, kept in the study's artifact store."""
+    import torch
+
+    from hpo.artifacts import artifact_store, study_location
+    from hpo.checkpoint import read_weights
+    from hpo.data import load_dataset
+    from hpo.train import build_state
+
+    store = artifact_store(url, study.study_name, study_location(study, url))
+    with tempfile.TemporaryDirectory(prefix="bench-sq-weights-") as tmp:
+        path = read_weights(store, study, number, Path(tmp) / "w.pt")
+        if path is None:
+            return None
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    params = study.trials[number].params
+    cfg = space.config_for(params, overrides_for(job.dataset, job.seed, job.epochs, job.px))
+    state = build_state(cfg, data=load_dataset(cfg))
+    state.model.load_state_dict(blob["model"])
+    return _score(state.model, job.dataset)
+
+
+def _run_search(job: Job) -> dict[str, Any]:
+    import optuna
+
+    from hpo.study import top_trials
+
+    space = strategy_space(_W["text"], _W["source"], job.strategy, job.seed)
+    overrides = overrides_for(job.dataset, job.seed, job.epochs, job.px)
+    n_train, n_val, _ = _W["sizes"][job.dataset.name]
+    costs: Costs = _W["costs"]
+    search_budget = job.budget * (1.0 - job.refit)
+    charged, curve, scored, pending = [0.0], [], {}, []
+    anytime = [0.0]
+    name = f"sq-{job.strategy.label}"
+    url = (f"sqlite:///{job.tmp}/{job.dataset.name}-{job.strategy.label}-{job.seed}-"
+           f"{job.budget:g}.db")
+
+    def score_pending(study) -> None:
+        t = time.process_time()
+        for number in [n for n in pending if n not in scored]:
+            got = _kept_model_score(study, url, number, space, job)
+            if got is not None:  # its weights are promoted after this trial's callbacks
+                scored[number] = round(got, 4)
+                pending.remove(number)
+        anytime[0] += time.process_time() - t
+
+    def on_trial(study, frozen) -> None:
+        cfg = space.config_for(frozen.params, overrides)
+        epochs = len(frozen.user_attrs.get(EPOCH_SECONDS, ()))
+        charged[0] += costs.run(cfg.backbone, cfg.batch_size, epochs, n_train, n_val)
+        score_pending(study)
+        top = top_trials(study, 1)
+        best = top[0] if top else None
+        if best is not None and best.number not in scored and best.number not in pending:
+            pending.append(best.number)
+        curve.append([round(charged[0], 2), frozen.state.name[0],
+                      None if best is None else round(best.value, 4),
+                      None if best is None else best.number])
+
+    t0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GP/multivariate TPE on conditionals: Optuna warns
+        records = C.run_study_loop(space, url, overrides=overrides, max_trials=100_000,
+                                   stop=lambda _: charged[0] >= search_budget, name=name,
+                                   on_trial=on_trial)
+    study = optuna.load_study(study_name=name, storage=url)
+    score_pending(study)
+    top = top_trials(study, 1)
+    out: dict[str, Any] = {
+        "trials": len(records), "pruned": sum(r.state == "PRUNED" for r in records),
+        "search_epochs": sum(len(study.trials[r.number].user_attrs.get(EPOCH_SECONDS, ()))
+                             for r in records),
+        "search_charge": round(charged[0], 2), "curve": curve,
+        "scored": {str(k): v for k, v in scored.items()}}
+    if not top:
+        out.update(holdout=None, val_best=None, chosen=None, final_epochs=0, final_charge=0.0)
+    else:
+        best = top[0]
+        out.update(val_best=round(best.value, 4), chosen_trial=best.number,
+                   chosen=dict(best.params))
+        if job.refit > 0:
+            out.update(_train_final(space, dict(best.params), job, job.budget - charged[0]))
+        if out.get("final_epochs", 0) == 0:  # no final run: the model is the trial's own
+            out.update(final_epochs=0, final_charge=0.0, holdout=scored.get(best.number))
+    out["used"] = round(charged[0] + out["final_charge"], 2)
+    out["cpu_s"] = round(time.process_time() - t0 - anytime[0], 1)
+    out["anytime_cpu_s"] = round(anytime[0], 1)
+    return out
+
+
+def _run_default(job: Job) -> dict[str, Any]:
+    space = strategy_space(_W["text"], _W["source"], Strategy("shipped", "shipped"), job.seed)
+    params = _baseline(space)
+    t0 = time.process_time()
+    out = _train_final(space, params, job, job.budget)
+    out.update(trials=1, pruned=0, search_epochs=0, search_charge=0.0,
+               val_best=out.get("final_val"), chosen=params, used=round(out["final_charge"], 2),
+               cpu_s=round(time.process_time() - t0, 1), anytime_cpu_s=0.0)
+    return out
+
+
+def fingerprint(space) -> str:
+    """What a strategy ran, seed aside: a digest of its space (study block and parameters)."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps(space.canonical(), sort_keys=True, default=str).encode()
+                        ).hexdigest()[:10]
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(C.ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def run_one(job: Job) -> dict[str, Any]:
+    """One (dataset, strategy, seed, budget): the self-contained record of a per-run line."""
+    w0 = time.perf_counter()
+    body = _run_default(job) if job.strategy.default else _run_search(job)
+    shown = Strategy("shipped", "shipped") if job.strategy.default else job.strategy
+    fp = fingerprint(strategy_space(_W["text"], _W["source"], shown, 0))
+    head = {"format": FORMAT, "dataset": job.dataset.name, "data": job.dataset.spec(),
+            "epochs": job.epochs, "px": job.px, "space": _W["space_name"],
+            "strategy": job.strategy.label, "spec": job.strategy.text, "fingerprint": fp,
+            "seed": job.seed, "budget": round(job.budget, 2), "trials_budget": job.trials_budget,
+            "refit": job.refit}
+    tail = {"wall_s": round(time.perf_counter() - w0, 1), "load": C.load_text(),
+            "host": platform.node(), "commit": _commit()}
+    clash = (head.keys() | tail.keys()) & body.keys()
+    if clash:  # a run's own figures must never overwrite what groups it
+        raise RuntimeError(f"run record: keys {sorted(clash)} written twice")
+    return {**head, **body, **tail}
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def read_runs(paths: list[str]) -> list[dict[str, Any]]:
+    """Every `# run {json}` line of the files, in order."""
+    runs = []
+    for p in paths:
+        for line in Path(p).read_text(encoding="utf-8").splitlines():
+            if line.startswith(RUN_PREFIX):
+                rec = json.loads(line[len(RUN_PREFIX):])
+                if rec.get("format") == FORMAT:
+                    runs.append(rec)
+    return runs
+
+
+def _group_key(r: dict[str, Any]) -> tuple:
+    """Runs that compare: same dataset and sizes, trial length, space, budget and refit."""
+    return (r["dataset"], json.dumps(r["data"], sort_keys=True), r["epochs"], r["px"],
+            r["space"], round(r["budget"], 1), r["refit"])
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return mean, se
+    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
 
 
-def _best_at(points: list[tuple[float, float]], t: float) -> float:
-    return max((b for end, b in points if end <= t), default=0.0)
+def best_holdout_at(run: dict[str, Any], t: float) -> float:
+    """Held-out accuracy of the running best trial after the trials that ended by charge `t`
+    (0 before any trial completed; a best whose weights were not kept: the last scored one)."""
+    got = 0.0
+    for charge, _, _, number in run.get("curve", ()):
+        if charge > t:
+            break
+        got = run["scored"].get(str(number), got) if number is not None else got
+    return got
 
 
-def time_to_final(outs: list[Outcome], budget: float, se: float, final: float) -> float | None:
-    """The smallest budget fraction (of 20 steps) at which the mean best over seeds is within
-    one standard error of the final mean best."""
-    for f in _FRACTIONS:  # the last step counts a run that overran its budget by a little
-        t = f * budget if f < 1.0 else math.inf
-        if statistics.fmean(_best_at(o.points, t) for o in outs) >= final - se - 1e-12:
+def to_random(runs: list[dict[str, Any]], randoms: list[dict[str, Any]]) -> float | None:
+    """Smallest fraction (of 20 steps) of the search part of the budget at which the mean held-out
+    accuracy of the running best trial reaches random's mean at the end of its search."""
+    if not runs or not randoms or any("curve" not in r for r in runs):
+        return None
+    target = statistics.fmean(best_holdout_at(r, math.inf) for r in randoms)
+    for f in _FRACTIONS:  # the last step counts the trial that crossed the search budget
+        t = math.inf if f >= 1.0 else f * runs[0]["budget"] * (1.0 - runs[0]["refit"])
+        if statistics.fmean(best_holdout_at(r, t) for r in runs) >= target - 1e-12:
             return f
     return None
 
 
-def summarise(outs: list[Outcome], budgets: dict[str, float]) -> list[list]:
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (group, strategy): means over seeds of what the per-run lines hold."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(_group_key(r), []).append(r)
     rows = []
-    for size in dict.fromkeys(o.size for o in outs):
-        for label in dict.fromkeys(o.label for o in outs if o.size == size):
-            group = [o for o in outs if o.size == size and o.label == label]
-            mean, se = _mean_se([o.best for o in group])
-            held = [o.holdout for o in group if o.holdout is not None]
-            hmean, hse = _mean_se(held) if held else (None, None)
-            frac = time_to_final(group, budgets[size], se, mean)
-            searched = [o.search for o in group if o.search is not None]
-            rows.append([size, label, len(group), round(mean, 4), round(se, 4),
-                         round(statistics.fmean(searched), 4) if searched else "-",
-                         "-" if hmean is None else round(hmean, 4),
-                         "-" if hse is None else round(hse, 4),
-                         "-" if frac is None else frac,
-                         round(statistics.fmean(o.trials for o in group), 1),
-                         round(statistics.fmean(o.pruned for o in group), 1),
-                         round(statistics.fmean(o.epochs for o in group), 1)])
+    for key, group in groups.items():
+        randoms = [r for r in group if r["strategy"] == "random"]
+        for label in dict.fromkeys(r["strategy"] for r in group):
+            mine = [r for r in group if r["strategy"] == label]
+            held = [r["holdout"] for r in mine if r.get("holdout") is not None]
+            hmean, hse = mean_se(held) if held else (math.nan, math.nan)
+            vals = [r["val_best"] for r in mine if r.get("val_best") is not None]
+            frac = None if mine[0]["strategy"] == "default" else to_random(mine, randoms)
+            tb = mine[0].get("trials_budget")
+            rows.append({
+                "dataset": key[0], "budget": key[5], "trials_budget": tb, "strategy": label,
+                "seeds": len(mine), "holdout": hmean, "se": hse, "n_holdout": len(held),
+                "val_best": statistics.fmean(vals) if vals else math.nan,
+                "to_random": frac,
+                "trials": statistics.fmean(r["trials"] for r in mine),
+                "used": statistics.fmean(r["used"] / r["budget"] for r in mine),
+                "seed_list": sorted(r["seed"] for r in mine), "key": key})
     return rows
 
 
-def verdict(rows: list[list]) -> list[str]:
-    """Goal: shipped mean best >= random's + one SE of random, and > the default config's."""
-    out = []
-    for size in dict.fromkeys(r[0] for r in rows):
-        by = {r[1]: r for r in rows if r[0] == size}
-        if not {"shipped", "random", "default"} <= set(by):
-            continue
-        s, r, d = by["shipped"], by["random"], by["default"]
-        ok_r = s[3] >= r[3] + r[4]
-        ok_d = s[3] > d[3]
-        out.append(f"{size}: shipped {s[3]:.4f} vs random {r[3]:.4f} + SE {r[4]:.4f} -> "
-                   f"{'met' if ok_r else 'NOT met'}; vs default {d[3]:.4f} -> "
-                   f"{'met' if ok_d else 'NOT met'}")
+def _fmt(x: Any, digits: int = 4) -> Any:
+    if x is None:
+        return ">1" if digits == 2 else "-"
+    if isinstance(x, float) and math.isnan(x):
+        return "-"
+    return round(x, digits) if isinstance(x, float) else x
+
+
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    headers = ["dataset", "budget_s", "trials_b", "strategy", "seeds", "holdout", "se",
+               "val_best*", "to_random", "trials", "used/budget"]
+    table = [[r["dataset"], r["budget"], "-" if r["trials_budget"] is None else
+              r["trials_budget"], r["strategy"], r["seeds"], _fmt(r["holdout"]), _fmt(r["se"]),
+              _fmt(r["val_best"]), "-" if r["strategy"] == "default" else
+              _fmt(r["to_random"], 2), round(r["trials"], 1), round(r["used"], 3)]
+             for r in rows]
+    return C.format_table(headers, table)
+
+
+def verdict(rows: list[dict[str, Any]], label: str = "shipped", small: float = 8.0
+            ) -> list[str]:
+    """The issue's three goals for strategy `label`, per dataset and overall."""
+    by: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        by.setdefault(r["key"], {})[r["strategy"]] = r
+    need = {label, "random", "default"}
+    complete = {k: v for k, v in by.items() if need <= set(v)}
+    datasets = list(dict.fromkeys(k[0] for k in complete))
+    out, main_ok, fast, small_ok = [], [], [], []
+    for ds in datasets:
+        keys = [k for k in complete if k[0] == ds]
+        main = max(keys, key=lambda k: k[5])
+        s, r, d = (complete[main][x] for x in (label, "random", "default"))
+        ok = s["holdout"] >= r["holdout"] + r["se"] and s["holdout"] > d["holdout"]
+        main_ok.append(ok)
+        out.append(f"{ds} @ {main[5]:g} s: {label} {s['holdout']:.4f} vs random "
+                   f"{r['holdout']:.4f} + SE {r['se']:.4f} and default {d['holdout']:.4f} -> "
+                   f"{'met' if ok else 'NOT met'}")
+        f = s["to_random"]
+        fast.append(f is not None and f <= 0.5)
+        out.append(f"{ds} @ {main[5]:g} s: {label} reaches random's final held-out at "
+                   f"{'never' if f is None else f'{f:g}'} of its search -> "
+                   f"{'<= 0.5' if fast[-1] else '> 0.5'}")
+        smalls = [k for k in keys if complete[k][label].get("trials_budget") is not None
+                  and abs(complete[k][label]["trials_budget"] - small) <= 2]
+        if smalls:
+            k = min(smalls, key=lambda k: abs(complete[k][label]["trials_budget"] - small))
+            s, r, d = (complete[k][x] for x in (label, "random", "default"))
+            ok = s["holdout"] > r["holdout"] and s["holdout"] > d["holdout"]
+            small_ok.append(ok)
+            out.append(f"{ds} @ ~{small:g} trials ({k[5]:g} s): {label} {s['holdout']:.4f} vs "
+                       f"random {r['holdout']:.4f}, default {d['holdout']:.4f} -> "
+                       f"{'ahead of both' if ok else 'NOT ahead of both'}")
+        else:
+            out.append(f"{ds} @ ~{small:g} trials: no runs at that budget yet")
+    n = len(datasets)
+    out.append(f"goal 1 ({label} >= random + 1 SE and > default on each dataset): "
+               f"{sum(main_ok)}/{n} -> {'met' if n >= 3 and all(main_ok) else 'NOT met'}")
+    out.append(f"goal 2 (to_random <= 0.5 on >= 2 of 3): {sum(fast)}/{n} -> "
+               f"{'met' if sum(fast) >= 2 else 'NOT met'}")
+    out.append(f"goal 3 (ahead of random and default at ~{small:g} trials on >= 2 of 3): "
+               f"{sum(small_ok)}/{len(small_ok)} -> {'met' if sum(small_ok) >= 2 else 'NOT met'}")
     return out
 
 
+def mixed_labels(runs: list[dict[str, Any]]) -> list[str]:
+    """Warnings for labels whose runs in one group ran different spaces or specs."""
+    seen: dict[tuple, set[str]] = {}
+    for r in runs:
+        if r.get("fingerprint"):
+            seen.setdefault((*_group_key(r)[:1], r["budget"], r["strategy"]), set()).add(
+                r["fingerprint"])
+    return [f"# warning: {k[0]} @ {k[1]:g} s: strategy {k[2]} mixes runs of {len(v)} different "
+            "spaces or specs; give each its own label" for k, v in seen.items() if len(v) > 1]
+
+
+def print_summary(runs: list[dict[str, Any]], label: str) -> None:
+    rows = summarise(runs)
+    for line in mixed_labels(runs):
+        print(line)
+    print("summary (mean over seeds; holdout = held-out accuracy of the model each strategy ends "
+          "with, the headline, +- se = standard error; val_best* = the search's best val_acc, "
+          "a maximum of noisy scores, NOT the headline; to_random = fraction of the search part "
+          "at which the running best's held-out reaches random's final; used/budget = charged "
+          "compute):")
+    print("\n".join(summary_lines(rows)))
+    print()
+    print(f"verdict (issue 19, strategy {label}):")
+    for line in verdict(rows, label):
+        print(f"  {line}")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _budgets(args, costs: Costs, datasets: list[Dataset], space) -> list[tuple[Dataset, float,
+                                                                               float | None]]:
+    """(dataset, budget seconds, trials it buys in the search part) for every run budget."""
+    out = []
+    for i, ds in enumerate(datasets):
+        n_train, n_val, _ = split_sizes(space, ds, args.epochs, args.px)
+        trial = costs.mean_trial(args.epochs, n_train, n_val)
+        if args.budgets:
+            out.append((ds, args.budgets[i], round(args.budgets[i] * (1 - args.refit) / trial,
+                                                   1)))
+        for n in args.trials_budget if not args.budgets else []:
+            out.append((ds, round(n * trial / (1.0 - args.refit), 1), n))
+    return out
+
+
+def _emit(line: str, results: Path | None) -> None:
+    print(line, flush=True)
+    if results is not None:
+        with results.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+
+
 def run(args) -> int:
-    space = C.shipped_space(args.space)
-    strategies = [parse_strategy(t, space) for t in args.strategies]
-    strategies += [parse_strategy(t, space) for t in args.strategy]
-    budgets = dict(zip(args.sizes, args.budgets or [SIZES[s][4] for s in args.sizes]))
-    unit = "wall seconds" if args.wall else "CPU seconds of the trial process (process_time)"
     import torch
 
-    torch.set_num_threads(args.threads)  # the header reports the trial processes' threads
-    C.print_header("search quality: best val_acc per strategy at equal compute")
-    print(f"# space {args.space}; budget = {unit}, {args.threads} torch thread(s), "
-          f"{args.jobs} process(es) in parallel; seeds {args.seeds} (sampler and training seed)")
-    for size in args.sizes:
-        px, train, val, epochs, _ = SIZES[size]
-        print(f"# size {size}: {px} px, {train} train / {val} val synthetic images, {epochs} "
-              f"epochs per trial, budget {budgets[size]:g} s")
+    from hpo.errors import VcrHpoError
+
+    torch.set_num_threads(args.threads)
+    text, source = space_text(args.space)
+    strategies = [parse_strategy(t) for t in [*args.strategies, *args.strategy]]
+    for s in strategies:  # every strategy's space checked before any compute
+        if not s.default:
+            strategy_space(text, source, s, 0)
+    space = strategy_space(text, source, Strategy("shipped", "shipped"), 0)
+    datasets = [DATASETS[d] for d in args.datasets]
+    costs = load_costs(space, args.space, args.px, None if args.quick else Path(args.costs),
+                       args.quick)
+    plan = _budgets(args, costs, datasets, space)
+    results = Path(args.results) if args.results else None
+    header = [f"# search quality v{FORMAT}: held-out accuracy at equal compute",
+              f"$ python {' '.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])}",
+              f"# {C.conditions()}; commit {_commit()}",
+              (f"# space {args.space}; {args.epochs} epochs per trial at {args.px} px; budget = "
+               f"modelled CPU s of 1 torch thread (cost table {costs.note}); {args.threads} "
+               f"thread(s), {args.jobs} process(es); seeds {args.seeds}; refit {args.refit:g}")]
+    for ds in datasets:
+        n_train, n_val, _ = split_sizes(space, ds, args.epochs, args.px)
+        d = costs.run(space.config_for(_baseline(space), {}).backbone,
+                      space.config_for(_baseline(space), {}).batch_size, args.epochs,
+                      n_train, n_val)
+        header.append(f"# dataset {ds.name}: {ds.kind}, {n_train} train / {n_val} val images, "
+                      f"{ds.holdout} held out; one trial costs {costs.mean_trial(args.epochs, n_train, n_val):.1f} "
+                      f"CPU s on average over the table ({d:.1f} s the default config)")
+    for ds, budget, n in plan:
+        header.append(f"# budget {ds.name}: {budget:g} s = {n:g} mean trials in the search part")
     for s in strategies:
-        print(f"# strategy {s.label}: {_describe(s)}")
-    if args.refit:
-        print(f"# searches: {1 - args.refit:g} of the budget searching, then the best config "
-              f"trained once with the remaining {args.refit:g} (--refit)")
-    else:
-        print("# searches: the whole budget searching, no final run (--refit 0)")
-    held = ("the final run's model" if args.refit else
-            "the chosen config retrained (same seed, epochs) off the budget")
-    print(f"# held-out: {args.holdout} fresh synthetic images (generator seed 1); {held}; "
-          "default: its model" if args.holdout else "# held-out: skipped (--holdout 0)")
-    print("# note: the synthetic generator has no colour-distance knob; the harder size has "
-          "more images, so the budget buys fewer epochs")
-    sys.stdout.flush()
+        shown = space if s.default else strategy_space(text, source, s, 0)
+        header.append(f"# strategy {s.label}: {describe(s, shown)}")
+    total = sum(b for _, b, _ in plan) * len(args.seeds) * len(strategies)
+    probe = _probe_speed(space, costs, args.px)
+    header.append(f"# estimate: {len(plan) * len(args.seeds) * len(strategies)} runs, "
+                  f"{total:.0f} modelled CPU s; now 1 CPU s of the table takes {probe[0]:.2f} CPU s "
+                  f"and {probe[1]:.2f} wall s -> about {total * probe[1] / args.jobs / 60:.0f} "
+                  f"wall min with {args.jobs} process(es) (+ held-out scoring, off the budget)")
+    for line in header:
+        _emit(line, results)
+    if args.estimate:
+        return 0
     t0 = time.perf_counter()
+    deadline = math.inf if args.max_wall_min is None else t0 + 60 * args.max_wall_min
+    runs = []
     with tempfile.TemporaryDirectory(prefix="bench-search-quality-") as tmp:
-        jobs = [(s, size, seed, budgets[size], args.wall, args.holdout, tmp, args.refit)
-                for size in args.sizes for s in strategies for seed in args.seeds]
-        init = (args.space, args.threads, args.sizes)
-        if args.jobs > 1:
-            with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=init) as pool:
-                outs = list(pool.map(_task, jobs))
-        else:
-            _init(*init)
-            outs = [_task(j) for j in jobs]
+        jobs = [Job(s, ds, seed, budget, n, args.refit, args.epochs, args.px, tmp)
+                for ds, budget, n in plan for seed in args.seeds for s in strategies]
+        done = _done_runs(results) if args.skip_done and results is not None else set()
+        todo = [j for j in jobs if _job_key(j, args.space) not in done]
+        if len(todo) < len(jobs):
+            _emit(f"# skipped {len(jobs) - len(todo)} run(s) already in {results} "
+                  "(--skip-done)", results)
+        init = (args.threads, args.space, costs, datasets, args.epochs, args.px)
+        try:
+            left = _run_all(todo, init, args.jobs, deadline, lambda r: runs.append(
+                _report(r, results)))
+        except VcrHpoError as exc:
+            print(f"search_quality: a run failed: {exc}", file=sys.stderr)
+            return 1
+        if left:
+            _emit(f"# not started (--max-wall-min {args.max_wall_min:g}): " + ", ".join(
+                f"{j.dataset.name}/{j.strategy.label}/seed {j.seed}/{j.budget:g} s"
+                for j in left) + "; run the same command with --skip-done to add them", results)
     print()
-    print("runs (best = best val_acc within the budget; used = budget spent, with the trial cut "
-          "off at the end):")
-    C.print_table(["size", "strategy", "seed", "best", "search", "holdout", "trials", "pruned",
-                   "epochs", "used_s", "chosen"],
-                  [[o.size, o.label, o.seed, round(o.best, 4),
-                    "-" if o.search is None else round(o.search, 4),
-                    "-" if o.holdout is None else round(o.holdout, 4), o.trials, o.pruned,
-                    o.epochs, round(o.used, 1), o.chosen] for o in outs])
-    rows = summarise(outs, budgets)
-    print()
-    print("summary (mean and standard error over seeds; to_1se = budget fraction at which the "
-          "mean best is within one SE of its final value):")
-    C.print_table(["size", "strategy", "seeds", "mean_best", "se_best", "mean_search",
-                   "mean_holdout",
-                   "se_holdout", "to_1se", "trials", "pruned", "epochs"], rows)
-    print()
-    print("goal (shipped >= random + SE of random, and > default):")
-    for line in verdict(rows):
-        print(f"  {line}")
+    print_summary(runs, args.verdict_strategy)
     print(f"# total wall {time.perf_counter() - t0:.0f} s, {C.load_text()}")
     return 0
 
 
+def _run_all(jobs: list[Job], init: tuple, n: int, deadline: float, done) -> list[Job]:
+    """Run `jobs` in order on `n` processes, none started after `deadline`; returns those left."""
+    todo = list(jobs)
+    if n <= 1:
+        _init(*init)
+        while todo and time.perf_counter() < deadline:
+            done(run_one(todo.pop(0)))
+        return todo
+    with ProcessPoolExecutor(n, initializer=_init, initargs=init) as pool:
+        running = set()
+        while todo or running:
+            while todo and len(running) < n and time.perf_counter() < deadline:
+                running.add(pool.submit(run_one, todo.pop(0)))
+            if not running:
+                break
+            finished = next(as_completed(running))
+            running.discard(finished)
+            done(finished.result())
+    return todo
+
+
+def _job_key(job: Job, space: str) -> tuple:
+    rec = {"dataset": job.dataset.name, "data": job.dataset.spec(), "epochs": job.epochs,
+           "px": job.px, "space": space, "budget": round(job.budget, 2), "refit": job.refit}
+    return (*_group_key(rec), job.strategy.label, job.seed)
+
+
+def _done_runs(results: Path) -> set[tuple]:
+    if not results.is_file():
+        return set()
+    return {(*_group_key(r), r["strategy"], r["seed"]) for r in read_runs([str(results)])}
+
+
+def _probe_speed(space, costs: Costs, px: int) -> tuple[float, float]:
+    """(CPU s, wall s) one modelled CPU second takes now: one epoch of the default config."""
+    from hpo.train import build_state, train_epoch
+
+    ov = {**C.tiny_overrides(epochs=1, image_size=px, train=64, val=32), "seed": 0}
+    cfg = space.config_for(_baseline(space), ov)
+    s = build_state(cfg)
+    c, w = time.process_time(), time.perf_counter()
+    train_epoch(s)
+    c, w = time.process_time() - c, time.perf_counter() - w
+    model = costs.epoch(cfg.backbone, cfg.batch_size, 64, 32)
+    return c / model, w / model
+
+
+def _report(rec: dict[str, Any], results: Path | None) -> dict[str, Any]:
+    print(f"# {rec['dataset']} {rec['strategy']} seed {rec['seed']} budget {rec['budget']:g}: "
+          f"holdout {rec.get('holdout')}, val_best {rec.get('val_best')}, {rec['trials']} "
+          f"trials, used {rec['used']:g}/{rec['budget']:g} s, {rec['cpu_s']} CPU s measured, "
+          f"{rec['wall_s']} wall s", file=sys.stderr, flush=True)
+    _emit(RUN_PREFIX + json.dumps(rec, separators=(",", ":")), results)
+    return rec
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="hyperparameters.yaml", help="a file in search_spaces/")
-    ap.add_argument("--sizes", nargs="+", default=["demo", "hard"], choices=sorted(SIZES))
+    ap.add_argument("--space", default="hyperparameters.yaml",
+                    help="a file in search_spaces/ or a path")
+    ap.add_argument("--datasets", nargs="+", default=["demo", "hard", "digits"],
+                    choices=sorted(DATASETS))
+    ap.add_argument("--trials-budget", type=float, nargs="+", default=[12.0],
+                    help="budgets as mean trials bought by the search part, per dataset from the "
+                         "cost table (default 12; add 8 for the issue's small budget)")
     ap.add_argument("--budgets", type=float, nargs="+",
-                    help="seconds per run, one per --sizes entry (default: "
-                         + ", ".join(f"{k} {v[4]:g}" for k, v in SIZES.items()) + ")")
-    ap.add_argument("--strategies", nargs="+",
-                    default=["shipped", "random", "default", *(f"{k}={v}" for k, v in
-                                                               CANDIDATES.items())],
-                    help="shipped, random, default or LABEL=SAMPLER|PRUNER")
+                    help="budgets in modelled CPU s, one per --datasets entry (instead of "
+                         "--trials-budget)")
+    ap.add_argument("--strategies", nargs="+", default=["shipped", "random", "default"],
+                    help="shipped, random, default or LABEL=SAMPLER|PRUNER[|STUDY]")
     ap.add_argument("--strategy", action="append", default=[],
-                    help="one more LABEL=SAMPLER|PRUNER (repeatable)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--holdout", type=int, default=1000,
-                    help="held-out synthetic images for the chosen config (0: skip)")
+                    help="one more LABEL=SAMPLER|PRUNER[|STUDY] (repeatable)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--refit", type=float, default=0.5,
-                    help="budget fraction kept to train each search's best config once (0: none)")
-    ap.add_argument("--wall", action="store_true", help="budget in wall seconds, not CPU")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="runs in parallel processes (fair with the CPU budget)")
+                    help="budget fraction kept to train each search's best config once")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per trial (the demo space's)")
+    ap.add_argument("--px", type=int, default=32, help="image size")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--results", metavar="FILE", help="append the header and per-run lines here")
+    ap.add_argument("--costs", default=str(COSTS), metavar="FILE",
+                    help="the kept cost table (measured and added to when missing)")
+    ap.add_argument("--estimate", action="store_true", help="print the plan and exit")
+    ap.add_argument("--max-wall-min", type=float, metavar="M",
+                    help="start no run after M wall minutes (the rest is listed, not run)")
+    ap.add_argument("--skip-done", action="store_true",
+                    help="skip runs whose line is already in --results (continue a session)")
+    ap.add_argument("--summarise", nargs="+", metavar="FILE",
+                    help="no runs: the tables and verdict from these files' per-run lines")
+    ap.add_argument("--verdict-strategy", default="shipped", metavar="LABEL",
+                    help="the strategy the verdict judges (default shipped)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke size: 40/20 images, 1 epoch, 4 s, 2 seeds, 3 strategies")
+                    help="smoke size: quick + digits-quick, 1 epoch, 3 trials, 2 seeds")
     args = ap.parse_args(argv)
+    if args.summarise:
+        runs = read_runs(args.summarise)
+        if not runs:
+            ap.error(f"--summarise: files with '{RUN_PREFIX}{{json}}' lines of format {FORMAT}, "
+                     f"got none in {args.summarise}")
+        print_summary(runs, args.verdict_strategy)
+        return 0
     if args.quick:
-        args.sizes, args.budgets, args.seeds = ["quick"], args.budgets, args.seeds[:2]
-        args.strategies, args.holdout = ["shipped", "random", "default"], min(args.holdout, 40)
-    if args.budgets and len(args.budgets) != len(args.sizes):
-        ap.error(f"--budgets: one per --sizes entry ({len(args.sizes)}), got {len(args.budgets)}")
+        args.datasets, args.seeds, args.epochs = ["quick", "digits-quick"], args.seeds[:2], 1
+        args.trials_budget = [3.0] if args.trials_budget == [12.0] else args.trials_budget
+    if args.budgets and len(args.budgets) != len(args.datasets):
+        ap.error(f"--budgets: one per --datasets entry ({len(args.datasets)}), got "
+                 f"{len(args.budgets)}")
     if not 0.0 <= args.refit < 1.0:
         ap.error(f"--refit: a fraction in [0, 1), got {args.refit}")
     if min(args.seeds) < 0:
         ap.error(f"--seeds: non-negative, got {args.seeds}")
+    if min(args.trials_budget) <= 0:
+        ap.error(f"--trials-budget: positive, got {args.trials_budget}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return run(args)
+    from hpo.errors import VcrHpoError
+
+    try:
+        return run(args)
+    except VcrHpoError as exc:
+        print(str(exc).strip().splitlines()[-1], file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import hpo
+    from hpo.attrs import WARM_START
 
     torch.set_num_threads(1)
     text = Path(ns.space).read_text()
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 if ns.show:
                     for t in sorted(result.study.trials, key=lambda t: t.number):
                         print(f"#   seed {seed} {arm} trial {t.number} {t.state.name} "
-                              f"value={t.value} warm_start={t.user_attrs.get('warm_start')} "
+                              f"value={t.value} warm_start={t.user_attrs.get(WARM_START)} "
                               f"params={t.params}")
         diff = best["warm"] - best["cold"]
         diffs.append(diff)

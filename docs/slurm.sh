@@ -6,7 +6,7 @@
 #   sbatch --array=0-15 docs/slurm.sh            # 16 nodes; add tasks at any time, same command
 #
 # STORAGE: PostgreSQL for a few nodes (tens of workers in all), or the gRPC proxy for hundreds
-# of workers (docs/clusters.md). Start the proxy once, on a node the tasks can reach:
+# of workers (docs/guide/clusters.md). Start the proxy once, on a node the tasks can reach:
 #
 #   vcr-hpo storage-proxy --storage postgresql://hpo:PASS@db:5432/hpo --host 0.0.0.0 --port 13000
 #

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from backbones._lazy import lazy_exports
+from ._lazy import lazy_exports
 
 #: public name -> submodule that defines it
 _EXPORTS = {

@@ -8,9 +8,12 @@ count once, whatever the number of workers. A file is:
 
 The header holds the shape, the labels and source order of the rows, the size of the train block
 and the class names. A file whose magic, header, key or size does not match is a miss, and is
-rebuilt. Writers fill a temp file and `os.replace` it into place, so a reader never sees half a
-file; builds of one source are serialised by `flock` on `<base>.lock`, so N workers starting at
-once decode the source once and then share the winner's file.
+rebuilt. Writers fill a temp file `.<name>.<pid>.tmp`, sync it and `os.replace` it into place,
+so a reader never sees half a file, even after a writer is killed; builds of one source are
+serialised by `flock` on `<base>.lock`, so N workers starting at once decode the source once and
+then share the winner's file. A temp file whose source lock nobody holds is a dead writer's, and
+the next build removes it. `<digest>.decoded` (empty) records that every file of a source
+listing decoded, so the preflight need not decode them again.
 """
 
 from __future__ import annotations
@@ -99,6 +102,47 @@ def build_lock(folder: Path, base: str) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def _building(folder: Path, base: str) -> bool:
+    """Whether a live process holds `base`'s build lock (False where flock is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(folder / f"{base}.lock", os.O_RDWR)
+    except FileNotFoundError:  # writers take the lock before they make a temp file
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
+def sweep_temps(folder: Path, base: str) -> None:
+    """Remove the temp files of dead writers: `base`'s (the caller holds its lock) and any other
+    source's whose lock nobody holds (its writer died before `os.replace`)."""
+    for tmp in folder.glob(".*.tmp"):
+        other = tmp.name[1:].split(".", 1)[0]
+        if other == base or not _building(folder, other):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def mark_decoded(folder: Path | None, digest: str) -> None:
+    """Record that every file of the source listing `digest` decoded (best effort)."""
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{digest}.decoded").touch()
+
+
+def decoded(folder: Path | None, digest: str) -> bool:
+    return folder is not None and (folder / f"{digest}.decoded").is_file()
+
+
 def siblings(folder: Path, base: str, name: str) -> Iterator[Entry]:
     """The valid entries of the same source under other layouts (to reorder, not re-decode)."""
     for path in sorted(folder.glob(f"{base}.*{SUFFIX}")):
@@ -114,14 +158,12 @@ def write_entry(
 ) -> Entry | None:
     """Write `name` atomically (`fill` writes the images into a writable array), then open it.
 
-    The caller holds `build_lock`. Stale temp files of this entry (a writer that died) are removed.
+    The caller holds `build_lock`. Stale temp files (writers that died) are removed first.
     Returns None when the folder cannot be written (the caller falls back to memory); an
     exception from `fill` removes the temp file and propagates.
     """
     final = folder / file_name(name)
-    for stale in folder.glob(f".{name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    sweep_temps(folder, name.split(".", 1)[0])
     meta = {**meta, "key": name}
     head, offset = _header(meta)
     shape = tuple(meta["shape"])
@@ -136,8 +178,10 @@ def write_entry(
                 f.truncate(size)
         array = np.memmap(tmp, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
         fill(array)
-        array.flush()
+        array.flush()  # msync: the pixels are on disk before the name is
         del array
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the header and the file's size too
         os.replace(tmp, final)
     except OSError:
         with contextlib.suppress(OSError):

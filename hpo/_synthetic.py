@@ -93,7 +93,7 @@ def parse_synthetic(data: str, *, where: str = "data") -> SyntheticSpec:
         name, eq, raw = part.strip().partition("=")
         name = name.strip()
         if name not in _KNOBS:
-            from backbones.registry import did_you_mean
+            from backbones import did_you_mean
 
             raise ConfigError(f"{where}: unknown synthetic knob, got {name!r} in {data!r}. "
                               f"{did_you_mean(name, tuple(_KNOBS))}Knobs: {', '.join(_KNOBS)}")

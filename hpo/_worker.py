@@ -13,7 +13,7 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     from .api import plan_run, run_study
-    from .errors import ConfigError, VcrHpoError
+    from .errors import INPUT_ERRORS, RAISED_ERRORS
     from .study import RunInterrupted
 
     spec = pickle.loads(Path(argv[0]).read_bytes())
@@ -26,10 +26,10 @@ def main(argv: list[str]) -> int:
                   threads=threads, trial_isolation=isolation)
     except RunInterrupted as exc:
         return exc.exit_code
-    except ConfigError as exc:
+    except INPUT_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except VcrHpoError as exc:
+    except RAISED_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

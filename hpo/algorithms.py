@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna import pruners, samplers
 
-from backbones.registry import Registry, did_you_mean
+from backbones import Registry, did_you_mean
 
 from ._values import FrozenDict, jsonable, show
+from .pruners import PairedPruner
 
 if TYPE_CHECKING:  # for annotations only: the space package imports this module, never the reverse
     from .space import SearchSpace
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # for annotations only: the space package imports this module
 __all__ = [
     "ALIASES",
     "FINITE_SPACE_SAMPLERS",
+    "NESTED_PRUNER_ARGS",
     "PRUNERS",
     "SAMPLERS",
     "SINGLE_OBJECTIVE_SAMPLERS",
@@ -57,6 +59,7 @@ for _name, _cls in {
     "Patient": pruners.PatientPruner,
     "Threshold": pruners.ThresholdPruner,
     "Wilcoxon": pruners.WilcoxonPruner,
+    "Paired": PairedPruner,  # hpo.pruners: prunes only what a paired test says is worse
 }.items():
     PRUNERS.register(_name, _cls)
 
@@ -76,8 +79,9 @@ SINGLE_OBJECTIVE_SAMPLERS = frozenset({"CmaEs"})
 _SUPPLIED = {
     ("sampler", "Grid", "search_space"): "the grid comes from hyperparameters",
 }
-# Arguments that take a nested pruner spec instead of a scalar.
-_NESTED_PRUNER = {("pruner", "Patient", "wrapped_pruner")}
+#: Pruner arguments that take a nested pruner spec instead of a scalar: (pruner, argument).
+NESTED_PRUNER_ARGS = frozenset({("Patient", "wrapped_pruner"), ("Paired", "base")})
+_NESTED_PRUNER = {("pruner", c, n) for c, n in NESTED_PRUNER_ARGS}
 _SCALAR_KINDS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 _MISSING = object()
 
@@ -159,7 +163,7 @@ def check_algorithm_args(kind: str, name: str, args: Mapping[str, Any]) -> list[
         kind: "sampler" or "pruner".
         name: registry name (aliases accepted).
         args: constructor arguments as written in YAML; a nested pruner spec (Patient's
-            `wrapped_pruner`) is an `AlgorithmSpec` or None.
+            `wrapped_pruner`, Paired's `base`) is an `AlgorithmSpec` or None.
 
     Returns:
         Every problem found: unknown names, arguments the constructor lacks, values of the
@@ -202,8 +206,14 @@ def check_algorithm_args(kind: str, name: str, args: Mapping[str, Any]) -> list[
         try:
             _instantiate(kind, name, args, grid={"_": [0]})
         except (ValueError, TypeError, OverflowError) as exc:
-            problems.append(ArgProblem(None, f"{cls.__name__} rejects these arguments ({exc})",
-                                       dict(args), "Fix the values"))
+            # "<arg> must <rule>, got <value>" (our pruners' form) names the argument at fault
+            arg, _, rest = str(exc).partition(" ")
+            if arg in args and rest.startswith("must") and ", got " in rest:
+                problems.append(ArgProblem(arg, rest.partition(", got")[0], args[arg],
+                                           "Fix the value"))
+            else:
+                problems.append(ArgProblem(None, f"{cls.__name__} rejects these arguments "
+                                                 f"({exc})", dict(args), "Fix the values"))
     return problems
 
 

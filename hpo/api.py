@@ -186,8 +186,7 @@ def plan_run(
         space = load_space(space)
     checked = {k: check_field(k, v, where=f"--set {k}") for k, v in dict(overrides or {}).items()}
     _searched_override(space, checked)
-    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
-    cfg = space.config_for(baseline, checked)
+    cfg = space.config_for(space.baseline(), checked)
     name = study_name or space.study.name
     url = check_storage_url(storage) if storage else default_storage_url(name)
     if artifacts is not None:
@@ -212,8 +211,10 @@ def plan_run(
 
         portfolio = plan_portfolio(space)
     if preflight:
+        from .preflight import check_run_locations
         from .preflight import preflight as check_machine
 
+        check_run_locations(url, name, artifacts)
         check_machine(cfg, space=space, overrides=checked, storage=url, where=str(space.source))
     return RunPlan(space=space, overrides=checked, cfg=cfg, study_name=name, url=url,
                    n_trials=int(target),
@@ -437,6 +438,10 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
         from .subepoch import epoch_images, scale_pruner
 
         study.pruner = build_pruner(scale_pruner(space.study.pruner, epoch_images(plan.cfg)))
+    if store is not None:  # a Paired pruner reads every trial's validation records there
+        from .record_store import attach_records
+
+        attach_records(study.pruner, store)
 
     def reseed(n_existing: int):
         return build_sampler(space, seed=S.sampler_seed(seed, n_existing, worker_index))

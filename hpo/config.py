@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from backbones._builders import BACKBONE_NAMES
-from backbones.registry import Registry
+from backbones import BACKBONE_NAMES, Registry
 
 from ._choices import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
 from .errors import ConfigError, UnknownNameError
@@ -132,7 +131,7 @@ def field_optional(name: str) -> bool:
 
 
 def _unknown_field_message(name: str, where: str) -> str:
-    from backbones.registry import did_you_mean
+    from backbones import did_you_mean
 
     return (f"{where}: {name}: not a trainer field, got {name!r}. "
             f"{did_you_mean(name, FIELD_NAMES)}Fields: {', '.join(sorted(FIELD_NAMES))}")

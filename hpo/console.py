@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .metrics import rank_trials
+from .record_store import study_default_comparison
 
 __all__ = ["Progress", "format_params", "format_table", "summary_lines"]
 
@@ -135,7 +136,8 @@ class Progress:
 
 
 def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -> list[str]:
-    """End-of-run summary: counts, the best trial, the top `top`, the best per backbone."""
+    """End-of-run summary: counts, the best trial and how it compares with the default (a paired
+    interval, `hpo.paired`), the top `top`, the best per backbone."""
     trials = study.get_trials(deepcopy=False)
     counts = {s: 0 for s in TrialState}
     for t in trials:
@@ -153,7 +155,8 @@ def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -
         return lines + ["no COMPLETE trial yet"]
     best = ranked[0]
     scores = " ".join(f"{n}={v:.4f}" for n, v in zip(names, best.values))
-    lines += [f"best trial #{best.number}: {scores}", f"  {format_params(best.params)}", "",
+    lines += [f"best trial #{best.number}: {scores}", f"  {format_params(best.params)}",
+              f"  {study_default_comparison(study, best)}", "",
               f"top {min(top, len(ranked))}:"]
     keys = sorted({k for t in ranked[:top] for k in t.params})
     rows = [[t.number, *(t.values), *(t.params.get(k, "") for k in keys)] for t in ranked[:top]]

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .attrs import INFEASIBLE
+
 __all__ = [
     "INFEASIBLE_ATTR",
     "OUT_OF_MEMORY",
@@ -38,8 +40,8 @@ __all__ = [
     "is_out_of_memory",
 ]
 
-#: User attr of an infeasible trial: why it is infeasible.
-INFEASIBLE_ATTR = "infeasible"
+#: User attr of an infeasible trial: why it is infeasible (the key lives in hpo.attrs).
+INFEASIBLE_ATTR = INFEASIBLE
 OUT_OF_MEMORY = "out of memory"
 
 # RuntimeError texts of allocators that refused (CPU: "DefaultCPUAllocator: can't allocate
@@ -48,7 +50,7 @@ _OOM_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory"
               "failed to allocate")
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException | None) -> bool:
     """Whether `exc`, or an exception it was raised from, means the trial's configuration needs
     more memory than there is (a library may wrap the allocator's error: timm's weight loading
     turns it into "weights do not match")."""
@@ -66,10 +68,11 @@ def _is_oom(exc: BaseException) -> bool:
         return True
     try:
         import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
     except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
+        pass
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXTS)
 

@@ -143,21 +143,37 @@ def _decode_items(
 # --------------------------------------------------------------------------- caching
 
 
-def _source_key(cfg: TrainConfig, items: Sequence[Item] | None) -> str:
+def _listing_digest(items: Sequence[Item]) -> str:
+    """A hash of a source listing: each file's path, size, mtime, ctime, inode, label and split.
+
+    ctime changes on every write and rename and cannot be set back, so a file replaced by one
+    of the same size and mtime (`cp -p`, `rsync -a`, `tar x`) still changes the digest. Folders
+    are resolved once each (a file's own symlink is followed by its stat, not its path).
+    """
     h = hashlib.sha256()
-    if items is None:
-        h.update(f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}".encode())
+    folders: dict[Path, Path] = {}
+    for it in items:
+        st = it.path.stat()
+        parent = folders.get(it.path.parent)
+        if parent is None:
+            parent = folders[it.path.parent] = it.path.parent.resolve()
+        h.update(
+            f"{parent / it.path.name}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|"
+            f"{st.st_ino}|{it.label}|{it.split}\n".encode()
+        )
+    return h.hexdigest()[:24]
+
+
+def _source_key(cfg: TrainConfig, digest: str | None) -> str:
+    """The cache key of a source (its listing digest; None: synthetic) at `cfg.image_size`."""
+    if digest is None:
+        src = f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}"
         spec = str(parse_synthetic(cfg.data))  # knobs only when not the defaults: keys stay
         if spec != "synthetic":
-            h.update(f"|{spec}".encode())
+            src += f"|{spec}"
     else:
-        for it in items:
-            st = it.path.stat()
-            h.update(
-                f"{it.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{it.label}|{it.split}\n".encode()
-            )
-    h.update(f"|size={cfg.image_size}".encode())
-    return h.hexdigest()[:24]
+        src = digest
+    return hashlib.sha256(f"{src}|size={cfg.image_size}".encode()).hexdigest()[:24]
 
 
 def _labels_of(
@@ -277,7 +293,8 @@ def _laid_out(cfg: TrainConfig) -> _Laid:
     items = None if is_synthetic(cfg.data) else source_items(cfg.data, "data")
     labels, split, names = _labels_of(cfg, items)
     order, n_train, tag = _layout(cfg, labels, split)  # bad splits fail before any decoding
-    base = _source_key(cfg, items)
+    digest = None if items is None else _listing_digest(items)
+    base = _source_key(cfg, digest)
     name = f"{base}.{tag}"
     if name in _MEMORY:
         _MEMORY.move_to_end(name)
@@ -291,6 +308,8 @@ def _laid_out(cfg: TrainConfig) -> _Laid:
         "class_names": list(names),
     }
     laid = _Laid(_images(cfg, items, base, name, meta), laid_labels, n_train, names)
+    if digest is not None:  # decoded now, or cached under a key made of this digest
+        _data_cache.mark_decoded(cache_dir(), digest)
     _MEMORY[name] = laid
     while len(_MEMORY) > _MEMORY_SLOTS:
         _MEMORY.popitem(last=False)
@@ -312,8 +331,12 @@ def _stratified_val(labels: torch.Tensor, fraction: float) -> torch.Tensor:
     return is_val
 
 
-def load_dataset(cfg: TrainConfig) -> DatasetSplits:
+def load_dataset(cfg: TrainConfig, *, all_data: bool = False) -> DatasetSplits:
     """The train and val images of `cfg.data` at `cfg.image_size`, decoded once and cached.
+
+    With `all_data` every image of the source is in the training split (train and val
+    together, `max_train_samples` not applied) and the val split is empty: the last training
+    after model selection, which claims no held-out score.
 
     Images are decoded once per machine into a cache file (`cache_dir()`) keyed by a hash of the
     file list, sizes, mtimes, labels and image size (plus `val_fraction` when the source gives no
@@ -326,6 +349,8 @@ def load_dataset(cfg: TrainConfig) -> DatasetSplits:
     laid = _laid_out(cfg)
     n = laid.n_train
     m = n if cfg.max_train_samples is None else min(n, cfg.max_train_samples)
+    if all_data:  # the layout is the train block then the val block: all of it is one view
+        n = m = len(laid.labels)
     train_labels = laid.labels[:m]
     counts = torch.bincount(train_labels, minlength=len(laid.class_names))
     return DatasetSplits(
@@ -358,7 +383,9 @@ def describe(splits: DatasetSplits) -> str:
 def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> int:
     """Open and decode every image of a source once (at 8 px), before any trial trains.
 
-    Returns the number of images checked (0 for synthetic data).
+    Skipped when this exact listing (paths, sizes, mtimes, ctimes, labels) already decoded on
+    this machine: checked here before, or built into the disk cache. Returns the number of
+    images checked (0 for synthetic data).
 
     Raises:
         ConfigError: the source check fails, or one line naming the files that do not decode.
@@ -367,6 +394,10 @@ def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> 
         parse_synthetic(data, where=where)
         return 0
     items = source_items(data, where)
+    digest = _listing_digest(items)
+    if _data_cache.decoded(cache_dir(), digest):
+        return len(items)
     scratch = torch.empty((len(items), 3, 8, 8), dtype=torch.uint8)
     _decode_items(items, 8, data, workers, scratch)
+    _data_cache.mark_decoded(cache_dir(), digest)
     return len(items)

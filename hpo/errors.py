@@ -1,8 +1,35 @@
-"""Re-export of the project's exception hierarchy (defined in backbones.errors) plus SearchSpaceError."""
+"""hpo's exception tree: one root, bad input (config, unknown names, search spaces), both packages' roots."""
 
 from __future__ import annotations
 
-from backbones.errors import ConfigError, UnknownNameError, VcrHpoError, WeightsNotFoundError
+from backbones import BackboneError, WeightsNotFoundError
+from backbones import ConfigError as BackboneConfigError
+from backbones import UnknownNameError as UnknownBackboneNameError
+
+__all__ = [
+    "INPUT_ERRORS",
+    "RAISED_ERRORS",
+    "ConfigError",
+    "SearchSpaceError",
+    "UnknownNameError",
+    "VcrHpoError",
+    "WeightsNotFoundError",
+]
+
+
+class VcrHpoError(Exception):
+    """Root of every error hpo raises on purpose (backbones' own root is `BackboneError`)."""
+
+
+class ConfigError(VcrHpoError, ValueError):
+    """A user-supplied configuration breaks a rule (message: `<where>: <rule>, got <value>. <fix>`)."""
+
+
+class UnknownNameError(VcrHpoError, LookupError):
+    """A name that is not in one of hpo's registries; the message lists the options and the closest match."""
+
+    def __str__(self) -> str:  # LookupError subclasses would otherwise quote nothing; keep plain
+        return str(self.args[0]) if self.args else ""
 
 
 class SearchSpaceError(ConfigError):
@@ -16,4 +43,11 @@ class SearchSpaceError(ConfigError):
         return (type(self), (self.errors,))
 
 
-__all__ = ["ConfigError", "SearchSpaceError", "UnknownNameError", "VcrHpoError", "WeightsNotFoundError"]
+#: Bad input from either package: the CLI and a worker print it in one line and exit 2.
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError, UnknownNameError, BackboneConfigError, UnknownBackboneNameError)
+
+#: Every error either package raises on purpose: one line, exit 1 unless it is an input error.
+#: Two roots, because `backbones` is a leaf that knows nothing of hpo (an `except` clause
+#: ignores virtual subclasses registered on an ABC, so one root cannot stand for the other).
+RAISED_ERRORS: tuple[type[Exception], ...] = (VcrHpoError, BackboneError)

@@ -11,9 +11,10 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from .attrs import ATTR_OVERRIDES, ATTR_SPACE_YAML
 from .config import TrainConfig
 from .errors import ConfigError, VcrHpoError
-from .study import ATTR_OVERRIDES, ATTR_SPACE_YAML, top_trials
+from .study import top_trials
 
 __all__ = [
     "MIN_IMPORTANCE_TRIALS",

@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones import LEVELS, BaseBackbone
-from backbones.registry import Registry
+from backbones import LEVELS, BaseBackbone, Registry
+
+from .errors import UnknownNameError
 
 __all__ = ["HEADS", "ConcatHead", "LastHead", "MSFFHead", "VcrClassifier", "build_head"]
 
-HEADS: Registry = Registry("fusion")
+HEADS: Registry = Registry("fusion", error=UnknownNameError)
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +25,7 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
 class LastHead(nn.Module):
     """Pool c5 -> dropout -> linear."""
 
-    def __init__(self, channels: Mapping[str, int], num_classes: int, dropout: float = 0.0):
+    def __init__(self, channels: Mapping[str, int], num_classes: int, dropout: float):
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(channels["c5"], num_classes)
@@ -37,7 +38,7 @@ class LastHead(nn.Module):
 class ConcatHead(nn.Module):
     """Pool each of c2..c5 and concatenate -> dropout -> linear."""
 
-    def __init__(self, channels: Mapping[str, int], num_classes: int, dropout: float = 0.0):
+    def __init__(self, channels: Mapping[str, int], num_classes: int, dropout: float):
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(sum(channels[k] for k in LEVELS), num_classes)
@@ -53,7 +54,7 @@ class MSFFHead(nn.Module):
     The width is min(256, C5) so small backbones do not grow a head larger than themselves.
     """
 
-    def __init__(self, channels: Mapping[str, int], num_classes: int, dropout: float = 0.0):
+    def __init__(self, channels: Mapping[str, int], num_classes: int, dropout: float):
         super().__init__()
         width = min(256, channels["c5"])
         self.lateral = nn.ModuleDict({k: nn.Conv2d(channels[k], width, 1) for k in LEVELS})
@@ -82,7 +83,7 @@ class MSFFHead(nn.Module):
         return self.fc(self.drop(torch.cat(pooled, dim=1)))
 
 
-def build_head(fusion: str, channels: Mapping[str, int], num_classes: int, dropout: float = 0.0):
+def build_head(fusion: str, channels: Mapping[str, int], num_classes: int, dropout: float):
     """The head registered as `fusion`, sized from `channels` (get_feature_channels())."""
     return HEADS.get(fusion)(channels, num_classes, dropout)
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import optuna
 
+from .attrs import FAIL_REASON, STALL_TRACEBACK, TRIAL_PROCESS_EXIT
 from .errors import VcrHpoError
 from .space import STALL_TIMEOUT
 
@@ -318,9 +319,9 @@ def _stalled(trial: optuna.Trial, proc, dump, limit: float) -> TrialProcessStall
     where = _where(stacks)
     reason = (f"trial process stalled: sent nothing and used no CPU for {limit:g} s "
               f"(study.trial_stall_timeout), killed" + (f"; it was at {where}" if where else ""))
-    trial.set_user_attr("fail_reason", reason[:500])
+    trial.set_user_attr(FAIL_REASON, reason[:500])
     if stacks:
-        trial.set_user_attr("stall_traceback", stacks[-4000:])
+        trial.set_user_attr(STALL_TRACEBACK, stacks[-4000:])
     return TrialProcessStalled(reason)
 
 
@@ -361,6 +362,6 @@ def _died(code: int | None, trial: optuna.Trial) -> TrialProcessDied:
                   "the pipe to the worker broke")
     else:
         reason = f"trial process exited with code {code} before reporting a result"
-    trial.set_user_attr("fail_reason", reason)
-    trial.set_user_attr("trial_process_exit", code)
+    trial.set_user_attr(FAIL_REASON, reason)
+    trial.set_user_attr(TRIAL_PROCESS_EXIT, code)
     return TrialProcessDied(reason)

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.registry import Registry
+from backbones import Registry
+
+from .errors import UnknownNameError
 
 __all__ = [
     "LOSSES",
@@ -21,7 +23,7 @@ __all__ = [
     "build_loss",
 ]
 
-LOSSES: Registry = Registry("loss")
+LOSSES: Registry = Registry("loss", error=UnknownNameError)
 
 
 class LossSettings(Protocol):
@@ -43,7 +45,7 @@ class EpochAware(nn.Module):
 
 @LOSSES.register("cross_entropy")
 class CrossEntropy(EpochAware):
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: float) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
 
@@ -56,7 +58,7 @@ class FocalLoss(EpochAware):
     """Multi-class focal loss: mean of alpha * (1 - p_t)^gamma * CE; equals CE at gamma 0, alpha 1."""
 
     def __init__(
-        self, gamma: float = 2.0, alpha: float | None = None, label_smoothing: float = 0.0
+        self, gamma: float, alpha: float | None, label_smoothing: float
     ):
         super().__init__()
         self.gamma, self.alpha, self.label_smoothing = gamma, alpha, label_smoothing
@@ -80,7 +82,10 @@ class SmoothModulationLoss(EpochAware):
     Weights are normalised to mean 1 so the loss scale stays comparable across epochs.
     """
 
-    def __init__(self, class_counts: Sequence[int], tau: float = 1.0, label_smoothing: float = 0.0):
+    target_weights: torch.Tensor  # buffers (register_buffer)
+    weights: torch.Tensor
+
+    def __init__(self, class_counts: Sequence[int], tau: float, label_smoothing: float):
         super().__init__()
         counts = torch.as_tensor(list(class_counts), dtype=torch.float64).clamp_min(1)
         target = counts.pow(-tau)

@@ -14,8 +14,8 @@ __all__ = [
     "EPOCH_METRICS",
     "METRICS",
     "Metric",
-    "direction_of",
     "metric_values",
+    "per_class_recall",
     "rank_key",
     "rank_trials",
 ]
@@ -61,11 +61,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in _TABLE}
 EPOCH_METRICS: tuple[str, ...] = tuple(m.name for m in _TABLE if m.per_epoch)
 
 
-def direction_of(name: str) -> str:
-    """The direction that improves a metric ("maximize" or "minimize")."""
-    return METRICS[name].direction
-
-
 def metric_values(result: Any, metrics: Sequence[str]) -> tuple[float, ...]:
     """The values of `metrics` for a finished run: epoch metrics from its best epoch.
 
@@ -78,6 +73,29 @@ def metric_values(result: Any, metrics: Sequence[str]) -> tuple[float, ...]:
             raise ValueError(f"unknown metric {name!r}; known: {tuple(METRICS)}")
         out.append(METRICS[name].read(result))
     return tuple(out)
+
+
+def per_class_recall(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str]
+) -> dict[str, float | None]:
+    """Recall of each class from confusion counts (rows true, columns predicted): the share of
+    its images predicted as it. A class with no images has recall None (nothing was missed).
+
+    On imbalanced data the rare classes' recall is what accuracy hides: a model that never
+    predicts `yellow` loses little accuracy when yellow is 1% of the images, but its recall is 0.
+
+    Raises:
+        ValueError: the matrix is not square or its size differs from the number of names.
+    """
+    n = len(class_names)
+    if len(matrix) != n or any(len(row) != n for row in matrix):
+        raise ValueError(f"confusion matrix must be {n}x{n} (one row and column per class), "
+                         f"got {len(matrix)} rows of {sorted({len(r) for r in matrix})}")
+    out: dict[str, float | None] = {}
+    for i, name in enumerate(class_names):
+        support = sum(int(v) for v in matrix[i])
+        out[name] = int(matrix[i][i]) / support if support else None
+    return out
 
 
 def _maximize(directions: Sequence[Any]) -> bool:

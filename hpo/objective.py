@@ -19,8 +19,11 @@ from .constraints import (
     is_out_of_memory,
 )
 from .devices import GPU_ENV
+from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight
-from .metrics import EPOCH_METRICS, metric_values
+from .metrics import EPOCH_METRICS, metric_values, per_class_recall
+from .record_store import RecordWriter
+from .records import VALUE_STEP_ATTR
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
 from .train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 
@@ -83,7 +86,8 @@ class Objective:
     """Callable for `study.optimize`: suggest -> TrainConfig -> train -> metric(s).
 
     Single objective: reports the first metric each epoch (step = epoch index; with
-    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`) and
+    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`; with
+    `study.fidelity: seconds` at each grid point of training seconds passed, `hpo.fidelity`) and
     prunes when the pruner says so;
     a NaN loss prunes the trial. Several objectives: no reports (Optuna cannot prune them); a NaN
     loss returns NaN values, which Optuna records as FAIL. Any other error sets `fail_reason`
@@ -98,6 +102,8 @@ class Objective:
             origin's (`hpo.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
             Finished and pruned trials upload their confusion matrix (PNG, JSON) and learning
             curves there (`hpo.figures`); the counts are kept as user attr `confusion` either way.
+            Every reported evaluation also leaves its per-image record there (`hpo.records`,
+            keyed by the reported step); user attr `value_step` names the best epoch's step.
     """
 
     def __init__(
@@ -117,17 +123,31 @@ class Objective:
         self.monitor = primary if primary in EPOCH_METRICS else "val_acc"
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        writers: list[Any] = []  # the trial's checkpoint writer: told only once it has written
+        try:
+            return self._trial(trial, writers)
+        finally:
+            for writer in writers:
+                self._close_writer(trial, writer)
+
+    def _trial(self, trial: optuna.Trial, writers: list[Any]) -> float | tuple[float, ...]:
         single = len(self.metrics) == 1
         history: list[EpochMetrics] = []
         run: list[RunInfo] = []
         start = None
-        reports = self._sub_epoch_reports(trial) if single else None
+        recorder = RecordWriter(trial, self.artifacts) if self.artifacts is not None else None
+        reports = self._sub_epoch_reports(trial, recorder) if single else None
+        clock = seconds_reports(self.space.study) if single else None
+
+        def step_of(epoch: int) -> int:  # the step an epoch's end is reported (and recorded) at
+            return epoch if reports is None else reports.epoch_step(epoch)
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
             start, on_state = None, None
             if self.artifacts is not None:
-                start, on_state = self._checkpointing(trial, params, cfg, reports)
+                start, on_state = self._checkpointing(trial, params, cfg, reports, clock,
+                                                      writers)
 
             def started(info: RunInfo) -> None:
                 run.append(info)
@@ -153,13 +173,25 @@ class Objective:
                 history.append(m)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, m)
+                step = step_of(m.epoch)
+                if recorder is not None:
+                    recorder.write(step)  # before the report: the pruner may read it
                 if single and self.metrics[0] in EPOCH_METRICS:
-                    step = m.epoch if reports is None else reports.epoch_step(m.epoch)
-                    trial.report(getattr(m, self.metrics[0]), step)
+                    value = getattr(m, self.metrics[0])
+                    if clock is not None:  # steps are seconds: each grid point passed, in order
+                        for grid_step, known in clock.epoch_end(m.seconds, value):
+                            trial.report(known, grid_step)
+                            if trial.should_prune():
+                                raise optuna.TrialPruned(
+                                    f"pruned at {grid_step} s of training (epoch {m.epoch})")
+                        return
+                    trial.report(value, step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {m.epoch}")
 
             state = start if start is not None else build_state(cfg, monitor=self.monitor)
+            if recorder is not None:
+                recorder.watch(state)
             measured = memory_preflight(state)  # an infeasible config fails in seconds
             if measured:
                 trial.set_user_attr("memory_preflight", measured)
@@ -200,9 +232,14 @@ class Objective:
                 trial.set_user_attr("report_seconds", round(reports.seconds, 3))
             if history:
                 trial.set_user_attr("epoch_seconds", [round(m.seconds, 3) for m in history])
+                every = start.history if start is not None else history  # origin's epochs too
+                for key, value in train_seconds([m.seconds for m in every]).items():
+                    trial.set_user_attr(key, value)
                 trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
 
         trial.set_user_attr("best_epoch", result.best_epoch)
+        if recorder is not None:
+            trial.set_user_attr(VALUE_STEP_ATTR, step_of(result.best_epoch))
         best = result.best
         trial.set_user_attr(
             "best_metrics",
@@ -223,7 +260,7 @@ class Objective:
         epoch: EpochMetrics,
         info: RunInfo,
     ) -> None:
-        """User attr `confusion` of `epoch`; its figures uploaded as artifacts when a store is set.
+        """User attrs `confusion` and `per_class_recall` of `epoch`; its figures uploaded as artifacts when a store is set.
 
         Drawing or uploading never fails the trial: the error becomes user attr `artifact_error`.
         """
@@ -232,6 +269,9 @@ class Objective:
         class_names = info.class_names
         trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
                                           "matrix": [list(r) for r in epoch.confusion]})
+        recall = per_class_recall(epoch.confusion, class_names)  # what accuracy hides on a tail
+        trial.set_user_attr("per_class_recall",
+                            {k: None if v is None else round(v, 4) for k, v in recall.items()})
         if self.artifacts is None:
             return
         import tempfile
@@ -252,14 +292,19 @@ class Objective:
             trial.set_user_attr("artifact_error", _reason(exc))
 
     def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any,
-                       reports: SubEpochReports | None = None):
-        """(state to resume or None, on_state saver) for a trial with an artifact store."""
+                       reports: SubEpochReports | None = None,
+                       clock: SecondsReports | None = None, writers: list[Any] | None = None):
+        """(state to resume or None, on_state saver) for a trial with an artifact store.
+
+        The saver hands states to a `CheckpointWriter` (appended to `writers`; the caller
+        closes it before the trial is told), which writes off the training thread and skips
+        epochs whose checkpoint would cost more than it protects (`hpo.checkpoint`)."""
         from .checkpoint import (
+            CheckpointWriter,
             checkpoint_identity,
             drop_checkpoints,
             find_checkpoint,
             retry_origins,
-            save_checkpoint,
         )
         from .study import _optuna
         from .train import build_state
@@ -291,36 +336,50 @@ class Objective:
                     if reports is not None:
                         reports.n_train = len(start.data.train_y)  # its steps count images
                     for m in start.history:  # the pruner sees the origin's curve, then ours
+                        if clock is not None:  # the origin's seconds: its steps, its clock
+                            for step, known in clock.epoch_end(m.seconds, getattr(m, metric)):
+                                trial.report(known, step)
+                            continue
                         step = m.epoch if reports is None else reports.epoch_step(m.epoch)
                         trial.report(getattr(m, metric), step)
                 trial.set_user_attr("resumed_from_epoch", start.epoch)
                 trial.set_user_attr("resumed_from_trial", found.origin)
         superseded = list(origins)
 
-        failed: list[str] = []
-
-        def on_state(state: Any) -> None:
-            if failed:
-                return  # this trial's checkpoints could not be written: it trains on without
-            try:
-                save_checkpoint(self.artifacts, trial.number, identity, state.state_dict())
-            except OSError as exc:  # a full or read-only disk costs the resume, not the trial
-                failed.append(str(exc))
-                trial.set_user_attr("checkpoint_error", _reason(exc))
-                return
+        def dropped() -> None:  # on the writer thread, after a write
             if superseded:  # ours is newer: the origins' checkpoints are no longer needed
                 drop_checkpoints(self.artifacts, superseded)
                 superseded.clear()
 
+        writer = CheckpointWriter(self.artifacts, trial.number, identity, after_write=dropped)
+        if writers is not None:
+            writers.append(writer)
+
+        def on_state(state: Any) -> None:
+            if writer.error is not None:
+                return  # this trial's checkpoints could not be written: it trains on without
+            if writer.due(state.history[-1].seconds, last=state.done):
+                writer.submit(state.state_dict(), state.epoch)
+
         return start, on_state
 
-    def _sub_epoch_reports(self, trial: optuna.Trial) -> SubEpochReports | None:
+    @staticmethod
+    def _close_writer(trial: optuna.Trial, writer: Any) -> None:
+        """Wait for the trial's last checkpoint; record a write error."""
+        error = writer.close()
+        if error is not None:  # a full or read-only disk costs the resume, not the trial
+            trial.set_user_attr("checkpoint_error", _reason(error))
+
+    def _sub_epoch_reports(self, trial: optuna.Trial,
+                           recorder: RecordWriter | None = None) -> SubEpochReports | None:
         """Reports within an epoch (`study.report_every`): step = training images seen."""
         study = self.space.study
         if study.report_every is None or self.metrics[0] not in EPOCH_METRICS:
             return None
 
         def report(step: int, value: float) -> None:
+            if recorder is not None:
+                recorder.write(step)  # the subset just scored (state.last_eval)
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {step} training images (within an epoch)")

@@ -7,12 +7,14 @@ from collections.abc import Iterable
 
 import torch
 
-from backbones.registry import Registry
+from backbones import Registry
+
+from .errors import UnknownNameError
 
 __all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler"]
 
-OPTIMIZERS: Registry = Registry("optimizer")
-SCHEDULERS: Registry = Registry("scheduler")
+OPTIMIZERS: Registry = Registry("optimizer", error=UnknownNameError)
+SCHEDULERS: Registry = Registry("scheduler", error=UnknownNameError)
 _FUSED_DEVICES = ("cpu", "cuda")
 
 
@@ -55,7 +57,7 @@ def _step(progress: float) -> float:
 
 
 def build_optimizer(
-    name: str, params: Iterable, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+    name: str, params: Iterable, *, lr: float, weight_decay: float, momentum: float
 ) -> torch.optim.Optimizer:
     """The optimizer `name` over the trainable `params`.
 
@@ -75,7 +77,7 @@ def build_scheduler(
     *,
     epochs: int,
     steps_per_epoch: int,
-    warmup_epochs: int = 0,
+    warmup_epochs: int,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-batch LambdaLR: linear warmup over `warmup_epochs`, then the named decay."""
     shape = SCHEDULERS.get(name)

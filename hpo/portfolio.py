@@ -24,14 +24,13 @@ over right after the portfolio.
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from ._portfolio_file import PORTFOLIO_FILE, load_portfolio, read_portfolio
+from .attrs import PORTFOLIO
 
 if TYPE_CHECKING:
     from .space import Param, SearchSpace
@@ -45,10 +44,9 @@ __all__ = [
     "load_portfolio",
     "plan_portfolio",
     "project_entry",
+    "read_portfolio",
 ]
 
-#: The file beside the shipped spaces (hpo/search_spaces/ in a wheel); not a search space.
-PORTFOLIO_FILE = "portfolio.yaml"
 #: Study user attr: the trial numbers the portfolio enqueued (set once; guards resumes).
 ATTR_PORTFOLIO = "vcr_hpo:portfolio"
 #: Architecture family -> kin: families whose blocks are alike, tried when no family member is
@@ -59,59 +57,11 @@ _KIN = {"resnet": "residual", "convnext": "residual",
 _WORDS = {"tiny": 0, "small": 1, "medium": 2, "base": 2, "large": 3, "huge": 4}
 
 
-def _where(path: Any) -> str:
-    return f"{path}: portfolio"
-
-
-def read_portfolio(path: Any) -> tuple[dict[str, Any], ...]:
-    """Read and validate a portfolio file: `portfolio:` a list of TrainConfig name -> value.
-
-    Raises:
-        ConfigError: not readable, not that shape, or an unknown name or bad value (one line).
-    """
-    import yaml
-
-    from .config import check_field
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: must be a readable YAML file, got "
-                          f"{str(exc).splitlines()[0][:100]}. Rebuild it with "
-                          "bench/build_portfolio.py") from None
-    entries = raw.get("portfolio") if isinstance(raw, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{_where(path)}: must be a non-empty list of configs, got "
-                          f"{entries!r}. Write portfolio: [{{backbone: resnet18, lr: 0.003}}]")
-    out = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not entry:
-            raise ConfigError(f"{_where(path)}[{i}]: must be a mapping of trainer fields, got "
-                              f"{entry!r}. Write {{backbone: resnet18, lr: 0.003}}")
-        out.append({k: check_field(str(k), v, where=f"{_where(path)}[{i}]")
-                    for k, v in entry.items()})
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=1)
-def load_portfolio() -> tuple[dict[str, Any], ...]:
-    """The shipped portfolio, best first (`read_portfolio` of hpo/search_spaces/portfolio.yaml).
-
-    Raises:
-        ConfigError: missing from this installation, or invalid.
-    """
-    res = importlib.resources.files("hpo").joinpath("search_spaces", PORTFOLIO_FILE)
-    if not res.is_file():
-        raise ConfigError(f"study.portfolio: needs {PORTFOLIO_FILE} beside the shipped spaces, "
-                          f"got none in {res}. Reinstall vcr-hpo, or set portfolio: 0")
-    return read_portfolio(res)
-
-
 def backbone_family(name: str) -> str:
     """The architecture family of a backbone: its registry family (`resnet`, `efficientnet`),
     or for the catch-all `timm` family the name's stem (convnext_tiny -> convnext,
     mobilenetv3_large_100 -> mobilenetv3, resnet10t -> resnet)."""
-    from backbones._builders import BUILTIN_BACKBONES
+    from backbones import BUILTIN_BACKBONES
 
     family = next((f for f, names in BUILTIN_BACKBONES.items() if name in names), None)
     if family is None:
@@ -262,7 +212,7 @@ def plan_portfolio(space: SearchSpace, k: int | None = None,
     if unsearched:
         notes.append(f"left out (not searched here): {', '.join(unsearched)}")
     return WarmStart(source="portfolio", configs=tuple(configs), notes=tuple(notes),
-                     attr=ATTR_PORTFOLIO, tag="portfolio")
+                     attr=ATTR_PORTFOLIO, tag=PORTFOLIO)
 
 
 def describe(plan: WarmStart, k: int) -> str:

@@ -1,4 +1,4 @@
-"""Predicting colours with a trained model: load a `vcr-hpo train` folder, read images, write CSV.
+"""Predicting colours with a trained model (a `vcr-hpo train` folder or an exported file): CSV out.
 
 The images go through the trial's own preprocessing: decoded and resized to `image_size` by the
 data pipeline's decoder (`hpo.data`), ImageNet-normalised as in validation, under the same
@@ -37,7 +37,8 @@ MODEL_FILES = ("model.pt", "config.yaml", "metrics.json")
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A model rebuilt from a `vcr-hpo train` folder, in eval mode on `device`."""
+    """A model rebuilt from a `vcr-hpo train` folder (or an exported file, `folder` then being
+    that file), in eval mode on `device`."""
 
     model: nn.Module
     cfg: TrainConfig
@@ -61,9 +62,13 @@ class Prediction:
 def load_trained(folder: Path, *, device: str = "auto") -> TrainedModel:
     """Rebuild backbone + head from `config.yaml`, load `model.pt`, read the class names.
 
+    `folder` may also be a file `vcr-hpo export` wrote (ONNX through onnxruntime, TorchScript):
+    then the model is that file, run on the CPU in fp32, with the class names and config of its
+    metadata (`hpo.model_export`).
+
     Raises:
         ConfigError: the folder or one of its files is missing or unreadable, or the weights do
-            not fit the config.
+            not fit the config; an exported file without metadata or without its runtime.
     """
     import yaml
 
@@ -74,6 +79,8 @@ def load_trained(folder: Path, *, device: str = "auto") -> TrainedModel:
 
     folder = Path(folder)
     hint = "Give the --out folder of `vcr-hpo train`"
+    if folder.is_file():
+        return _load_exported(folder, device)
     if not folder.is_dir():
         raise ConfigError(f"--model: must be a folder written by `vcr-hpo train`, got "
                           f"{str(folder)!r} (no such folder). {hint}")
@@ -104,6 +111,18 @@ def load_trained(folder: Path, *, device: str = "auto") -> TrainedModel:
                           f"{type(exc).__name__}: {text}. {hint}") from None
     model = model.to(dev).eval()
     return TrainedModel(model, cfg, tuple(names), dev, folder)
+
+
+def _load_exported(path: Path, device: str) -> TrainedModel:
+    from .model_formats import load_exported
+
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"--device: an exported model runs on the CPU, got {device!r}. Use "
+                          "--device cpu, or give the model folder to predict on a GPU")
+    module, meta = load_exported(path)
+    cfg = TrainConfig.from_dict(meta["config"], where=f"{path} (metadata config)")
+    cfg = cfg.replace(device="cpu", amp=False, channels_last=False)  # what the file runs as
+    return TrainedModel(module, cfg, tuple(meta["class_names"]), torch.device("cpu"), path)
 
 
 def _is_image(p: Path) -> bool:

@@ -1,14 +1,19 @@
-"""Facts about this machine that parsing must not check: devices, data, drivers, weight files.
+"""Facts about this machine that parsing must not check: devices, data, drivers, weight files,
+and the folders a run writes.
 
 A space parses the same on every machine (so `vcr-hpo best` reads a study anywhere); `run`,
 `validate` and `train` call `preflight` before any storage is touched, so a missing GPU, an
 undecodable image, an absent database driver or weight file is one line and exit 2, not a
-study of failing trials. Imports torch only to count CUDA devices when one is asked for.
+study of failing trials; `run` also calls `check_run_locations`, so a folder it cannot write
+(under a file, read-only, forbidden) is one line before the study exists. Imports torch only to
+count CUDA devices when one is asked for.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, WeightsNotFoundError
@@ -20,8 +25,10 @@ if TYPE_CHECKING:
 __all__ = [
     "check_data",
     "check_device",
+    "check_run_locations",
     "check_storage_driver",
     "check_weights",
+    "check_writable_folder",
     "preflight",
     "weight_backbones",
 ]
@@ -185,3 +192,71 @@ def preflight(
     else:
         check_weights(space, cfg, where=str(space.source) if space is not None else where)
     check_data(cfg.data, where=origin("data"))
+
+
+# --------------------------------------------------------------------------- folders a run writes
+
+
+def check_writable_folder(path: str | os.PathLike, *, where: str, fix: str) -> None:
+    """`path` is a folder this process can create (or write in, when it exists).
+
+    Checked without leaving anything behind: the nearest existing folder on the way must be a
+    folder (not a file) in which a folder can be made; the probe folder is removed at once
+    (permission bits alone would say yes to root, and /proc or a read-only mount say no only
+    when asked).
+
+    Raises:
+        ConfigError: `<where>: must be a folder this run can write, got <path> (<why>). <fix>`.
+    """
+    import tempfile
+
+    shown = str(path)
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    nearest = target
+    while not nearest.exists() and nearest.parent != nearest:
+        nearest = nearest.parent
+    rule = f"{where}: must be a folder this run can write, got {shown!r}"
+    if not nearest.is_dir():
+        why = "it is a file" if nearest == target else f"{nearest} is a file"
+        raise ConfigError(f"{rule} ({why}). {fix}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vcr-hpo-write-check-", dir=nearest))
+    except OSError as exc:
+        raise ConfigError(f"{rule} (no folder can be made in {nearest}: {exc.strerror or exc}). "
+                          f"{fix}") from None
+
+
+def check_run_locations(url: str, study_name: str, artifacts: str | None) -> None:
+    """Every folder a run writes can be written, before the study is created: the SQLite file's
+    folder (and the file, when it exists), the artifact store's folder and its `checkpoints/`
+    (local stores only), and the data cache when `$VCR_HPO_CACHE` names one (the default cache
+    falls back to a private copy when it cannot be written).
+
+    Raises:
+        ConfigError: the first location that cannot be written, one line.
+    """
+    from .artifacts import default_location
+    from .study import sqlite_path
+
+    db = sqlite_path(url)
+    if db is not None:
+        fix = "Give --storage sqlite:///FOLDER/NAME.db in a folder you can write"
+        check_writable_folder(db.parent, where="--storage", fix=fix)
+        if db.exists():
+            try:
+                with open(db, "r+b"):  # opened for writing, nothing written
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"--storage: the SQLite file must be writable, got {url!r} "
+                                  f"({exc.strerror or exc}). {fix}") from None
+    location = artifacts if artifacts is not None else default_location(url, study_name)
+    if "://" not in location:  # s3:// or gs:// (check_location has turned file:// into a path)
+        where = "--artifacts" if artifacts is not None else f"--artifacts (default {location})"
+        fix = "Give --artifacts FOLDER in a folder you can write, or s3:// or gs://"
+        check_writable_folder(location, where=where, fix=fix)
+        check_writable_folder(Path(location) / "checkpoints", where=f"{where} checkpoints",
+                              fix=fix)
+    cache = os.environ.get("VCR_HPO_CACHE", "").strip()
+    if cache and cache.lower() not in ("0", "off", "none", "false"):
+        check_writable_folder(cache, where="$VCR_HPO_CACHE",
+                              fix="Set it to a folder you can write, or to off")

@@ -9,7 +9,9 @@ an epoch end reports the steps an uninterrupted one does. Mid-epoch reports scor
 stays what the trial returns.
 
 Pruner arguments that count steps are written in epochs (fractions allowed with report_every)
-and become images when the pruner is built (`scale_pruner`); `patience` counts reports.
+and become images when the pruner is built (`scale_pruner`); `patience` counts reports. With
+`study.fidelity: seconds` (`hpo.fidelity`) they are whole seconds of training instead, on the
+report grid (`seconds_arg_problems`).
 
 Imports no torch at module level: the space parser uses `proxy_args` and the step table.
 """
@@ -35,6 +37,7 @@ __all__ = [
     "proxy_args",
     "report_batches",
     "scale_pruner",
+    "seconds_arg_problems",
 ]
 
 #: Validation images scored at a mid-epoch report unless `report_val_images` says otherwise.
@@ -67,6 +70,37 @@ def proxy_args(name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], list
             continue
         out[key] = math.ceil(value * _PROXY) if value > 0 else int(value)
     return out, bad
+
+
+#: Step arguments that place a rung or the end of a warm-up: on the grid with fidelity: seconds.
+_GRID_ARGS = frozenset({"n_warmup_steps", "min_resource", "max_resource"})
+
+
+def seconds_arg_problems(name: str, args: Mapping[str, Any],
+                         every: int) -> list[tuple[str, str, str]]:
+    """(arg, rule, fix) for each step arg of pruner `name` that is not seconds on a grid of `every`.
+
+    Steps are grid points in whole seconds, so step args are whole seconds; a rung or warm-up end
+    is a multiple of `every` (0 allowed), which also catches a value meant as epochs. "auto" is
+    left to Optuna (it derives it from the first trials' steps, seconds already). Wilcoxon's
+    `n_startup_steps` counts common reports.
+    """
+    out = []
+    for key in STEP_ARGS.get(name, ()):
+        value = args.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        whole = (not isinstance(value, bool) and isinstance(value, (int, float))
+                 and math.isfinite(value) and float(value).is_integer())
+        if not whole:
+            out.append((key, "counts whole seconds of training (fidelity: seconds)",
+                        f"Write whole seconds such as {every * 3}"))
+        elif key in _GRID_ARGS and value > 0 and value % every:
+            rule = ("counts seconds of training (fidelity: seconds) and must be a multiple of "
+                    f"report_seconds ({every})")
+            fix = f"Write e.g. {max(1, round(value / every)) * every} seconds (not epochs)"
+            out.append((key, rule, fix))
+    return out
 
 
 def scale_pruner(spec: AlgorithmSpec | None, images: int) -> AlgorithmSpec | None:

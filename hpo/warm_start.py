@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .attrs import WARM_START
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class WarmStart:
     configs: tuple[Mapping[str, Any], ...]
     notes: tuple[str, ...]
     attr: str = ATTR_WARM_START
-    tag: str = "warm_start"
+    tag: str = WARM_START
 
 
 def _k(text: str, raw: str) -> int:

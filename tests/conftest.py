@@ -48,6 +48,34 @@ def _require_fixture():
     return require
 
 
+def has_module(name: str) -> bool:
+    """Whether `name` can be imported here (found, not imported; a module hidden by a None entry
+    in sys.modules counts as missing)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def grpc_extra() -> None:
+    """The `grpc` extra (grpcio and protobuf), through `require`."""
+    require("the grpc extra (grpcio, protobuf)",
+            has_module("grpc") and has_module("google.protobuf"), 'pip install -e ".[grpc]"')
+
+
+@pytest.fixture(scope="session")
+def installed_vcr_hpo() -> str:
+    """Path of the installed `vcr-hpo` console script on PATH, through `require`."""
+    import shutil
+
+    exe = shutil.which("vcr-hpo")
+    require("the installed vcr-hpo (on PATH)", exe is not None, "pip install -e .")
+    return str(exe)
+
+
 def pytest_configure(config):
     """SIGTERM (a CI timeout, `kill`) stops the run like Ctrl-C, so session fixtures are torn down:
     without this the PostgreSQL cluster and the servers the tests started outlive a killed run."""

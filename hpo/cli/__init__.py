@@ -13,16 +13,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from backbones.errors import ConfigError, UnknownNameError, VcrHpoError
-
+from ..errors import INPUT_ERRORS, RAISED_ERRORS
 from . import _catalog, _inspect, _run, _serve, _train  # noqa: F401 - importing registers them
 from ._registry import COMMANDS, Parser, UsageError, command
 
 __all__ = ["command", "main"]
 
 # The order `vcr-hpo --help` lists the commands in; one registered elsewhere comes last.
-_ORDER = ("backbones", "validate", "run", "status", "best", "train", "predict", "dashboard",
-          "storage-proxy", "report", "spaces")
+_ORDER = ("backbones", "validate", "run", "status", "best", "train", "export", "predict",
+          "dashboard", "storage-proxy", "report", "spaces")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(str(exc), file=sys.stderr)
         return 2
-    except (ConfigError, UnknownNameError) as exc:
+    except INPUT_ERRORS as exc:
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except VcrHpoError as exc:
+    except RAISED_ERRORS as exc:
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backbones.errors import ConfigError
-
+from ..errors import ConfigError
 from ._common import print_table
 from ._registry import command
 
@@ -54,8 +53,7 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
         if len(exc.errors) > 1:  # a single error stays a single line
             print(f"{len(exc.errors)} errors; nothing was written to any study", file=sys.stderr)
         return 2
-    baseline = space.default_params() or {p.name: p.baseline() for p in space.params if p.enabled({})}
-    preflight(space.config_for(baseline), space=space, where=str(space.source))  # this machine
+    preflight(space.config_for(space.baseline()), space=space, where=str(space.source))  # this machine
     st = space.study
     objectives = ", ".join(f"{d} {m}" for d, m in zip(st.directions, st.metrics))
     print(f"space:    {space.source}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from backbones.errors import ConfigError
+from ..errors import ConfigError
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

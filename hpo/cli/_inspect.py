@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backbones.errors import ConfigError
-
+from ..errors import ConfigError
 from ._common import artifacts_arg, load_one, open_existing, positive, storages, study_args
 from ._registry import command
 
@@ -27,6 +26,7 @@ def _status_args(p: argparse.ArgumentParser) -> None:
          args=_status_args)
 def _cmd_status(ns: argparse.Namespace) -> int:
     from ..console import format_params, format_table
+    from ..record_store import storage_default_comparison
     from ..study import GRACE_PERIOD, study_status
 
     grace = _env_seconds("VCR_HPO_GRACE", GRACE_PERIOD)
@@ -52,6 +52,8 @@ def _cmd_status(ns: argparse.Namespace) -> int:
                 print(f"  best #{best.number}: "
                       + " ".join(f"{m}={v:.4f}" for m, v in zip(metrics, best.values))
                       + f"  {format_params(best.params)}")
+                print("  " + storage_default_comparison(storage, st.study_id, best,
+                                                        metrics[0] if st.metric_names else None))
                 keys = sorted({k for t in st.top for k in t.params})
                 rows = [[t.number, *t.values, *(t.params.get(k, "") for k in keys), _ran_on(t)]
                         for t in st.top]
@@ -93,6 +95,7 @@ def _cmd_best(ns: argparse.Namespace) -> int:
     from ..checkpoint import read_weights
     from ..console import format_params
     from ..export import best_per, best_trial, config_paths, trial_config, write_config
+    from ..record_store import study_default_comparison
 
     url, study = load_one(ns)
     store = artifact_store(url, study.study_name, study_location(study, url, ns.artifacts))
@@ -113,6 +116,7 @@ def _cmd_best(ns: argparse.Namespace) -> int:
         path = write_config(trial_config(study, trial), targets[key], header=header)
         label = f"{ns.per}={key}: " if ns.per else ""
         print(f"{label}trial #{trial.number} {scores} -> {path}  ({format_params(trial.params)})")
+        print(f"{label}{study_default_comparison(study, trial, store=store)}")
         if weights is not None:
             print(f"{label}weights of trial #{trial.number} -> {weights}  (train from them with "
                   f"--init-weights {weights})")
@@ -148,6 +152,7 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     for path in report.files:
         print(path)
     print(report.index)
+    print(report.vs_default, file=sys.stderr)  # stdout lists files only (scripts read it)
     for name, why in report.skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     return 0

@@ -50,7 +50,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="resume even though the search space changed since the study started")
     artifacts_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=positive(int, "threads"), default=None, metavar="N",
                    help="torch CPU threads per worker (default: idle cores // workers, at least 1)")
     p.add_argument("--warm-start", metavar="SOURCE[:k]",
@@ -102,22 +101,22 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
                     timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts,
-                    warm_start=ns.warm_start if ns.worker_index == 0 else None)
+                    warm_start=ns.warm_start)
     placements = plan_devices(plan, ns.workers, ns.gpus, ns.workers_per_gpu)  # before storage
-    if ns.worker_index == 0 and any(p.gpu is not None for p in placements) and not ns.quiet:
+    if any(p.gpu is not None for p in placements) and not ns.quiet:
         print("devices: " + "; ".join(p.describe() for p in placements), file=sys.stderr)
-    if ns.worker_index == 0 and (note := grid_note(plan.space, plan.n_trials)):
+    if note := grid_note(plan.space, plan.n_trials):
         print(note, file=sys.stderr)
     if plan.warm_start is not None:
         from ..warm_start import describe
 
         lines = describe(plan.warm_start)  # the first says what was enqueued, the rest warn
         print("\n".join(lines[1:] if ns.quiet else lines), file=sys.stderr)
-    if plan.portfolio is not None and ns.worker_index == 0 and not ns.quiet:
+    if plan.portfolio is not None and not ns.quiet:
         from ..portfolio import describe as describe_portfolio
 
         print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
-    if len(placements) > 1 and plan.url.startswith("sqlite") and ns.worker_index == 0:
+    if len(placements) > 1 and plan.url.startswith("sqlite"):
         print(f"warning: {len(placements)} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)
     hint = _RESUME_HINT + _resume_command(ns, plan.url, plan.study_name)
@@ -126,7 +125,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
                            gpus=ns.gpus, workers_per_gpu=ns.workers_per_gpu,
                            trial_isolation=ns.trial_isolation,
                            allow_space_change=ns.allow_space_change, threads=ns.threads,
-                           progress=not ns.quiet, worker_index=ns.worker_index)
+                           progress=not ns.quiet)
     except RunInterrupted as exc:
         print(f"interrupted by {exc}: the running trial is marked interrupted and will be "
               f"retried; {hint}", file=sys.stderr)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backbones.errors import ConfigError
-
+from ..errors import ConfigError
 from ._common import artifacts_arg, open_existing, storages, study_args
 from ._registry import command
 

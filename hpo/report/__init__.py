@@ -18,6 +18,7 @@ from typing import Literal
 import optuna
 
 from ..errors import ConfigError, VcrHpoError
+from ..record_store import study_default_comparison
 from . import _draw
 from ._data import (
     NA_LABEL,
@@ -63,9 +64,13 @@ class Plot:
 
 @dataclass
 class Report:
+    """The files of a report; `vs_default` is the best trial against the default (trial 0),
+    paired on the validation images (`hpo.paired`), as the index shows it."""
+
     index: Path
     plots: list[Plot] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    vs_default: str = ""
 
     @property
     def files(self) -> list[Path]:
@@ -114,6 +119,11 @@ def _colour_plots(study: optuna.Study, out: Path, formats: tuple[str, ...], repo
     if isinstance(conf, dict) and conf.get("matrix"):
         summary = confusion_summary(conf["matrix"], conf["class_names"], epoch=conf.get("epoch"))
         title = f"best trial #{best.number}: confusion matrix (best of {n} COMPLETE trials)"
+        recalls = {c: v["recall"] for c, v in summary["per_class"].items()
+                   if v["recall"] is not None}
+        if recalls:  # the long tail's weakest class, which accuracy hides
+            low = min(recalls, key=lambda c: (recalls[c], c))
+            title += f", recall per class on the rows; lowest {low} {recalls[low]:.0%}"
         files = _draw_both(formats, out, f"confusion-trial{best.number}",
                            lambda p: draw_confusion(summary, p, title=title),
                            lambda p: _draw.confusion_html(summary, p, title))
@@ -184,7 +194,8 @@ def _write_index(study: optuna.Study, out: Path, report: Report) -> None:
     states = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
     name = html.escape(study.study_name)
     parts = [f"<!doctype html><meta charset='utf-8'><title>{name} report</title>", f"<h1>Study {html.escape(study.study_name)}</h1>",
-             f"<p>{len(study.trials)} trials: {html.escape(states)}</p>"]
+             f"<p>{len(study.trials)} trials: {html.escape(states)}</p>",
+             f"<p class='vs-default'>{html.escape(report.vs_default)}</p>"]
     for p in report.plots:
         parts.append(f"<h2>{html.escape(p.title)}</h2>")
         links = " · ".join(f"<a href='{html.escape(f.name)}'>{f.suffix[1:].upper()}</a>"
@@ -198,7 +209,7 @@ def _write_index(study: optuna.Study, out: Path, report: Report) -> None:
         parts += [f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in report.skipped.items()]
         parts.append("</ul>")
     report.index.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    summary = {"study": study.study_name, "trials": counts,
+    summary = {"study": study.study_name, "trials": counts, "vs_default": report.vs_default,
                "plots": [{"name": p.name, "title": p.title, "trials": p.trials,
                           "files": [f.name for f in p.files]} for p in report.plots],
                "skipped": report.skipped}
@@ -228,7 +239,7 @@ def write_full_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(index=out / "index.html")
+    report = Report(index=out / "index.html", vs_default=study_default_comparison(study))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         _optuna_plots(study, out, formats, report)

@@ -61,10 +61,12 @@ def backbone_html(d: PerBackbone, path: Path, title: str) -> Path:
 
 
 def _costs(d: Tradeoff) -> tuple[list[float], str]:
-    """x values and axis label: parameters in millions, latency in ms."""
+    """x values and axis label: parameters in millions, latency in ms (which latency: the
+    trial's own, eager PyTorch in the training process; `vcr-hpo export` measures what ships)."""
     if d.cost == "num_params":
         return [c / 1e6 for c in d.costs], "parameters (millions)"
-    return list(d.costs), "latency (ms, batch 1)"
+    return list(d.costs), ("latency_ms: median ms of a batch-1 forward pass, eager PyTorch on "
+                           "the trial's device (not an exported model)")
 
 
 def tradeoff_png(d: Tradeoff, objective: str, path: Path, title: str) -> Path:

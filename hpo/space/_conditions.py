@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from backbones.registry import closest_match
+from backbones import closest_match
 
 from .._values import FrozenDict, jsonable
 from ..config import FIELD_NAMES

@@ -10,7 +10,7 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from backbones.registry import did_you_mean
+from backbones import did_you_mean
 
 from ..errors import ConfigError
 from ._parse import parse_search_space
@@ -41,7 +41,7 @@ def _shipped_dir() -> Traversable | None:
 def shipped_spaces() -> list[ShippedSpace]:
     """The search spaces shipped with the package, sorted by name (the start-up portfolio
     beside them, `hpo.portfolio.PORTFOLIO_FILE`, is data, not a space)."""
-    from ..portfolio import PORTFOLIO_FILE
+    from .._portfolio_file import PORTFOLIO_FILE
 
     folder = _shipped_dir()
     if folder is None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from backbones.registry import did_you_mean
+from backbones import did_you_mean
 
 from ..config import FIELD_NAMES, FIELD_REGISTRIES, check_field, field_type
 from ..errors import ConfigError, UnknownNameError

@@ -85,8 +85,7 @@ def parse_search_space(text: str, *, source: str = "<string>") -> SearchSpace:
     space = SearchSpace(source=source, text=text, study=study, params=tuple(ordered),
                         fixed=FrozenDict(fixed))
     try:  # the fields are valid one by one; this checks the baseline as a whole
-        space.config_for(space.default_params() or {p.name: p.baseline() for p in ordered
-                                                    if p.enabled({})})
+        space.config_for(space.baseline())
     except (ConfigError, UnknownNameError) as exc:
         errs.add(("fixed",), f"the baseline configuration is invalid ({exc})", fix="Fix the values")
         raise errs.error() from None

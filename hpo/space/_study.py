@@ -16,6 +16,7 @@ from .._values import FrozenDict, show
 from ..algorithms import _MISSING as _ARG_MISSING
 from ..algorithms import (
     FINITE_SPACE_SAMPLERS,
+    NESTED_PRUNER_ARGS,
     PRUNERS,
     SAMPLERS,
     SINGLE_OBJECTIVE_SAMPLERS,
@@ -34,7 +35,8 @@ METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items(
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
                "sampler", "pruner", "keep_weights", "trial_isolation", "trial_stall_timeout",
-               "report_every", "report_val_images", "portfolio")
+               "report_every", "report_val_images", "fidelity", "report_seconds",
+               "portfolio")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
@@ -119,10 +121,11 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
                      f"(val_acc, val_macro_f1, val_loss), not {metrics[0]}", every,
                      "Optimise val_acc, val_macro_f1 or val_loss, or remove report_every")
             every = _MISSING
+    fidelity, grid = _parse_fidelity(errs, raw, path, metrics if ok else None, every)
     sampler = _parse_algorithm(errs, path + ("sampler",), raw.get("sampler", _MISSING), "sampler")
     pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner",
-                              epochs=every not in (None, _MISSING))
-    if sampler is _MISSING or pruner is _MISSING or every is _MISSING:
+                              epochs=every not in (None, _MISSING), seconds=grid)
+    if sampler is _MISSING or pruner is _MISSING or every is _MISSING or fidelity is _MISSING:
         ok = False
     isolation = raw.get("trial_isolation", "none")
     if isolation is None:
@@ -143,7 +146,8 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
                      keep_weights=keep, trial_isolation=isolation, trial_stall_timeout=stall,
-                     report_every=every, report_val_images=val_images, portfolio=portfolio)
+                     report_every=every, report_val_images=val_images, fidelity=fidelity,
+                     report_seconds=grid, portfolio=portfolio)
 
 
 def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
@@ -152,7 +156,7 @@ def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
         return 0
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    from ..portfolio import load_portfolio
+    from .._portfolio_file import load_portfolio
 
     try:
         n = len(load_portfolio())
@@ -240,6 +244,51 @@ def _parse_report_every(errs: _Errors, raw: Mapping, path: tuple) -> tuple[Any, 
     return float(every), int(images)
 
 
+def _parse_fidelity(errs: _Errors, raw: Mapping, path: tuple, metrics: Any,
+                    every: Any) -> tuple[Any, int | None]:
+    """(fidelity, report_seconds): ("epochs", None) by default, _MISSING first on error."""
+    from ..fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
+
+    fidelity = raw.get("fidelity", "epochs")
+    grid = raw.get("report_seconds")
+    if fidelity is None:
+        fidelity = "epochs"
+    if fidelity not in FIDELITIES if _is_scalar(fidelity) else True:
+        errs.add(path + ("fidelity",), f"must be one of {', '.join(FIDELITIES)}", fidelity,
+                 _did_you_mean(fidelity, FIDELITIES) if isinstance(fidelity, str)
+                 else "Write fidelity: seconds (or epochs, the default)")
+        return _MISSING, None
+    if fidelity == "epochs":
+        if grid is not None:
+            errs.add(path + ("report_seconds",), "applies to fidelity: seconds only", grid,
+                     "Add fidelity: seconds, or remove report_seconds")
+            return _MISSING, None
+        return fidelity, None
+    if grid is None:
+        grid = DEFAULT_REPORT_SECONDS
+    elif isinstance(grid, float) and grid.is_integer():
+        grid = int(grid)
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        errs.add(path + ("report_seconds",), "must be a whole number of seconds >= 1", grid,
+                 f"Write e.g. {DEFAULT_REPORT_SECONDS} (seconds of training between reports)")
+        return _MISSING, None
+    if every not in (None, _MISSING):
+        errs.add(path + ("report_every",), "counts fractions of an epoch, and with fidelity: "
+                 "seconds reports fall every report_seconds", every,
+                 "Remove report_every, or use fidelity: epochs")
+        return _MISSING, None
+    if metrics is not None and len(metrics) > 1:
+        errs.add(path + ("fidelity",), "Optuna cannot prune a multi-objective study, so it "
+                 "takes no reports", fidelity, "Remove fidelity, or optimise one metric")
+        return _MISSING, None
+    if metrics is not None and metrics[0] not in ("val_acc", "val_macro_f1", "val_loss"):
+        errs.add(path + ("fidelity",), "needs a metric measured while training "
+                 f"(val_acc, val_macro_f1, val_loss), not {metrics[0]}", fidelity,
+                 "Optimise val_acc, val_macro_f1 or val_loss, or remove fidelity")
+        return _MISSING, None
+    return fidelity, grid
+
+
 def _default_study_name(source: str) -> str:
     stem = Path(source).stem if not source.startswith("<") else ""
     return stem if is_study_name(stem) else "vcr-hpo"
@@ -286,10 +335,11 @@ def _string_list(errs: _Errors, raw: Mapping, path: tuple, one: str, many: str,
 
 
 def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
-                     epochs: bool = False) -> Any:
+                     epochs: bool = False, seconds: int | None = None) -> Any:
     """A sampler/pruner spec: AlgorithmSpec, None (no pruner), or _MISSING on error.
 
     `epochs`: the pruner's step arguments count epochs and may be fractions (report_every).
+    `seconds`: they count whole seconds on a report grid of that many seconds (fidelity).
     """
     reg = SAMPLERS if kind == "sampler" else PRUNERS
     if raw is _MISSING:
@@ -324,8 +374,9 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
         if not isinstance(key, str):
             errs.add(path + (key,), "argument names must be strings", key, "Write name: value")
             ok = False
-        elif kind == "pruner" and name == "Patient" and key == "wrapped_pruner":
-            nested = _parse_algorithm(errs, path + (key,), value, "pruner", epochs=epochs)
+        elif kind == "pruner" and (name, key) in NESTED_PRUNER_ARGS:
+            nested = _parse_algorithm(errs, path + (key,), value, "pruner", epochs=epochs,
+                                      seconds=seconds)
             if nested is _MISSING:
                 ok = False
             args[key] = nested
@@ -346,6 +397,23 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
                      args[key], "Write a number of epochs such as 0.25 or 1")
         if bad:
             return _MISSING
+    if seconds and kind == "pruner" and name == "Paired":
+        # Records are keyed by epoch; a seconds grid reports carried-forward values that
+        # have no record of their own, so the paired test would have nothing to pair.
+        errs.add(path + ("type",), "pairs per-image records at epoch steps, not with "
+                 "fidelity: seconds", name, "Use fidelity: epochs, or a pruner without Paired")
+        return _MISSING
+    if seconds and kind == "pruner":
+        from ..subepoch import STEP_ARGS, seconds_arg_problems
+
+        unit_problems = seconds_arg_problems(name, args, seconds)
+        for key, rule, fix in unit_problems:
+            errs.add(path + (key,), rule, args[key], fix)
+        if unit_problems:
+            return _MISSING
+        args = {k: int(v) if k in STEP_ARGS.get(name, ()) and isinstance(v, float) else v
+                for k, v in args.items()}  # 30.0 seconds is step 30
+        checked = args
     problems = check_algorithm_args(kind, name, checked)
     for prob in problems:
         errs.add(path + ((prob.arg,) if prob.arg else ()), prob.rule,

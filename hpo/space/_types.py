@@ -45,6 +45,8 @@ class StudySpec:
     trial_stall_timeout: float | None = STALL_TIMEOUT  # None: no limit; left out of canonical()
     report_every: float | None = None  # fraction of an epoch between reports (hpo.subepoch)
     report_val_images: int | None = None  # validation images a mid-epoch report scores
+    fidelity: str = "epochs"  # what a pruner step counts: epochs or seconds (hpo.fidelity)
+    report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
     portfolio: int = 0  # shipped portfolio entries enqueued after trial 0 (hpo.portfolio); 0: off
 
     def canonical(self) -> dict[str, Any]:
@@ -53,6 +55,8 @@ class StudySpec:
             "keep_weights": {"top": self.keep_weights[0], "per_backbone": self.keep_weights[1]}}
         sub = {} if self.report_every is None else {
             "report_every": self.report_every, "report_val_images": self.report_val_images}
+        if self.fidelity != "epochs":
+            sub = {**sub, "fidelity": self.fidelity, "report_seconds": self.report_seconds}
         if self.portfolio:
             sub["portfolio"] = self.portfolio
         return {**extra,
@@ -207,16 +211,19 @@ class SearchSpace:
                     seen[p.name] = params[p.name]
         return on
 
-    def default_params(self) -> dict[str, Any] | None:
-        """The baseline trial for `study.enqueue_trial`: defaults, else central values; only
-        active parameters. None when no parameter has a default."""
-        if not any(p.has_default for p in self.params):
-            return None
+    def baseline(self) -> dict[str, Any]:
+        """The baseline parameters: each active parameter's default, else its central value
+        (`Param.baseline`), walked in dependency order so a `when` sees its parents' values."""
         values: dict[str, Any] = {}
         for p in self.params:
             if p.enabled(values):
                 values[p.name] = p.baseline()
         return values
+
+    def default_params(self) -> dict[str, Any] | None:
+        """The baseline trial for `study.enqueue_trial` (`baseline()`), or None when no
+        parameter has a default: then there is no user's baseline to try first."""
+        return self.baseline() if any(p.has_default for p in self.params) else None
 
     def config_for(self, params: Mapping[str, Any],
                    overrides: Mapping[str, Any] | None = None) -> TrainConfig:

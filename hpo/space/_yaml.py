@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from backbones.registry import did_you_mean
+from backbones import did_you_mean
 
 from .._values import show
 from ..errors import SearchSpaceError

@@ -1,30 +1,16 @@
 """Studies: storage, URL rules, locks and claims, resume, status queries, the trial loop.
 
 A package of private modules by concern (as Optuna's `storages/_rdb/`); this module re-exports
-the names the rest of vcr-hpo imports. Optuna's private names are used only in `_optuna.py`.
+the names other modules and the tests import, and nothing else. Optuna's private names are used
+only in `_optuna.py`.
 """
 
 from __future__ import annotations
 
-from ._attrs import (
-    ATTR_BASELINE,
-    ATTR_CANONICAL,
-    ATTR_FINGERPRINT,
-    ATTR_OVERRIDES,
-    ATTR_REQUEUED,
-    ATTR_SPACE_YAML,
-    ATTR_TARGET,
-    ATTR_VERSION,
-)
-from ._claims import claim_trial, fail_beatless_trials, requeue_interrupted
-from ._errors import (
-    DatabaseLockedError,
-    StorageFaultError,
-    translate_storage_errors,
-)
+from ._claims import claim_trial, requeue_interrupted
+from ._errors import DatabaseLockedError, translate_storage_errors
 from ._locks import claim_lock
 from ._loop import (
-    MAX_FAILURES_IN_A_ROW,
     FixedInputError,
     RunOutcome,
     TooManyFailuresError,
@@ -32,9 +18,8 @@ from ._loop import (
     run_one_trial,
     run_trials,
 )
-from ._optuna import study_id, trial_id
+from ._optuna import study_id
 from ._queries import (
-    StudyStatus,
     count_states,
     finished_count,
     get_study_id,
@@ -53,37 +38,17 @@ from ._resume import (
     space_diff,
 )
 from ._signals import RunInterrupted, interrupt_on_signals
-from ._storage import (
-    GRACE_PERIOD,
-    HEARTBEAT_INTERVAL,
-    MAX_RETRY,
-    SQLITE_BUSY_TIMEOUT,
-    build_storage,
-)
+from ._storage import GRACE_PERIOD, build_storage
 from ._threads import busy_cores, cpu_threads
 from ._urls import check_storage_url, default_storage_url, sqlite_path
 
 __all__ = [
-    "ATTR_BASELINE",
-    "ATTR_CANONICAL",
-    "ATTR_FINGERPRINT",
-    "ATTR_OVERRIDES",
-    "ATTR_REQUEUED",
-    "ATTR_SPACE_YAML",
-    "ATTR_TARGET",
-    "ATTR_VERSION",
     "GRACE_PERIOD",
-    "HEARTBEAT_INTERVAL",
-    "MAX_FAILURES_IN_A_ROW",
-    "MAX_RETRY",
-    "SQLITE_BUSY_TIMEOUT",
     "DatabaseLockedError",
     "FixedInputError",
     "RunInterrupted",
     "RunOutcome",
     "SpaceChangedError",
-    "StorageFaultError",
-    "StudyStatus",
     "TooManyFailuresError",
     "build_storage",
     "busy_cores",
@@ -94,7 +59,6 @@ __all__ = [
     "cpu_threads",
     "default_storage_url",
     "distinct_points",
-    "fail_beatless_trials",
     "finished_count",
     "get_study_id",
     "interrupt_on_signals",
@@ -114,5 +78,4 @@ __all__ = [
     "top_trial_ids",
     "top_trials",
     "translate_storage_errors",
-    "trial_id",
 ]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from ..attrs import ATTR_REQUEUED, FAIL_REASON, RETRY_OF
 from . import _optuna
-from ._attrs import ATTR_REQUEUED
 from ._locks import claim_lock, has_claim_lock
 from ._queries import count_states, finished_count, interrupted_numbers, rdb_storage
 from ._storage import HEARTBEAT_INTERVAL
@@ -31,7 +31,7 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
                 state=TrialState.WAITING,
                 params=old.params,
                 distributions=old.distributions,
-                user_attrs={"retry_of": old.number},
+                user_attrs={RETRY_OF: old.number},
                 # the keys RetryHeartbeatStaleTrialCallback uses, so its helpers read both kinds
                 system_attrs={"failed_trial": history[0], "retry_history": history},
             )
@@ -75,7 +75,7 @@ def fail_beatless_trials(study: optuna.Study) -> list[int]:
         if started is not None and started > cutoff:
             continue  # just claimed: its heartbeat thread is starting
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason",
+            storage.set_trial_user_attr(trial_id, FAIL_REASON,
                                         "its process died before the first heartbeat; retried")
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue

@@ -32,8 +32,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ..attrs import ATTR_REQUEUED, DUPLICATE_OF, FAIL_REASON, INTERRUPTED, RETRY_OF
 from . import _optuna
-from ._attrs import ATTR_REQUEUED
 
 _LIVE = (TrialState.RUNNING, TrialState.WAITING)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -43,8 +43,8 @@ GIVE_BACK_PAUSE = (0.05, 0.5)  # seconds: a random pause after giving a trial ba
 def _copy_key(trial: FrozenTrial) -> tuple | None:
     """What makes two queued trials copies of one another (None: a trial of its own)."""
     attrs = trial.user_attrs
-    if "retry_of" in attrs:
-        return ("retry_of", attrs["retry_of"])
+    if RETRY_OF in attrs:
+        return (RETRY_OF, attrs[RETRY_OF])
     if attrs.get("baseline"):
         return ("baseline",)
     return None
@@ -72,14 +72,14 @@ def requeue_interrupted_lockfree(study: optuna.Study) -> list[int]:
     Two workers may both queue one; `admission` then runs only the lower-numbered copy.
     """
     trials = study.get_trials(deepcopy=False)
-    copied = {t.user_attrs.get("retry_of") for t in trials}
-    todo = [t for t in trials if t.state == TrialState.FAIL and "interrupted" in t.user_attrs
+    copied = {t.user_attrs.get(RETRY_OF) for t in trials}
+    todo = [t for t in trials if t.state == TrialState.FAIL and INTERRUPTED in t.user_attrs
             and t.number not in copied]
     for old in todo:
         history = [*old.system_attrs.get("retry_history", []), old.number]
         study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=old.params, distributions=old.distributions,
-            user_attrs={"retry_of": old.number},
+            user_attrs={RETRY_OF: old.number},
             system_attrs={"failed_trial": history[0], "retry_history": history}))
     if todo:
         done = set(study.user_attrs.get(ATTR_REQUEUED, []))
@@ -126,8 +126,8 @@ def claim_lockfree(
                 study.sampler = reseed(trial.number)
             return trial
         if verdict == "duplicate":
-            storage.set_trial_user_attr(tid, "duplicate_of", list(_copy_key(mine)))
-            storage.set_trial_user_attr(tid, "fail_reason", "a second copy of a queued trial "
+            storage.set_trial_user_attr(tid, DUPLICATE_OF, list(_copy_key(mine)))
+            storage.set_trial_user_attr(tid, FAIL_REASON, "a second copy of a queued trial "
                                         f"({_copy_key(mine)}), queued by two workers at once; not run")
             try:
                 storage.set_trial_state_values(tid, TrialState.FAIL)

@@ -13,6 +13,7 @@ from typing import Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ..attrs import FAIL_REASON, INTERRUPTED
 from ..errors import ConfigError, VcrHpoError
 from . import _optuna
 from ._claims import claim_trial
@@ -27,8 +28,8 @@ MAX_FAILURES_IN_A_ROW = 10  # FAILed trials in a row before a run gives up (n_tr
 
 def _mark_interrupted(study: optuna.Study, trial: optuna.Trial, exc: RunInterrupted) -> None:
     name = signal.Signals(exc.signum).name
-    trial.set_user_attr("interrupted", name)
-    trial.set_user_attr("fail_reason", f"interrupted by {name}; queued again on resume")
+    trial.set_user_attr(INTERRUPTED, name)
+    trial.set_user_attr(FAIL_REASON, f"interrupted by {name}; queued again on resume")
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
@@ -66,8 +67,8 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable) -> _
             raise  # the storage itself is gone: the trial stays RUNNING and the heartbeat retries it
         except Exception as exc:  # noqa: BLE001 (any failure: record it, the study goes on)
             state, error = TrialState.FAIL, exc
-            if "fail_reason" not in trial.user_attrs:
-                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            if FAIL_REASON not in trial.user_attrs:
+                trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:500])
             _logger.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
     with warnings.catch_warnings(), _optuna.stop_requested(study) as stopped:
         warnings.simplefilter("ignore")  # a NaN value becomes FAIL; the trial row says so
@@ -179,7 +180,7 @@ def run_trials(
             return RunOutcome(ran, "stopped", f"stopped by a callback after trial {frozen.number}")
         if frozen.state == TrialState.FAIL:
             failed_in_a_row += 1
-            if _same_config_error(last_failure, result):
+            if last_failure is not None and _same_config_error(last_failure, result):
                 raise FixedInputError(
                     f"study {study.study_name}: trials {last_failure.trial.number} and "
                     f"{frozen.number} failed with the same error whatever their params, got "
@@ -190,7 +191,7 @@ def run_trials(
         else:
             failed_in_a_row = 0
         if max_failures_in_a_row is not None and failed_in_a_row >= max_failures_in_a_row:
-            reason = frozen.user_attrs.get("fail_reason", "no reason recorded")
+            reason = frozen.user_attrs.get(FAIL_REASON, "no reason recorded")
             raise TooManyFailuresError(
                 f"study {study.study_name}: the last {failed_in_a_row} trials failed, got "
                 f"fail_reason {reason!r} (trial {frozen.number}). Fix the cause, then run the same "

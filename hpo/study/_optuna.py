@@ -14,6 +14,7 @@ import optuna
 
 __all__ = [
     "ARTIFACT_ATTR_PREFIX",
+    "PRIVATE_ATTRIBUTES",
     "PRIVATE_NAMES",
     "base_heartbeat",
     "grid_size",
@@ -29,19 +30,30 @@ __all__ = [
     "unwrap_storage",
 ]
 
-#: What this module reads, for the pinning test and for a reader upgrading Optuna.
+#: The Optuna private names this module reads, "module:attribute" as a fresh import resolves
+#: them (tests/hpo/test_optuna_private_names.py resolves each and checks this list is complete).
 PRIVATE_NAMES = (
-    "optuna.storages._heartbeat.is_heartbeat_enabled, BaseHeartbeat",
-    "optuna.storages._rdb.models: TrialModel, TrialValueModel, TrialHeartbeatModel, "
-    + "TrialUserAttributeModel",
-    "TrialModel._datetime_start_utc",
-    "Study._study_id, Study._storage, Trial._trial_id",
+    "optuna.storages._heartbeat:is_heartbeat_enabled",
+    "optuna.storages._heartbeat:BaseHeartbeat",
+    "optuna.storages._rdb.models:TrialModel._datetime_start_utc",
+    "optuna.storages._rdb.models:TrialValueModel",
+    "optuna.storages._rdb.models:TrialHeartbeatModel",
+    "optuna.storages._rdb.models:TrialUserAttributeModel",
+    "optuna.study._constrained_optimization:_CONSTRAINTS_KEY",
+    "optuna.artifacts._upload:ARTIFACTS_ATTR_PREFIX",  # its value, spelled out below
+    "optuna.storages._grpc.server:make_server",
+)
+
+#: Private attributes an object gets in `__init__`, "Class.attribute" (checked on live objects).
+PRIVATE_ATTRIBUTES = (
+    "Study._study_id",
+    "Study._storage",
+    "Study._thread_local",
+    "Study._stop_flag",
+    "Trial._trial_id",
+    "FrozenTrial._trial_id",
     "_CachedStorage._backend",
-    "Study._thread_local.in_optimize_loop, Study._stop_flag",
     "GridSampler._all_grids",
-    "optuna.study._constrained_optimization._CONSTRAINTS_KEY",
-    "optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX (its value, spelled out here)",
-    "optuna.storages._grpc.server.make_server",
 )
 
 #: Prefix of the system attrs where `optuna.artifacts.upload_artifact` keeps each artifact's

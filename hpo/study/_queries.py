@@ -11,9 +11,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ..attrs import ATTR_TARGET, INFEASIBLE, INTERRUPTED
 from ..errors import ConfigError
 from . import _optuna
-from ._attrs import ATTR_TARGET
 from ._storage import GRACE_PERIOD
 
 
@@ -90,13 +90,12 @@ def top_trial_ids(
 
 
 def _infeasible(m):
-    """SQL: the trial carries the `infeasible` user attr (hpo.constraints.INFEASIBLE_ATTR)."""
+    """SQL: the trial carries the `infeasible` user attr (hpo.attrs.INFEASIBLE)."""
     import sqlalchemy as sa
 
-    from ..constraints import INFEASIBLE_ATTR
 
     attr = m.TrialUserAttributeModel
-    return sa.exists().where(attr.trial_id == m.TrialModel.trial_id, attr.key == INFEASIBLE_ATTR)
+    return sa.exists().where(attr.trial_id == m.TrialModel.trial_id, attr.key == INFEASIBLE)
 
 
 def infeasible_count(storage: optuna.storages.BaseStorage, study_id: int) -> int:
@@ -188,7 +187,7 @@ def interrupted_numbers(storage: optuna.storages.RDBStorage, study_id: int) -> l
         .where(
             m.TrialModel.study_id == study_id,
             m.TrialModel.state == TrialState.FAIL,
-            attr.key == "interrupted",
+            attr.key == INTERRUPTED,
         )
     )
     with storage.engine.connect() as conn:

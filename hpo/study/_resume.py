@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from ..errors import ConfigError
-from . import _optuna
-from ._attrs import (
+from ..attrs import (
     ATTR_BASELINE,
     ATTR_CANONICAL,
     ATTR_FINGERPRINT,
@@ -20,7 +18,10 @@ from ._attrs import (
     ATTR_SPACE_YAML,
     ATTR_TARGET,
     ATTR_VERSION,
+    BASELINE,
 )
+from ..errors import ConfigError
+from . import _optuna
 from ._locks import claim_lock
 from ._queries import count_states, get_study_id
 
@@ -167,6 +168,6 @@ def open_study(
             if not _optuna.storage_of(study).get_study_user_attrs(_optuna.study_id(study)).get(ATTR_BASELINE):
                 params = space.default_params()
                 if params:
-                    study.enqueue_trial(dict(params), user_attrs={"baseline": True})
+                    study.enqueue_trial(dict(params), user_attrs={BASELINE: True})
                 study.set_user_attr(ATTR_BASELINE, True)
     return study

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from typing import Any
 
 import optuna
 
@@ -14,7 +15,6 @@ HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 GRACE_PERIOD = 30  # a RUNNING trial without a heartbeat for this long is stale (FAIL, retried)
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
 MAX_RETRY = 3  # retries of one stale trial (same params)
-MAX_FAILURES_IN_A_ROW = 10  # FAILed trials in a row before a run gives up (n_trials counts finished)
 
 
 def postgres_driver(url: str) -> str:
@@ -23,9 +23,9 @@ def postgres_driver(url: str) -> str:
     SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; users write the bare form.
     """
 
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None
+            and importlib.util.find_spec("psycopg2") is not None):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
     return url
 
 
@@ -53,7 +53,7 @@ def build_storage(
                                   grace_period=grace_period, max_retry=MAX_RETRY)
     url = postgres_driver(url)
     if url.startswith("sqlite"):
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     elif url.startswith(("postgresql", "mysql")):
         engine_kwargs = {"pool_pre_ping": True}
         import importlib.util

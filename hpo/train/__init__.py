@@ -16,7 +16,14 @@ from __future__ import annotations
 from ._augment import augment, normalise
 from ._build import build_state
 from ._device import resolve_device
-from ._evaluate import Confusion, evaluate, evaluate_counts, measure_latency
+from ._evaluate import (
+    Confusion,
+    PerImage,
+    evaluate,
+    evaluate_counts,
+    evaluate_images,
+    measure_latency,
+)
 from ._loop import finish, train_epoch, train_model, validate
 from ._save import save_run
 from ._state import (
@@ -32,6 +39,7 @@ __all__ = [
     "Confusion",
     "EpochMetrics",
     "NonFiniteLossError",
+    "PerImage",
     "RunInfo",
     "TrainData",
     "TrainResult",
@@ -40,6 +48,7 @@ __all__ = [
     "build_state",
     "evaluate",
     "evaluate_counts",
+    "evaluate_images",
     "finish",
     "measure_latency",
     "normalise",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["augment", "normalise"]
+__all__ = ["MEAN", "STD", "augment", "normalise"]
 
-_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: pretrained backbones expect them
-_STD = (0.229, 0.224, 0.225)
+MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: pretrained backbones expect them
+STD = (0.229, 0.224, 0.225)  # (an export's metadata states both)
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """uint8 or [0, 1] float images -> ImageNet-normalised float."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-    mean = torch.tensor(_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(_STD, device=x.device).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

@@ -1,8 +1,9 @@
-"""Measuring a model: validation loss, accuracy and macro-F1; batch-1 latency."""
+"""Measuring a model: validation loss, accuracy and macro-F1, per-image results; batch-1 latency."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,10 +12,25 @@ from torch import nn
 
 from ._augment import normalise
 
-__all__ = ["Confusion", "evaluate", "evaluate_counts", "measure_latency"]
+__all__ = ["Confusion", "PerImage", "evaluate", "evaluate_counts", "evaluate_images",
+           "measure_latency"]
 
 #: Confusion counts, rows = true class, columns = predicted class (plain ints: JSON, checkpoints).
 Confusion = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class PerImage:
+    """What each evaluated image got, in the order of the images: right or not, its loss.
+
+    `correct` is a bool array, `loss` a float32 array (plain cross-entropy), both on the CPU.
+    """
+
+    correct: np.ndarray
+    loss: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.correct)
 
 
 def evaluate(
@@ -36,7 +52,6 @@ def evaluate(
     return loss, acc, f1
 
 
-@torch.no_grad()
 def evaluate_counts(
     model: nn.Module,
     images: torch.Tensor,
@@ -48,15 +63,39 @@ def evaluate_counts(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[float, float, float, Confusion]:
-    """Cross-entropy, accuracy, macro-F1 and the confusion counts of `model` on uint8 `images`.
+    """Cross-entropy, accuracy, macro-F1 and the confusion counts (see `evaluate_images`)."""
+    return evaluate_images(
+        model, images, labels, num_classes, device=device, batch_size=batch_size,
+        amp_dtype=amp_dtype, channels_last=channels_last,
+    )[:4]
 
-    The counts come from the same pass (one bincount of labels * C + predictions per batch).
+
+@torch.no_grad()
+def evaluate_images(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float, float, Confusion, PerImage]:
+    """Cross-entropy, accuracy, macro-F1, confusion counts and per-image results of `model`
+    on uint8 `images`.
+
+    Everything comes from one pass (one bincount of labels * C + predictions per batch; the
+    per-image losses are the terms the mean loss sums, kept on the device until the end).
     The loss is plain cross-entropy whatever the training loss, so trials compare on one scale.
     Macro-F1 averages over classes present in the labels or the predictions.
     """
     model.eval()
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    n_images = len(labels)
+    losses = torch.empty(n_images, device=device, dtype=torch.float32)
+    hits = torch.empty(n_images, device=device, dtype=torch.bool)
     for i in range(0, len(labels), batch_size):
         x = normalise(images[i : i + batch_size].to(device, non_blocking=True))
         y = labels[i : i + batch_size].to(device, non_blocking=True)
@@ -66,8 +105,11 @@ def evaluate_counts(
             device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
             logits = model(x)
-        total_loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        per = F.cross_entropy(logits.float(), y, reduction="none")
+        losses[i : i + len(y)] = per
+        total_loss += per.sum().double()
         pred = logits.argmax(dim=1)
+        hits[i : i + len(y)] = pred == y
         confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(
             num_classes, num_classes
         )
@@ -83,6 +125,7 @@ def evaluate_counts(
         float(tp.sum()) / n,
         float(f1[present].mean()) if present.any() else 0.0,
         tuple(tuple(row) for row in counts.tolist()),
+        PerImage(correct=hits.cpu().numpy(), loss=losses.cpu().numpy()),
     )
 
 

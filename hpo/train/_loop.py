@@ -14,7 +14,7 @@ from ..data import DatasetSplits
 from ..errors import ConfigError
 from ._augment import augment, normalise
 from ._build import build_state
-from ._evaluate import evaluate_counts, measure_latency
+from ._evaluate import evaluate_images, measure_latency
 from ._state import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, TrainState
 
 __all__ = ["finish", "train_epoch", "train_model", "validate"]
@@ -111,14 +111,17 @@ def _fit_epoch(
 
 def validate(s: TrainState, *, images: int | None = None) -> tuple[float, float, float]:
     """(val_loss, val_acc, val_macro_f1) of the state's model now (see `evaluate`); with
-    `images`, on the first that many validation images only (the same subset every time)."""
+    `images`, on the first that many validation images only (the same subset every time).
+
+    What each image got is left in `s.last_eval` (`PerImage`, in validation-split order).
+    """
     return _validate_counts(s, images=images)[:3]
 
 
 def _validate_counts(s: TrainState, *, images: int | None = None):
-    """`validate` plus the confusion counts of the same pass."""
+    """`validate` plus the confusion counts of the same pass; sets `s.last_eval`."""
     end = None if images is None else max(1, images)
-    return evaluate_counts(
+    *metrics, per_image = evaluate_images(
         s.model,
         s.data.val_x[:end],
         s.data.val_y[:end],
@@ -128,12 +131,17 @@ def _validate_counts(s: TrainState, *, images: int | None = None):
         amp_dtype=s.amp_dtype,
         channels_last=s.channels_last,
     )
+    s.last_eval = per_image
+    return tuple(metrics)
 
 
 def train_epoch(
     s: TrainState, *, on_batch: Callable[[TrainState, int], None] | None = None
 ) -> EpochMetrics:
     """Train epoch `s.epoch`, validate, record the metrics in `s` and advance it by one epoch.
+
+    What each validation image got is left in `s.last_eval` (see `validate`). A state without
+    validation images (all data trains) records NaN validation metrics.
 
     `on_batch(s, batches_done)` runs after every batch but the last (see `train_model`).
 
@@ -150,7 +158,11 @@ def train_epoch(
     if s.device.type == "cuda":
         torch.cuda.synchronize(s.device)
     train_seconds = time.perf_counter() - t0
-    val_loss, val_acc, val_f1, confusion = _validate_counts(s)
+    if s.validated:
+        val_loss, val_acc, val_f1, confusion = _validate_counts(s)
+    else:  # every image trains (`load_dataset(all_data=True)`): nothing is held out to score
+        val_loss = val_acc = val_f1 = math.nan
+        confusion = None
     images = s.data.steps * s.data.batch
     m = EpochMetrics(
         epoch=epoch,

@@ -14,7 +14,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import ConfigError, VcrHpoError
 from ..losses import EpochAware
-from ._evaluate import Confusion
+from ._evaluate import Confusion, PerImage
 
 __all__ = [
     "STATE_FORMAT",
@@ -168,15 +168,25 @@ class TrainState:
     epoch: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
     best: EpochMetrics | None = None
+    #: Per-image results of the latest evaluation (epoch end or mid-epoch); not checkpointed.
+    last_eval: PerImage | None = None
 
     @property
     def done(self) -> bool:
         return self.epoch >= self.cfg.epochs
 
+    @property
+    def validated(self) -> bool:
+        """Whether epochs are scored on held-out images (not when all the data trains)."""
+        return len(self.data.val_y) > 0
+
     def record(self, m: EpochMetrics) -> None:
-        """Append epoch `m`'s metrics, update the best epoch and advance `epoch`."""
+        """Append epoch `m`'s metrics, update the best epoch and advance `epoch`.
+
+        Without validation the latest epoch is the "best": there is no score to pick by.
+        """
         self.history.append(m)
-        if self.best is None or is_better(m, self.best, self.monitor):
+        if self.best is None or not self.validated or is_better(m, self.best, self.monitor):
             self.best = m
         self.epoch = m.epoch + 1
 
@@ -184,7 +194,7 @@ class TrainState:
         """Pick the best epoch of the history again by `monitor`."""
         self.monitor, self.best = monitor, None
         for m in self.history:
-            if self.best is None or is_better(m, self.best, monitor):
+            if self.best is None or not self.validated or is_better(m, self.best, monitor):
                 self.best = m
 
     def state_dict(self) -> dict[str, Any]:

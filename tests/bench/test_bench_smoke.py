@@ -1,8 +1,11 @@
-"""Smoke tests: each search-efficiency bench runs at its smallest setting and prints sane tables."""
+"""Smoke tests: each search-efficiency bench runs at its smallest setting and prints sane tables;
+the search-quality bench's pure parts (verdict, anytime metric, strategy syntax, digits set) run
+in the fast tier."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import sys
@@ -11,7 +14,6 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-pytestmark = pytest.mark.slow
 
 
 def _load(name: str):
@@ -63,6 +65,7 @@ def _command_line(out: str, script: str, flag: str) -> None:
     assert re.search(r"load \d+\.\d\d/\d+\.\d\d/\d+\.\d\d", out)
 
 
+@pytest.mark.slow
 def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
     out = _run("pruning", ["--quick"], capsys, monkeypatch)
     _command_line(out, "pruning", "--quick")
@@ -103,6 +106,7 @@ def test_pruning_quick_prints_compute_to_target(capsys, monkeypatch):
     assert "SuccessiveHalving(min_resource=1" in out  # the shipped pruner, read from vcr_full.yaml
 
 
+@pytest.mark.slow
 def test_samplers_quick_prints_best_over_seeds(capsys, monkeypatch):
     out = _run("samplers", ["--quick", "--samplers", "TPE", "Random"], capsys, monkeypatch)
     _command_line(out, "samplers", "--quick")
@@ -120,6 +124,7 @@ def test_samplers_quick_prints_best_over_seeds(capsys, monkeypatch):
         assert min(values) <= float(s["mean_best"]) <= max(values)
 
 
+@pytest.mark.slow
 def test_storage_cost_quick_prints_overheads_and_status(capsys, monkeypatch):
     out = _run("storage_cost", ["--quick", "--no-script", "--status-trials", "50"],
                capsys, monkeypatch)
@@ -142,6 +147,7 @@ def test_storage_cost_quick_prints_overheads_and_status(capsys, monkeypatch):
         assert 0 < float(r["median_s"]) <= float(r["max_s"])
 
 
+@pytest.mark.slow
 def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch, require):
     require("vcr-hpo on PATH", shutil.which("vcr-hpo") is not None, "pip install -e .")
     out = _run("parallel", ["--quick"], capsys, monkeypatch)
@@ -156,6 +162,7 @@ def test_parallel_quick_prints_trials_per_hour(capsys, monkeypatch, require):
     assert "2x1 / 1x2 = " in out and "two processes sharing the cores" in out
 
 
+@pytest.mark.slow
 def test_gpu_quick_prints_throughput_per_variant(capsys, monkeypatch):
     import torch
 
@@ -171,49 +178,7 @@ def test_gpu_quick_prints_throughput_per_variant(capsys, monkeypatch):
         assert 0.0 <= float(r["val_acc"]) <= 1.0
 
 
-def test_search_quality_quick_prints_best_per_strategy(capsys, monkeypatch):
-    import torch
-
-    argv = ["--quick", "--budgets", "2", "--holdout", "20"]
-    monkeypatch.setattr(sys, "argv", [str(BENCH / "search_quality.py"), *argv])
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_search_quality",
-                                                  BENCH / "search_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses resolve annotations
-    spec.loader.exec_module(module)
-    threads = torch.get_num_threads()
-    try:
-        assert module.main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr().out
-    _command_line(out, "search_quality", "--quick")
-    assert "budget = CPU seconds of the trial process" in out
-    runs, summary = tables(out)
-    assert {(r["strategy"], r["seed"]) for r in runs} == {
-        (s, seed) for s in ("shipped", "random", "default") for seed in ("0", "1")}
-    for r in runs:
-        assert 0.0 <= float(r["best"]) <= 1.0 and 0.0 <= float(r["holdout"]) <= 1.0
-        if r["strategy"] == "default":  # one run sized to the budget before the clock starts
-            assert int(r["trials"]) == 1 and int(r["epochs"]) >= 1
-            assert r["chosen"] == f"default x {r['epochs']} epochs"
-        else:  # the search spends half the budget (--refit 0.5), then its best is trained once
-            assert float(r["used_s"]) >= 1.0 and int(r["trials"]) >= 1
-            assert r["chosen"].startswith("trial ")
-            if "; then x " in r["chosen"]:  # the final run: never worse than the search's best
-                assert float(r["search"]) <= float(r["best"])
-    by = {r["strategy"]: r for r in summary}
-    assert set(by) == {"shipped", "random", "default"}
-    for label, row in by.items():
-        bests = [float(r["best"]) for r in runs if r["strategy"] == label]
-        assert int(row["seeds"]) == 2
-        assert float(row["mean_best"]) == pytest.approx(sum(bests) / 2, abs=1e-4)
-        assert float(row["se_best"]) == pytest.approx(abs(bests[0] - bests[1]) / 2, abs=1e-4)
-        assert 0.0 < float(row["to_1se"]) <= 1.0
-    assert re.search(r"quick: shipped \d\.\d{4} vs random .*-> (met|NOT met); vs default", out)
-
-
+@pytest.mark.slow
 def test_pruning_replays_saved_curves_without_training(tmp_path, capsys, monkeypatch):
     curves = tmp_path / "curves.json"
     first = _run("pruning", ["--quick", "--no-live", "--save-curves", str(curves)], capsys,
@@ -228,6 +193,7 @@ def test_pruning_replays_saved_curves_without_training(tmp_path, capsys, monkeyp
              capsys, monkeypatch)  # other epochs than recorded: refused before any training
 
 
+@pytest.mark.slow
 def test_constant_liar_quick_measures_distance_to_running_trials(capsys, monkeypatch):
     out = _run("constant_liar", ["--quick", "--settings", "TPE+liar", "Random"], capsys,
                monkeypatch)
@@ -241,11 +207,12 @@ def test_constant_liar_quick_measures_distance_to_running_trials(capsys, monkeyp
         assert 0.0 <= float(r["mean_nearest"]) <= 1.0
         assert 0 <= int(r["near_dups"]) <= int(r["beside_running"])
     for s in summary:
-        dups, total = s["near_dups"].split("/")
+        _, total = s["near_dups"].split("/")
         assert int(total) == sum(int(r["beside_running"]) for r in runs
                                  if r["sampler"] == s["sampler"])
 
 
+@pytest.mark.slow
 def test_constant_liar_distance_is_per_param_in_the_unit_cube():
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import create_trial
@@ -260,3 +227,176 @@ def test_constant_liar_distance_is_per_param_in_the_unit_cube():
     c = create_trial(params={"lr": 1e-4, "opt": "sgd", "momentum": 0.9},
                      distributions={**dists, "momentum": FloatDistribution(0.8, 0.99)}, value=0.5)
     assert mod.distance(a, c) == pytest.approx((0 + 1 + 1) / 3)  # momentum on one side only
+
+
+# --------------------------------------------------------------------------- search quality
+
+
+@pytest.fixture
+def sq(monkeypatch):
+    """bench/search_quality.py as a module (its dataclasses resolve annotations via sys.modules)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_search_quality",
+                                                  BENCH / "search_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rec(ds, strategy, seed, holdout, *, budget=100.0, tb=12.0, curve=None, scored=None):
+    """A per-run record as the bench writes it (search part = budget / 2)."""
+    return {"format": 2, "dataset": ds, "data": {"kind": "synthetic", "train": 10, "val": 5,
+                                                "holdout": 5},
+            "epochs": 3, "px": 32, "space": "s.yaml", "strategy": strategy, "spec": strategy,
+            "seed": seed, "budget": budget, "trials_budget": tb, "refit": 0.5,
+            "holdout": holdout, "val_best": holdout + 0.05, "trials": 1 if strategy == "default"
+            else 12, "used": budget,
+            "curve": curve or [[budget / 2, "C", holdout, 0]], "scored": scored or {"0": holdout}}
+
+
+def _verdict_runs(shipped_main=0.83, shipped_small=0.82, reach_at=20.0):
+    runs = []
+    for ds in ("a", "b", "c"):
+        for seed, r in enumerate([0.80, 0.81, 0.79, 0.80, 0.80]):
+            runs.append(_rec(ds, "random", seed, r, curve=[[10, "C", 0.7, 0], [50, "C", r, 3]],
+                             scored={"0": 0.7, "3": r}))
+            runs.append(_rec(ds, "default", seed, 0.78))
+            # shipped: its running best's held-out is 0.81 from charge `reach_at` on
+            runs.append(_rec(ds, "shipped", seed, shipped_main,
+                             curve=[[10, "C", 0.7, 0], [reach_at, "C", 0.81, 1]],
+                             scored={"0": 0.7, "1": 0.81}))
+            for label, h in (("random", 0.80), ("default", 0.79), ("shipped", shipped_small)):
+                runs.append(_rec(ds, label, seed, h, budget=60.0, tb=8.0))
+    return runs
+
+
+def test_search_quality_verdict_on_constructed_runs(sq):
+    lines = sq.verdict(sq.summarise(_verdict_runs()))
+    assert lines[-3].endswith("3/3 -> met") and lines[-2].endswith("3/3 -> met")
+    assert lines[-1].endswith("3/3 -> met")
+    assert "a @ 100 s: shipped reaches random's final held-out at 0.4 of its search" in lines[1]
+    # within one SE of random (SE 0.0032): goal 1 not met; later than half: goal 2 not met
+    lines = sq.verdict(sq.summarise(_verdict_runs(shipped_main=0.802, reach_at=40.0)))
+    assert lines[-3].endswith("0/3 -> NOT met") and lines[-2].endswith("0/3 -> NOT met")
+    assert "at 0.8 of its search" in lines[1]
+    # at the small budget behind the default (0.79): goal 3 not met
+    lines = sq.verdict(sq.summarise(_verdict_runs(shipped_small=0.785)))
+    assert lines[-1].endswith("0/3 -> NOT met") and "NOT ahead of both" in lines[2]
+
+
+def test_search_quality_summary_means_and_standard_error(sq):
+    rows = sq.summarise(_verdict_runs())
+    by = {(r["dataset"], r["budget"], r["strategy"]): r for r in rows}
+    random = by[("a", 100.0, "random")]
+    assert random["seeds"] == 5 and random["holdout"] == pytest.approx(0.80)
+    assert random["se"] == pytest.approx(0.0070711 / 5 ** 0.5, rel=1e-4)  # stdev / sqrt(n)
+    assert random["val_best"] == pytest.approx(0.85)  # shown, never the headline
+    assert random["to_random"] == 1.0 and by[("a", 100.0, "shipped")]["to_random"] == 0.4
+    assert by[("a", 100.0, "default")]["to_random"] is None
+
+
+def test_search_quality_strategy_sets_any_study_key(sq, tmp_path):
+    from hpo.errors import ConfigError
+
+    text, source = sq.space_text("hyperparameters.yaml")
+    s = sq.parse_strategy("tpe-k2={type: TPE}|none|{keep_weights: {top: 2, per_backbone: 0}}")
+    space = sq.strategy_space(text, source, s, 7)
+    assert space.study.keep_weights == (2, 0)  # a study key the bench does not know by name
+    assert space.study.sampler.type == "TPE" and space.study.sampler.args["seed"] == 7
+    assert space.study.pruner is None and space.study.n_trials is None
+    shipped = sq.strategy_space(text, source, sq.parse_strategy("shipped"), 3)
+    assert shipped.study.sampler.type == "GP" and shipped.study.sampler.args["seed"] == 3
+    with pytest.raises(ConfigError, match=r"^--strategy bad: .*no_such_key"):
+        sq.strategy_space(text, source, sq.parse_strategy("bad=shipped|shipped|{no_such_key: 1}"),
+                          0)
+    with pytest.raises(ConfigError, match=r"^--strategy: .*LABEL=SAMPLER\|PRUNER"):
+        sq.parse_strategy("tpe")
+
+
+def test_search_quality_bad_strategy_is_one_line_exit_2(sq, capsys):
+    assert sq.main(["--strategy", "x=shipped|shipped|{no_such_key: 1}", "--estimate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("--strategy x: ")
+
+
+@pytest.mark.slow  # writes 1,797 PNGs: ~5 s idle, a minute on a loaded 2-core machine
+def test_search_quality_digits_folder_is_split_once(sq, tmp_path):
+    from PIL import Image
+
+    root = sq.digits_folder(50, 40, root=tmp_path)
+    assert sq.digits_folder(50, 40, root=tmp_path) == root  # written once, then reused
+
+    def files(part):
+        return {p.name: p.parent.name for p in (root / part).rglob("*.png")}
+
+    held, val, train = files("holdout"), files("search/val"), files("search/train")
+    assert (len(held), len(val), len(train)) == (50, 40, 1797 - 90)
+    assert not (held.keys() & val.keys()) and not (held.keys() & train.keys())
+    assert not (val.keys() & train.keys())
+    assert sorted(set(held.values())) == [str(d) for d in range(10)]  # stratified: every digit
+    with Image.open(next((root / "holdout").rglob("*.png"))) as im:
+        assert im.size == (32, 32) and im.mode == "RGB"
+
+
+@pytest.mark.slow
+def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
+        sq, tmp_path, capsys, monkeypatch):
+    import torch
+
+    results = tmp_path / "runs.txt"
+    argv = ["--quick", "--seeds", "0", "--trials-budget", "2", "--results", str(results),
+            "--strategies", "random", "default",
+            "--strategy", "tpe-k2={type: TPE}|none|{keep_weights: {top: 2, per_backbone: 1}}"]
+    monkeypatch.setattr(sys, "argv", [str(BENCH / "search_quality.py"), *argv])
+    monkeypatch.setenv("VCR_HPO_BENCH_CACHE", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    try:
+        assert sq.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    _command_line(out, "search_quality", "--quick")
+    runs = sq.read_runs([str(results)])
+    assert {(r["dataset"], r["strategy"]) for r in runs} == {
+        (d, s) for d in ("quick", "digits-quick") for s in ("random", "default", "tpe-k2")}
+    for r in runs:
+        assert 0.0 <= r["holdout"] <= 1.0 and r["seed"] == 0 and r["trials"] >= 1
+        if r["strategy"] == "default":  # equal compute: the whole budget, to half an epoch
+            epoch = r["final_charge"] / r["final_epochs"]  # (set-up is < 1 epoch here)
+            assert abs(r["used"] - r["budget"]) <= 0.5 * epoch + 1e-6
+            assert r["final_epochs"] >= 2 and r["search_charge"] == 0.0
+        else:  # the search crosses its half, the final run takes the rest
+            assert r["search_charge"] >= r["budget"] / 2 and r["final_epochs"] >= 1
+            assert r["used"] == pytest.approx(r["search_charge"] + r["final_charge"], abs=0.02)
+            assert r["curve"][-1][0] == r["search_charge"]
+            assert str(r["chosen_trial"]) in r["scored"]  # its kept weights were scored
+    (table,) = [t for t in tables(out) if t and "holdout" in t[0]]
+    capsys.readouterr()
+    assert sq.main(["--summarise", str(results)]) == 0  # the same table from the lines alone
+    again = capsys.readouterr().out
+    assert [t for t in tables(again) if t and "holdout" in t[0]] == [table]
+    assert "goal 1 (shipped" in again and "goal 3" in again
+    assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2"}
+
+
+@pytest.mark.parametrize(("left", "setup", "epoch"), [
+    (100.0, 0.3, 2.0), (100.0, 0.3, 2.9), (37.5, 1.2, 0.7), (5.0, 0.5, 3.0), (1000.0, 0.2, 13.3)])
+def test_search_quality_final_run_spends_its_budget_to_half_an_epoch(sq, left, setup, epoch):
+    n = sq.final_epochs(left, setup, epoch)
+    assert n >= 1 and abs(setup + n * epoch - left) <= epoch / 2 + 1e-9
+    assert sq.final_epochs(setup + 0.4 * epoch, setup, epoch) == 0  # under half an epoch left
+
+
+def test_search_quality_warns_when_one_label_ran_two_spaces(sq, tmp_path, capsys):
+    runs = _verdict_runs()
+    for r in runs:
+        r["fingerprint"] = "aaa"
+    assert sq.mixed_labels(runs) == []
+    runs[2]["fingerprint"] = "bbb"  # dataset a, shipped, seed 0: another space than its seeds
+    assert sq.mixed_labels(runs) == [("# warning: a @ 100 s: strategy shipped mixes runs of 2 "
+                                      "different spaces or specs; give each its own label")]
+    path = tmp_path / "r.txt"
+    path.write_text("".join(f"# run {json.dumps(r)}\n" for r in runs) + "# other comment\n")
+    assert sq.main(["--summarise", str(path)]) == 0
+    assert "# warning: a @ 100 s: strategy shipped mixes" in capsys.readouterr().out

@@ -54,7 +54,9 @@ def _readme_example() -> str:
 
 
 def test_readme_example_gives_the_same_study_as_the_cli(tiny_space, tmp_path, capsys):
-    space_file = tiny_space(epochs=1)
+    # the space fixes other values than the example's overrides, so they must reach the trials
+    space_file = tiny_space(epochs=2)
+    space_file.write_text(space_file.read_text().replace("image_size: 32", "image_size: 40"))
     tiny = ["epochs=1", "image_size=32"]
     assert main(["run", "--space", str(space_file), "--n-trials", "2", "--storage",
                  f"sqlite:///{tmp_path / 'cli.db'}", "--quiet", "--threads", "1",
@@ -68,7 +70,7 @@ def test_readme_example_gives_the_same_study_as_the_cli(tiny_space, tmp_path, ca
         assert word in code
         code = code.replace(word, instead)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
     result = scope["result"]
 
     cli = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'cli.db'}")
@@ -76,6 +78,9 @@ def test_readme_example_gives_the_same_study_as_the_cli(tiny_space, tmp_path, ca
     assert result.reason == "target reached" and result.finished == 2 and result.ran == 2
     assert result.counts["COMPLETE"] + result.counts["PRUNED"] == 2
     assert result.best is not None and result.best.number == top_trials(cli, 1)[0].number
+    for trial in result.study.trials:  # one epoch, not the space's two
+        assert list(trial.intermediate_values) == [0] and len(trial.user_attrs["epoch_seconds"]) == 1
+    assert result.study.user_attrs["overrides"] == {"epochs": 1, "image_size": 32}
     again = hpo.run_study(space_file, storage=f"sqlite:///{tmp_path / 'api.db'}", n_trials=2,
                           overrides={"epochs": 1, "image_size": 32}, threads=1)
     assert again.ran == 0 and len(again.study.trials) == 2  # a rerun at the target adds nothing

@@ -1,6 +1,7 @@
 """The installed `vcr-hpo` killed mid-trial (SIGKILL, SIGINT, SIGTERM to --workers 2), then rerun:
-the retried trial resumes from its origin's checkpoint after epoch 2, trains the 3 epochs
-left, and ends with the value of an uninterrupted run of the same params and seed."""
+the retried trial resumes from its origin's checkpoint, trains the epochs left, and ends with
+the values, metrics, confusion matrix and final weights (bit for bit) of an uninterrupted run of
+the same params and seed."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ study:
   n_trials: 1
   sampler: {{type: Random, seed: 3}}
   pruner: null
+  keep_weights: {{top: 2, per_backbone: 2}}  # both trials of the two-worker test
 hyperparameters:
   lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}}
   dropout: {{type: float, low: 0.0, high: 0.5, default: 0.1}}
@@ -53,7 +55,8 @@ def run(tmp_path, require):
     space = tmp_path / "kill.yaml"
     space.write_text(SPACE)
     env = {**os.environ, "VCR_HPO_HEARTBEAT": "1", "VCR_HPO_GRACE": str(GRACE),
-           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "VCR_HPO_CHECKPOINT_RATIO": "0"}  # every epoch: these tiny epochs cost less
     db = tmp_path / "s.db"
     args = ["run", "--space", str(space), "--storage", f"sqlite:///{db}", "--threads", "1",
             "--quiet"]
@@ -104,22 +107,57 @@ def _wait_for_checkpoint(db: Path, artifacts: Path, proc, epoch: int = 2,
     raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s: {proc.communicate()}")
 
 
-def _reference(db: Path, params: dict) -> optuna.trial.FrozenTrial:
-    """The same params and seed trained uninterrupted, by the same objective, in-process."""
+def _wait_for_both(db: Path, artifacts: Path, proc, timeout: float = 300.0) -> dict[int, int]:
+    """Trial number -> saved epoch, once both RUNNING trials hold a checkpoint of 1..EPOCHS-1
+    epochs (so both have something to resume from and neither has ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        numbers = []
+        if db.exists():
+            with sqlite3.connect(db, timeout=30) as conn:
+                try:
+                    numbers = [n for (n,) in conn.execute(
+                        "SELECT number FROM trials WHERE state = 'RUNNING' ORDER BY number")]
+                except sqlite3.OperationalError:  # tables not created yet
+                    pass
+        saved = {n: _saved_epoch(artifacts / f"checkpoints/trial-{n}.pt") for n in numbers}
+        if len(saved) == 2 and all(e is not None and 1 <= e < EPOCHS for e in saved.values()):
+            return saved
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no two checkpoints within {timeout} s: {proc.communicate()}")
+
+
+def _reference(db: Path, params: dict) -> tuple[optuna.trial.FrozenTrial, dict]:
+    """The same params and seed trained uninterrupted, by the same objective and weight keeping,
+    in-process: the trial and its final weights."""
     import hpo
+    from hpo.artifacts import artifact_store
+    from hpo.checkpoint import keep_best_weights
     from hpo.objective import Objective
 
     space = hpo.load_space(db.parent / "kill.yaml")
-    ref = optuna.create_study(storage=f"sqlite:///{db.parent / 'ref.db'}", study_name="ref",
-                              direction="maximize", load_if_exists=True)
+    url = f"sqlite:///{db.parent / 'ref.db'}"
+    name = f"ref{len(list(db.parent.glob('ref*-artifacts')))}"
+    ref = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    store = artifact_store(url, name, str(db.parent / f"{name}-artifacts"))
     ref.enqueue_trial(params)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ref.optimize(Objective(space), n_trials=1)
+        ref.optimize(Objective(space, artifacts=store), n_trials=1,
+                     callbacks=[keep_best_weights(store)])
     finally:
         torch.set_num_threads(threads)
-    return ref.trials[-1]
+    return ref.trials[-1], _weights(ref, store, 0, db.parent / f"{name}.pt")
+
+
+def _weights(study: optuna.Study, store, number: int, dest: Path) -> dict:
+    from hpo.checkpoint import read_weights
+
+    assert read_weights(store, study, number, dest) is not None, f"trial {number}: no weights kept"
+    return torch.load(dest, map_location="cpu", weights_only=True)
 
 
 def _assert_resumed(db: Path, origin: int, epoch: int, artifacts: Path, compare: bool = True):
@@ -133,10 +171,20 @@ def _assert_resumed(db: Path, origin: int, epoch: int, artifacts: Path, compare:
     assert retry.user_attrs["resumed_from_trial"] == origin
     assert len(retry.user_attrs["epoch_seconds"]) == EPOCHS - epoch  # epochs it trained itself
     assert sorted(retry.intermediate_values) == list(range(EPOCHS))  # one curve for the pruner
-    if compare:
-        ref = _reference(db, retry.params)
+    if compare:  # the whole resumed state: every epoch's value, metrics, confusion, weights
+        from hpo.artifacts import artifact_store
+
+        ref, ref_weights = _reference(db, retry.params)
         assert retry.intermediate_values == ref.intermediate_values
         assert retry.value == ref.value
+        for key in ("best_epoch", "best_metrics", "confusion"):
+            assert retry.user_attrs[key] == ref.user_attrs[key], key
+        got = _weights(study, artifact_store(f"sqlite:///{db}", "kill", str(artifacts)),
+                       retry.number, db.parent / f"retry-{retry.number}.pt")
+        assert got["epoch"] == ref_weights["epoch"] and got["config"] == ref_weights["config"]
+        assert got["model"].keys() == ref_weights["model"].keys()
+        for name, tensor in ref_weights["model"].items():
+            assert torch.equal(got["model"][name], tensor), name
     assert not list((artifacts / "checkpoints").glob("*.pt"))  # dropped when the trials ended
     return study
 
@@ -153,7 +201,7 @@ def test_sigkill_after_epoch_2_resumes_at_epoch_2(run):
     study = _assert_resumed(db, number, 2, artifacts)
     from hpo.checkpoint import kept_weights
 
-    assert len(kept_weights(study)) == 1  # top 1 of the study = top 1 of its one backbone
+    assert len(kept_weights(study)) == 1  # the study's one trial
 
 
 def test_sigint_after_epoch_2_resumes_at_epoch_2(run):
@@ -171,17 +219,15 @@ def test_sigint_after_epoch_2_resumes_at_epoch_2(run):
 def test_sigterm_to_two_workers_resumes_both_trials(run):
     start, again, db, artifacts = run
     proc = start("--workers", "2", "--n-trials", "2")
-    number = _wait_for_checkpoint(db, artifacts, proc)
+    waited = _wait_for_both(db, artifacts, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     study = optuna.load_study(study_name="kill", storage=f"sqlite:///{db}")
     stopped = [t.number for t in study.trials if t.user_attrs.get("interrupted") == "SIGTERM"]
-    assert number in stopped and len(stopped) == 2, [(t.number, t.state) for t in study.trials]
+    assert sorted(stopped) == sorted(waited), [(t.number, t.state) for t in study.trials]
     saved = {n: _saved_epoch(artifacts / f"checkpoints/trial-{n}.pt") for n in stopped}
-    assert saved[number] == 2
+    assert all(saved[n] is not None and saved[n] >= waited[n] for n in stopped), (saved, waited)
     again("--workers", "2", "--n-trials", "2")
-    _assert_resumed(db, number, 2, artifacts)
-    for other in set(stopped) - {number}:
-        if saved[other]:  # it had saved a checkpoint before the signal: resumed from there
-            _assert_resumed(db, other, saved[other], artifacts, compare=False)
+    for number in stopped:  # both had saved a checkpoint before the signal: both resume from it
+        _assert_resumed(db, number, saved[number], artifacts)

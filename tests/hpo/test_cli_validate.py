@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,10 +80,9 @@ def test_validate_missing_space_option_is_usage_error(capsys):
 
 
 @pytest.mark.slow
-def test_installed_console_script_validates(tmp_path):
+def test_installed_console_script_validates(tmp_path, installed_vcr_hpo):
     """As a user runs it: the installed `vcr-hpo` script, from another folder."""
-    exe = shutil.which("vcr-hpo")
-    cmd = [exe] if exe else [sys.executable, "-m", "hpo.cli"]
+    cmd = [installed_vcr_hpo]
     ok = subprocess.run([*cmd, "validate", "--space", "vcr_full.yaml"], cwd=tmp_path,
                         capture_output=True, text=True, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr

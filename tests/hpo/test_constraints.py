@@ -1,9 +1,11 @@
 """Out of memory as a constraint: infeasible trials are COMPLETE with a violated constraint, never
-best, visible as such, and TPE learns to avoid them (a fixed memory budget stands in for a GPU)."""
+best, visible as such; TPE learns to avoid them because they are COMPLETE (not FAILed), and the
+constraint keeps them below pruned trials (a fixed memory budget stands in for a GPU)."""
 
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import optuna
@@ -13,7 +15,13 @@ from optuna.trial import TrialState
 
 import hpo
 from hpo.cli import main
-from hpo.constraints import INFEASIBLE_ATTR, infeasible_values, is_infeasible, is_out_of_memory
+from hpo.constraints import (
+    INFEASIBLE_ATTR,
+    constraint_values,
+    infeasible_values,
+    is_infeasible,
+    is_out_of_memory,
+)
 from hpo.memory import MEMORY_CAP_ENV, MemoryBudgetError
 from hpo.study import build_storage, run_trials, study_status, top_trial_ids, top_trials
 
@@ -81,6 +89,8 @@ def test_a_trial_over_the_budget_is_infeasible_never_best_and_says_why(monkeypat
         assert t.user_attrs[INFEASIBLE_ATTR] == "out of memory"
         assert "over $VCR_HPO_MEMORY_CAP_MB=1" in t.user_attrs["fail_reason"]
         assert is_infeasible(t)
+    with pytest.raises(ValueError, match="No feasible trials"):  # Optuna reads the constraint
+        _ = study.best_trial
     monkeypatch.delenv(MEMORY_CAP_ENV)
     result = hpo.run_study("s.yaml", storage=url, n_trials=3, threads=1)  # one feasible trial
     study = optuna.load_study(study_name="oom", storage=url)
@@ -110,6 +120,47 @@ def test_sql_ranking_skips_an_infeasible_trial_with_a_finite_value(tmp_path):
     assert [t.number for t in top_trials(study)] == [2, 0]
     ids = top_trial_ids(storage, study._study_id, 5, maximize=True)
     assert [storage.get_trial(i).number for i in ids] == [2, 0]
+
+
+def _tpe_infeasible_proposals(seed: int, constrained: bool) -> int:
+    """Infeasible proposals among 20 TPE trials after 10 random ones, in a study where 3 of 4
+    feasible trials are pruned after one report (as under a pruner) and batches over _LIMIT run
+    out of memory. The infeasible ones are told as the objective tells them (worst value and
+    `constraint_values`); `constrained=False` gives them the feasible constraint list instead."""
+    from optuna.distributions import IntDistribution
+
+    from hpo.study._optuna import set_constraints
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10))
+    rng = random.Random(seed)
+    over = 0
+    for i in range(30):
+        trial = study.ask({"batch_size": IntDistribution(2, 64)})
+        batch = trial.params["batch_size"]
+        if batch > _LIMIT:
+            over += i >= 10
+            set_constraints(trial, constraint_values("out of memory" if constrained else None))
+            study.tell(trial, -math.inf)
+        elif rng.random() < 0.75:
+            trial.report(batch / _LIMIT, 0)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            set_constraints(trial, constraint_values(None))
+            study.tell(trial, batch / _LIMIT)
+    return over
+
+
+def test_the_constraint_ranks_out_of_memory_trials_below_pruned_ones_for_tpe():
+    """The -inf value alone already ranks an infeasible trial below every feasible COMPLETE one,
+    so without pruning the constraint changes nothing for TPE. With most trials pruned, TPE's
+    best group takes COMPLETE trials first: a -inf trial without the violated constraint lands
+    in it and TPE proposes near it; with the constraint it ranks below every pruned trial."""
+    with_c = [_tpe_infeasible_proposals(seed, True) for seed in range(8)]
+    without = [_tpe_infeasible_proposals(seed, False) for seed in range(8)]
+    print(f"infeasible proposals in trials 10-29, seeds 0-7: with the constraint {with_c}, "
+          f"without {without}")
+    assert sum(with_c) <= sum(without) - 10, (with_c, without)
 
 
 def _infeasible_share(seed: int, constrained: bool, monkeypatch) -> tuple[int, int, list]:
@@ -146,7 +197,11 @@ def _infeasible_share(seed: int, constrained: bool, monkeypatch) -> tuple[int, i
 
 
 @pytest.mark.slow
-def test_tpe_with_the_constraint_proposes_fewer_infeasible_configs(monkeypatch):
+def test_tpe_proposes_fewer_infeasible_configs_when_oom_trials_are_complete_not_failed(monkeypatch):
+    """What the gain comes from: an out-of-memory trial told COMPLETE with the worst value (and
+    the constraint) against the same trial FAILed, which no sampler sees. Without pruning the
+    constraint itself adds nothing for TPE here (the -inf value already ranks the trial last);
+    see test_the_constraint_ranks_out_of_memory_trials_below_pruned_ones_for_tpe."""
     with_c = without = 0
     for seed in (0, 1):
         n, total, best = _infeasible_share(seed, True, monkeypatch)
@@ -156,6 +211,6 @@ def test_tpe_with_the_constraint_proposes_fewer_infeasible_configs(monkeypatch):
         n, _, best = _infeasible_share(seed, False, monkeypatch)
         without += n
         assert best and best[0].params["batch_size"] <= _LIMIT
-    print(f"infeasible proposals in trials 10-19, seeds 0 and 1: with the constraint "
-          f"{with_c}/20, without {without}/20")
+    print(f"infeasible proposals in trials 10-19, seeds 0 and 1: told COMPLETE {with_c}/20, "
+          f"FAILed {without}/20")
     assert with_c <= without - 3 and with_c <= 0.6 * without, (with_c, without)

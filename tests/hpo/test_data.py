@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from hpo import data as data_mod
+from hpo._sources import source_items
 from hpo.config import TrainConfig
 from hpo.data import (
     COLOUR_CLASSES,
@@ -314,14 +315,49 @@ def test_check_data_source_rejects_with_one_clear_line(tmp_path, make, expected)
     assert msg.startswith("data: ") and "\n" not in msg and ", got " in msg
 
 
-def test_check_data_source_accepts_synthetic_and_good_sources(tmp_path):
-    check_data_source("synthetic")
-    check_data_source(str(_imagefolder(tmp_path / "cars", per_class=1)))
+def _manifest(p):
+    for name in ("a.png", "b.png", "c.png"):
+        _write(p / "img" / name, (1, 2, 3))
+    (p / "m.jsonl").write_text('{"path": "img/a.png", "label": "red"}\n'
+                               '{"path": "img/b.png", "label": "blue"}\n'
+                               '{"path": "img/c.png", "label": 3}\n')
+    return p / "m.jsonl"
+
+
+def _train_val(p):
+    for split in ("train", "val"):
+        _imagefolder(p / "tv" / split, per_class=1)
+    return p / "tv"
+
+
+@pytest.mark.parametrize(("make", "n_items", "classes"), [
+    (lambda p: _imagefolder(p / "cars", per_class=2), 2 * len(COLOURS), len(COLOURS)),
+    (_train_val, 2 * len(COLOURS), len(COLOURS)),
+    (_manifest, 3, 3),
+], ids=["imagefolder", "train-val", "manifest"])
+def test_check_data_source_accepts_good_sources_and_reads_them(tmp_path, make, n_items, classes):
+    source = str(make(tmp_path))
+    check_data_source(source)
+    items = source_items(source, "data")
+    assert len(items) == n_items and len({i.label for i in items}) == classes
+    assert all(i.path.is_file() for i in items)
+
+
+def test_check_data_source_accepts_synthetic_without_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_data_source("synthetic")  # no file named "synthetic" is looked for
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        check_data_source("synthetic2")
 
 
 # --------------------------------------------------------------------------- shared cache file
 
-_LINUX = pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
+@pytest.fixture
+def _linux(require):
+    require("Linux /proc/self/smaps", os.path.exists("/proc/self/smaps"), "run the tests on Linux")
+
+
+_LINUX = pytest.mark.usefixtures("_linux")
 
 # Loads the set as a trial would, touches every page, reports, then waits for one command.
 _CHILD = """

@@ -179,18 +179,53 @@ def test_each_worker_process_receives_its_cuda_visible_devices(
     assert all(s["fake"] is None for s in seen)  # a worker sees its one GPU, not the simulation
 
 
+# Loaded by every worker process through PYTHONPATH: records the process's environment once and,
+# on each trial, which process ran it. It only observes; the run is vcr-hpo's own.
+_OBSERVER = """\
+import json, os
+_out = os.environ["VCR_HPO_TEST_OBSERVE"]
+_env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "VCR_HPO_GPU", "VCR_HPO_FAKE_GPUS")}
+with open(os.path.join(_out, f"{os.getpid()}.json"), "w") as f:
+    json.dump(_env, f)
+import hpo.objective
+_call = hpo.objective.Objective.__call__
+def _observed(self, trial):
+    trial.set_user_attr("test_worker", [os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES")])
+    return _call(self, trial)
+hpo.objective.Objective.__call__ = _observed
+"""
+
+
 @pytest.mark.slow
-def test_run_with_workers_auto_on_simulated_gpus_finishes(tmp_path, monkeypatch):
-    """Two simulated GPUs: two real worker processes, each with its own CUDA_VISIBLE_DEVICES;
-    torch finds no GPU in them, so they train on the CPU, and the study still finishes."""
+def test_run_with_workers_auto_on_simulated_gpus_places_one_worker_per_gpu(tmp_path, monkeypatch):
+    """Two simulated GPUs: two real worker processes, each with its own CUDA_VISIBLE_DEVICES
+    (and VCR_HPO_GPU, never the simulation); every trial ran in one of them. torch finds no GPU
+    in them, so they train on the CPU, and the study still finishes."""
+    import os
+
     import hpo
 
+    observer = tmp_path / "observer"
+    observer.mkdir()
+    (observer / "sitecustomize.py").write_text(_OBSERVER)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(observer), str(Path(hpo.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("VCR_HPO_TEST_OBSERVE", str(seen))
     monkeypatch.setenv(FAKE_GPUS_ENV, "2")
     Path("s.yaml").write_text(_SPACE)
     url = f"sqlite:///{tmp_path / 'w.db'}"
     result = hpo.run_study("s.yaml", storage=url, n_trials=3, workers="auto", threads=1)
     assert result.finished >= 3
+    workers = {int(f.stem): json.loads(f.read_text()) for f in seen.glob("*.json")}
+    assert sorted(w["CUDA_VISIBLE_DEVICES"] for w in workers.values()) == ["0", "1"], workers
+    assert all(w["VCR_HPO_GPU"] == w["CUDA_VISIBLE_DEVICES"] and w["VCR_HPO_FAKE_GPUS"] is None
+               for w in workers.values()), workers
     study = optuna.load_study(study_name="gpus", storage=url)
+    for t in study.trials:
+        pid, cuda = t.user_attrs["test_worker"]
+        assert workers[pid]["CUDA_VISIBLE_DEVICES"] == cuda  # ran in a worker, under its GPU
     assert all(t.user_attrs.get("device") == "cpu" for t in study.trials if t.values)
 
 

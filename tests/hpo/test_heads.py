@@ -60,12 +60,12 @@ def test_heads_registry_names():
 
 def test_unknown_fusion_lists_options():
     with pytest.raises(UnknownNameError, match="Options: last, msff, simple_concat"):
-        build_head("concat", {"c2": 8, "c3": 8, "c4": 8, "c5": 8}, 3)
+        build_head("concat", {"c2": 8, "c3": 8, "c4": 8, "c5": 8}, 3, 0.0)
 
 
 def test_frozen_backbone_gets_no_gradient_and_keeps_batchnorm_statistics():
     backbone = create_backbone("resnet18")
-    head = build_head("msff", backbone.get_feature_channels(), 3)
+    head = build_head("msff", backbone.get_feature_channels(), 3, 0.0)
     model = VcrClassifier(backbone, head, freeze_backbone=True).train()
     assert not backbone.training and head.training
     stats = backbone.stem[1].running_mean.clone()

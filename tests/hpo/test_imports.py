@@ -125,7 +125,7 @@ def test_import_graph_sees_the_known_edges():
     """The walker itself: relative, absolute, function-level and package-parent edges."""
     graph = import_graph()
     assert "hpo.algorithms" in graph["hpo.space._study"]  # `from ..algorithms import ...`
-    assert "backbones.registry" in graph["hpo.algorithms"]  # absolute
+    assert "backbones" in graph["hpo.algorithms"]  # absolute
     assert "hpo.space" in graph["hpo.cli._catalog"]  # only inside command functions
     assert "hpo.space" not in graph["hpo.algorithms"]  # TYPE_CHECKING only
     assert "hpo.space._types" in graph["hpo.space"]  # a package's own __init__
@@ -135,6 +135,34 @@ def test_import_graph_sees_the_known_edges():
 def test_find_cycles_reports_a_cycle():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _direction_faults(graph: dict[str, set[str]]) -> list[str]:
+    """Edges against the package direction: backbones -> hpo, or hpo -> a backbones submodule."""
+    faults = []
+    for module, deps in sorted(graph.items()):
+        top = module.partition(".")[0]
+        for dep in sorted(deps):
+            if top == "backbones" and dep.partition(".")[0] == "hpo":
+                faults.append(f"{module} imports {dep}: backbones is a leaf and knows nothing of hpo")
+            elif top == "hpo" and dep.startswith("backbones."):
+                faults.append(f"{module} imports {dep}: hpo uses only `from backbones import ...`")
+    return faults
+
+
+def test_direction_faults_are_found():
+    """The rule itself, on a made-up graph: both directions caught, the public package allowed."""
+    graph = {"backbones.base": {"hpo.errors"}, "hpo.losses": {"backbones", "backbones.registry"},
+             "hpo.heads": {"backbones"}}
+    assert _direction_faults(graph) == [
+        "backbones.base imports hpo.errors: backbones is a leaf and knows nothing of hpo",
+        "hpo.losses imports backbones.registry: hpo uses only `from backbones import ...`"]
+
+
+def test_backbones_is_a_leaf_and_hpo_uses_only_its_public_names():
+    """backbones imports nothing of hpo; hpo imports `backbones` itself, never a submodule."""
+    faults = _direction_faults(import_graph())
+    assert not faults, "\n".join(faults)
 
 
 def test_no_import_cycles():

@@ -31,7 +31,7 @@ def test_losses_registry_names():
 
 def test_cross_entropy_equals_hand_computed():
     expected = sum(_hand_ce(i) for i in range(4)) / 4
-    assert CrossEntropy()(LOGITS, TARGET).item() == pytest.approx(expected, rel=1e-6)
+    assert CrossEntropy(0.0)(LOGITS, TARGET).item() == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -47,7 +47,7 @@ def test_focal_matches_hand_computed_at_gamma_two():
     for i in range(4):
         p = _softmax_row(LOGITS[i].tolist())[int(TARGET[i])]
         terms.append(alpha * (1 - p) ** gamma * -math.log(p))
-    got = FocalLoss(gamma=gamma, alpha=alpha)(LOGITS, TARGET).item()
+    got = FocalLoss(gamma=gamma, alpha=alpha, label_smoothing=0.0)(LOGITS, TARGET).item()
     assert got == pytest.approx(sum(terms) / 4, rel=1e-6)
     # down-weights easy examples: strictly below alpha * CE
     assert got < alpha * F.cross_entropy(LOGITS, TARGET).item()
@@ -60,7 +60,7 @@ def _hand_weighted_ce(weights: list[float]) -> float:
 
 def test_smooth_modulation_weights_first_and_last_epoch():
     counts, tau, epochs = [100, 10, 1], 1.0, 5
-    loss = SmoothModulationLoss(counts, tau=tau)
+    loss = SmoothModulationLoss(counts, tau=tau, label_smoothing=0.0)
     raw = [1 / 100, 1 / 10, 1.0]  # (1/n_c)^tau
     target = [w / (sum(raw) / 3) for w in raw]  # normalised to mean 1
 
@@ -77,7 +77,7 @@ def test_smooth_modulation_weights_first_and_last_epoch():
 
 
 def test_smooth_modulation_tau_zero_stays_uniform():
-    loss = SmoothModulationLoss([500, 5, 1], tau=0.0)
+    loss = SmoothModulationLoss([500, 5, 1], tau=0.0, label_smoothing=0.0)
     loss.set_epoch(9, 10)
     assert loss.weights.tolist() == pytest.approx([1.0, 1.0, 1.0])
 

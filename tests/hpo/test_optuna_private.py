@@ -110,8 +110,7 @@ def test_base_heartbeat_is_the_interface_rdb_storage_implements(study):
             "get_heartbeat_stale_trial_callback"} <= set(base.__abstractmethods__)
 
 
-def test_grpc_proxy_server_binds_without_starting():
-    pytest.importorskip("grpc")
+def test_grpc_proxy_server_binds_without_starting(grpc_extra):
     from concurrent.futures import ThreadPoolExecutor
 
     server = _optuna.grpc_proxy_server(optuna.storages.InMemoryStorage(), "127.0.0.1", 0,

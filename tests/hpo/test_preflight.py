@@ -36,7 +36,7 @@ def _one_line(capsys) -> str:
 
 
 def _baseline(space):
-    return space.config_for({p.name: p.baseline() for p in space.params if p.enabled({})})
+    return space.config_for(space.baseline())
 
 
 def test_missing_pretrained_weights_name_every_backbone_choice(weight_caches, no_network):
@@ -65,11 +65,16 @@ def test_searched_pretrained_counts_as_asking_for_weights(weight_caches, no_netw
         check_weights(space, _baseline(space), where="s.yaml")
 
 
-def test_weights_file_present_passes(weight_caches, tmp_path):
+def test_weights_file_present_passes_and_is_the_file_checked(weight_caches, tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
     space = parse_search_space(_SPACE.format(extra="", fixed=f"  pretrained: true\n  weights: {weights}"))
+    assert [name for name, _ in weight_backbones(space, _baseline(space))] == [
+        "resnet18", "efficientnet_b0"]
     check_weights(space, _baseline(space), where="s.yaml")
+    weights.unlink()  # the same space without the file: the check looked at that file
+    with pytest.raises(ConfigError, match=r"fixed\.weights.*w\.pth"):
+        check_weights(space, _baseline(space), where="s.yaml")
 
 
 def test_missing_weights_file_through_validate(weight_caches, tmp_path, capsys):
@@ -87,19 +92,19 @@ def test_missing_weights_override_through_run(weight_caches, tiny_space, tmp_pat
     assert not (tmp_path / "studies").exists()
 
 
-@pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_absent_cuda_device_exits_2_and_writes_nothing(command, tiny_space, tmp_path, capsys):
+    absent = f"cuda:{max(torch.cuda.device_count(), 7)}"  # no such GPU, even with 8 or more
     argv = [command, "--space", str(tiny_space())]
     if command == "run":
-        argv += ["--device", "cuda:7"]
+        argv += ["--device", absent]
     else:
-        text = tiny_space().read_text().replace("device: cpu", "device: cuda:7")
+        text = tiny_space().read_text().replace("device: cpu", f"device: {absent}")
         (tmp_path / "gpu.yaml").write_text(text)
         argv = [command, "--space", str(tmp_path / "gpu.yaml")]
     assert main(argv) == 2
     line = _one_line(capsys)
-    assert "cuda:7" in line and "CUDA device present here" in line
+    assert absent in line and "CUDA device present here" in line
     assert not (tmp_path / "studies").exists()
 
 
@@ -129,12 +134,10 @@ def test_undecodable_image_stops_train_too(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_storage_without_its_driver_is_one_line(tiny_space, tmp_path, capsys):
-    pytest.importorskip("sqlalchemy")
-    import importlib.util
+def test_storage_without_its_driver_is_one_line(tiny_space, tmp_path, capsys, monkeypatch):
+    import sys
 
-    if importlib.util.find_spec("MySQLdb") is not None:
-        pytest.skip("mysqlclient is installed here")
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)  # missing, installed or not
     url = "mysql://user:secret@localhost/vcr"
     assert main(["run", "--space", str(tiny_space()), "--storage", url]) == 2
     line = _one_line(capsys)

@@ -24,13 +24,12 @@ from hpo.study._lockfree import admission
 from tests._net import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-grpc = pytest.importorskip("grpc", reason='needs the grpc extra: pip install -e ".[grpc]"')
 
 VCR = shutil.which("vcr-hpo")
 
 
 @pytest.fixture
-def proxy_url():
+def proxy_url(grpc_extra):
     """Optuna's gRPC proxy over an in-memory storage, served from this process on loopback."""
     port = free_port()
     server = _optuna.grpc_proxy_server(optuna.storages.InMemoryStorage(), "127.0.0.1", port,
@@ -279,10 +278,9 @@ def _peak_connections(url: str, proc) -> int:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_eight_workers_through_the_proxy_on_postgres(postgres_url, tiny_space, tmp_path):
+def test_eight_workers_through_the_proxy_on_postgres(postgres_url, tiny_space, tmp_path,
+                                                     grpc_extra, installed_vcr_hpo):
     """The must-show: PostgreSQL behind the proxy, `vcr-hpo run --workers 8` through it."""
-    if VCR is None:
-        pytest.skip("vcr-hpo is not installed (pip install -e .)")
     proc, grpc_url = _start_proxy(postgres_url, tmp_path)
     try:
         space = tiny_space(epochs=1)

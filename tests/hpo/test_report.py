@@ -10,6 +10,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from hpo.attrs import ATTR_SPACE_YAML
 from hpo.cli import main
 from hpo.report import (
     NA_LABEL,
@@ -20,7 +21,6 @@ from hpo.report import (
     tradeoffs,
     write_full_report,
 )
-from hpo.study import ATTR_SPACE_YAML
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

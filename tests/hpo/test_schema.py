@@ -13,8 +13,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from hpo.algorithms import ALIASES, PRUNERS, SAMPLERS, _annotation_kinds, check_algorithm_args
+from hpo.algorithms import (
+    ALIASES,
+    NESTED_PRUNER_ARGS,
+    PRUNERS,
+    SAMPLERS,
+    _annotation_kinds,
+    check_algorithm_args,
+)
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
+from hpo.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 from hpo.names import STUDY_NAME
 from hpo.portfolio import PORTFOLIO_FILE
 from hpo.space import METRICS, PARAM_TYPES, schema
@@ -49,7 +57,7 @@ def _algorithm_defs(kind: str) -> dict:
         for arg, p in inspect.signature(reg.get(name)).parameters.items():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
-            if kind == "pruner" and name == "Patient" and arg == "wrapped_pruner":
+            if kind == "pruner" and (name, arg) in NESTED_PRUNER_ARGS:
                 props[arg] = {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/pruner"}]}
                 continue
             if kind == "sampler" and name == "Grid" and arg == "search_space":
@@ -62,7 +70,8 @@ def _algorithm_defs(kind: str) -> dict:
         if "seed" in props:
             props["seed"] = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1}
         required = [a for a, p in inspect.signature(reg.get(name)).parameters.items()
-                    if p.default is inspect.Parameter.empty and a in props and a != "wrapped_pruner"]
+                    if p.default is inspect.Parameter.empty and a in props
+                    and (name, a) not in NESTED_PRUNER_ARGS]
         branch = {"if": {"properties": {"type": {"enum": _aliases(name)}}},
                   "then": {"properties": props, "additionalProperties": False}}
         if required:
@@ -160,6 +169,14 @@ def build_schema() -> dict:
                                             "(steps = training images seen); null: epoch ends"},
             "report_val_images": {"type": "integer", "minimum": 1,
                                   "description": "validation images a mid-epoch report scores"},
+            "fidelity": {"enum": [*FIDELITIES, None],
+                         "description": "what a pruner step counts: epochs (default) or seconds "
+                                        "of training (reports on a grid of report_seconds)"},
+            "report_seconds": {"type": "integer", "minimum": 1,
+                               "description": "seconds of training between reports with "
+                                              f"fidelity: seconds (default "
+                                              f"{DEFAULT_REPORT_SECONDS}); pruner step args are "
+                                              "then seconds"},
             "portfolio": {"type": ["integer", "null"], "minimum": 0,
                           "description": "shipped start-up portfolio entries enqueued after "
                                          "trial 0, projected onto this space (hpo.portfolio); "
@@ -214,7 +231,9 @@ def test_schema_is_valid_draft_2020_12():
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
 def test_shipped_space_validates_against_schema(path):
-    jsonschema.Draft202012Validator(schema()).validate(_load(path))
+    errors = [f"{list(e.absolute_path)}: {e.message}"
+              for e in jsonschema.Draft202012Validator(schema()).iter_errors(_load(path))]
+    assert errors == []
 
 
 def test_shipped_spaces_exist():

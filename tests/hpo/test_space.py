@@ -184,6 +184,26 @@ def test_space_default_params_none_without_defaults():
     assert _space("lr: {type: float, low: 0.01, high: 0.1}").default_params() is None
 
 
+def test_space_baseline_without_defaults_walks_the_conditions():
+    """Central values; a conditional parameter is in when its parent's baseline enables it."""
+    space = _space("optimizer: {type: categorical, choices: [sgd, adam]}\n"
+                   "momentum: {type: float, low: 0.8, high: 0.9, when: {optimizer: sgd}}\n"
+                   "loss_fn: {type: categorical, choices: [cross_entropy, focal]}\n"
+                   "focal_gamma: {type: float, low: 1.0, high: 4.0, when: {loss_fn: focal}}\n"
+                   "lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}")
+    assert space.default_params() is None
+    assert space.baseline() == {"optimizer": "sgd", "momentum": pytest.approx(0.85),
+                                "loss_fn": "cross_entropy", "lr": pytest.approx(1e-3)}
+    space.config_for(space.baseline())  # a valid TrainConfig
+
+
+def test_space_baseline_is_the_enqueued_trial_when_there_are_defaults():
+    space = _space("optimizer: {type: categorical, choices: [sgd, adam], default: adam}\n"
+                   "momentum: {type: float, low: 0.8, high: 0.9, when: {optimizer: sgd}}\n"
+                   "lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, default: 0.005}")
+    assert space.baseline() == space.default_params() == {"optimizer": "adam", "lr": 0.005}
+
+
 def test_space_active_follows_chain():
     space = _space("optimizer: {type: categorical, choices: [sgd, adam]}\n"
                    "momentum: {type: categorical, choices: [0.8, 0.9], when: {optimizer: sgd}}\n"

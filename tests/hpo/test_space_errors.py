@@ -194,8 +194,8 @@ BAD = [
     ("study_timeout_negative", ST, S("{timeout: -5}"), "study.timeout", "must be positive"),
     ("study_timeout_inf", SE, S("{timeout: .inf}"), "study.timeout", "must be finite"),
     ("study_stall_without_isolation", SE, S("{trial_stall_timeout: 60}"),
-     "study.trial_stall_timeout", "applies to trial_isolation: process only, got 60. Add "
-     "trial_isolation: process"),
+     "study.trial_stall_timeout", ("applies to trial_isolation: process only, got 60. Add "
+                                   "trial_isolation: process")),
     ("study_stall_zero", ST, S("{trial_isolation: process, trial_stall_timeout: 0}"),
      "study.trial_stall_timeout", "must be positive (seconds) or null, got 0"),
     ("study_stall_text", ST, S("{trial_isolation: process, trial_stall_timeout: ten}"),

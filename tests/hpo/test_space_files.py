@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -23,11 +25,16 @@ _SPACE = "study: {{name: {name}}}\nhyperparameters:\n  lr: {{type: float, low: 0
 
 
 def test_shipped_spaces_are_the_source_folder():
+    """In a checkout the package's folder is a link to search_spaces/ (one copy of each file;
+    the built wheel's copies are compared byte for byte in test_built_wheel_ships_the_spaces)."""
+    link = ROOT / "hpo" / "search_spaces"
+    assert link.is_symlink() and link.resolve() == (ROOT / "search_spaces").resolve()
     shipped = shipped_spaces()
     assert [s.name for s in shipped] == SOURCE_SPACES
     for s in shipped:
-        assert s.read_text() == (ROOT / "search_spaces" / s.name).read_text(encoding="utf-8")
+        assert Path(str(s.resource)).resolve() == (ROOT / "search_spaces" / s.name).resolve()
         assert s.description and not s.description.startswith(("#", "yaml-language-server"))
+        assert f"# {s.description}" in s.read_text()
 
 
 def test_bare_name_lookup_order(tmp_path, monkeypatch):
@@ -102,8 +109,7 @@ def test_built_wheel_ships_the_spaces(tmp_path):
                    capture_output=True, cwd=tmp_path)
     wheel = next(dist.glob("vcr_hpo-*.whl"))
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
-    python = env_dir / "bin" / "python"
+    python = _venv_with_this_interpreters_packages(env_dir)
     # --ignore-installed: the venv sees this machine's editable install and would skip the wheel
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
                     "--ignore-installed", "-q", str(wheel)],
@@ -114,6 +120,10 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     where = subprocess.run([str(python), "-c", "import hpo; print(hpo.__file__)"], cwd=empty,
                            env=env, capture_output=True, text=True, check=True, timeout=60)
     assert Path(where.stdout.strip()).is_relative_to(env_dir), where.stdout  # not the checkout
+    seen = subprocess.run([str(python), "-c", "import sys; print('\\n'.join(sys.path))"],
+                          cwd=empty, env=env, capture_output=True, text=True, check=True,
+                          timeout=60).stdout.splitlines()
+    assert sysconfig.get_paths()["purelib"] in seen  # this interpreter's packages, venv or not
     exe = str(env_dir / "bin" / "vcr-hpo")
     out = subprocess.run([exe, "validate", "--space", "hyperparameters.yaml"], cwd=empty, env=env,
                          capture_output=True, text=True, timeout=300, check=False)
@@ -131,3 +141,26 @@ def test_built_wheel_ships_the_spaces(tmp_path):
                              capture_output=True, text=True, timeout=60, check=False)
     assert shipped.returncode == 0 and int(shipped.stdout) >= 1, shipped.stderr
     assert list(empty.iterdir()) == []  # nothing written
+    shipped = Path(where.stdout.strip()).parent / "search_spaces"
+    assert not shipped.is_symlink()  # a copy in the wheel, the same bytes as the source
+    assert sorted(p.name for p in shipped.glob("*.yaml")) == SOURCE_SPACES
+    for name in SOURCE_SPACES:
+        assert (shipped / name).read_bytes() == (ROOT / "search_spaces" / name).read_bytes()
+
+
+def _venv_with_this_interpreters_packages(env_dir: Path) -> Path:
+    """A fresh venv that sees the packages of the interpreter running the tests (torch, optuna...)
+    but not its vcr-hpo. `system_site_packages` alone sees the *base* interpreter's packages,
+    which inside a venv are not the installed ones; a .pth file names this interpreter's
+    site-packages (its lines are added to sys.path; the .pth files in them, such as an editable
+    install's, are not run). Returns the venv's python."""
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = env_dir / "bin" / "python"
+    ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(python), "-c", ask], capture_output=True, text=True,
+                             check=True, timeout=60).stdout.strip()
+    ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"],
+                          sysconfig.get_paths()["platlib"]])
+    (Path(purelib) / "_vcr_hpo_test_parent.pth").write_text(
+        "".join(f"{p}\n" for p in ours if Path(p).is_dir()))
+    return python

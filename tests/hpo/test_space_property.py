@@ -118,7 +118,8 @@ def test_mutated_good_spaces_only_raise_config_errors(doc):
 
 def test_unmutated_good_spaces_parse():
     for doc in GOOD:
-        parse_search_space(yaml.safe_dump(doc, sort_keys=False))
+        space = parse_search_space(yaml.safe_dump(doc, sort_keys=False))
+        assert [p.name for p in space.params] == list(doc.get("hyperparameters") or {})
 
 
 def test_hostile_yaml_is_a_config_error():

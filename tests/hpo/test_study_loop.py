@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import optuna
 import pytest
@@ -230,13 +231,20 @@ def test_locked_sqlite_says_so_and_suggests_postgresql(tmp_path, monkeypatch):
         holder.close()
 
 
-def test_claim_lock_excludes_other_holders(tmp_path):
-    import threading
-    import time
+def _flock_waiters(path: Path) -> int:
+    """Processes or threads blocked in flock() on `path` (Linux /proc/locks, "->" rows)."""
+    st = path.stat()
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    rows = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for row in rows if " -> " in row and row.split()[-3] == key)
 
+
+def test_claim_lock_excludes_other_holders(tmp_path, require):
     from hpo.study import claim_lock
 
+    require("Linux /proc/locks", Path("/proc/locks").exists(), "run the tests on Linux")
     study = _study(tmp_path)
+    lock = tmp_path / "study.db-lock"
     order: list[str] = []
     inside = threading.Event()
 
@@ -249,11 +257,14 @@ def test_claim_lock_excludes_other_holders(tmp_path):
     t.start()
     with claim_lock(study):
         inside.set()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        # the other thread is seen blocked in flock (without the lock it would finish instead)
+        while not _flock_waiters(lock) and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         order.append("main")
     t.join(timeout=30)
     assert order == ["main", "other"]
-    assert (tmp_path / "study.db-lock").exists()  # beside the file, ignored by git (*.db-*)
+    assert lock.exists()  # beside the file, ignored by git (*.db-*)
 
 
 def test_reseed_sees_a_different_trial_count_on_every_first_claim(tmp_path):

@@ -214,7 +214,8 @@ def test_weighted_sampler_draws_classes_evenly():
     ],
 )
 def test_schedulers_warm_up_then_decay(name, expected):
-    opt = build_optimizer("sgd", [nn.Parameter(torch.zeros(1))], lr=1.0)
+    opt = build_optimizer("sgd", [nn.Parameter(torch.zeros(1))], lr=1.0, weight_decay=0.0,
+                          momentum=0.9)
     sched = build_scheduler(name, opt, epochs=3, steps_per_epoch=2, warmup_epochs=1)
     lrs = []
     for _ in range(6):
