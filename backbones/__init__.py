@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "BACKBONES": "factory",  # through the factory, which imports every built-in backbone
     "BACKBONE_NAMES": "_builders",
+    "BUILTIN_BACKBONES": "_builders",
     "BackboneEntry": "_builders",
     "register_backbone": "_builders",
     "LEVEL_STRIDES": "base",
@@ -42,6 +43,7 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_NAMES",
     "BACKBONE_OPTIONS",
+    "BUILTIN_BACKBONES",
     "LEVELS",
     "LEVEL_STRIDES",
     "BackboneEntry",

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._synthetic import is_synthetic, parse_synthetic
 from .errors import ConfigError
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "check_data_source", "is_image", "source_items"]
@@ -162,12 +163,13 @@ def source_items(data: str, where: str) -> list[Item]:
 def check_data_source(data: str, *, where: str = "data") -> None:
     """Cheap pre-flight of a data source: no image is decoded.
 
-    Accepts "synthetic", an ImageFolder directory (`class/x.jpg`, or `train/` and `val/`), or a
+    Accepts "synthetic" (with knobs: `synthetic:colour=0.5,classes=6`), an ImageFolder directory (`class/x.jpg`, or `train/` and `val/`), or a
     `.jsonl` manifest (`path`, `label`, optional `split`).
 
     Raises:
         ConfigError: missing, unreadable, empty, fewer than two classes, bad manifest lines.
     """
-    if data == "synthetic":
+    if is_synthetic(data):
+        parse_synthetic(data, where=where)
         return
     source_items(data, where)

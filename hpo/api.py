@@ -123,6 +123,7 @@ class RunPlan:
     grid_points: int | None
     artifacts: str | None = None  # --artifacts as checked; None: the study's recorded or default
     warm_start: WarmStart | None = None  # configurations to enqueue once (`--warm-start`)
+    portfolio: WarmStart | None = None  # `study.portfolio` entries projected, enqueued once
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,11 @@ def plan_run(
         from .warm_start import load_warm_start
 
         warm = load_warm_start(warm_start, space, storage=storage, run_url=url, run_study=name)
+    portfolio = None
+    if space.study.portfolio:
+        from .portfolio import plan_portfolio
+
+        portfolio = plan_portfolio(space)
     if preflight:
         from .preflight import check_run_locations
         from .preflight import preflight as check_machine
@@ -216,7 +222,7 @@ def plan_run(
                    n_trials=int(target),
                    timeout=timeout if timeout is not None else space.study.timeout,
                    heartbeat=heartbeat, grace=grace, grid_points=grid_points(space),
-                   artifacts=artifacts, warm_start=warm)
+                   artifacts=artifacts, warm_start=warm, portfolio=portfolio)
 
 
 def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
@@ -369,10 +375,13 @@ def run_study(
                              allow_space_change=allow_space_change, worker_index=worker_index,
                              n_trials=plan.n_trials)
         store = _open_artifacts(study, plan)
-        if plan.warm_start is not None:
-            from .warm_start import enqueue_warm_start
+        from .warm_start import enqueue_warm_start
 
-            enqueue_warm_start(study, plan.warm_start)
+        # once per study each, after trial 0 (`open_study`): the earlier study's best, then the
+        # shipped portfolio
+        for start in (plan.warm_start, plan.portfolio):
+            if start is not None and start.configs:
+                enqueue_warm_start(study, start)
         counts = S.count_states(db, S.study_id(study))
         bar = Progress(target=plan.n_trials, metric=space.study.metrics[0],
                        maximize=space.study.directions[0] == "maximize",

@@ -14,6 +14,7 @@ ATTR_REQUEUED = "requeued_interrupted"  # numbers of interrupted trials already 
 
 # Trial user attrs: where a trial came from.
 BASELINE = "baseline"  # the enqueued baseline trial (the space's defaults)
+PORTFOLIO = "portfolio"  # "portfolio #k": the shipped start-up portfolio entry it came from
 WARM_START = "warm_start"  # "SOURCE #rank": enqueued from an earlier study's top-k
 RETRY_OF = "retry_of"  # number of the trial this one repeats with the same params
 DUPLICATE_OF = "duplicate_of"  # the claim key of a trial two workers queued at once (not run)

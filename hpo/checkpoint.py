@@ -1,8 +1,16 @@
 """Per-trial checkpoints (resume mid-trial) and the kept final weights of the best trials.
 
 A running trial keeps ONE checkpoint in the study's artifact store, `checkpoints/trial-<N>.pt`,
-overwritten after every epoch (written to a temporary name and renamed, so a kill mid-write
-leaves the previous one). It holds `TrainState.state_dict()` and an identity: a hash of the
+replaced after an epoch (written to a temporary name and renamed, so a kill mid-write leaves
+the previous one). `CheckpointWriter` writes it off the training thread: the state is
+serialised in memory on the training thread (the live tensors change in the next epoch), one
+writer thread per trial stores it, newer replacing a queued older one, so writes land in order
+and never race; `close()` waits, so a trial is told only after its last checkpoint is on disk.
+Skipping rule: an epoch's checkpoint is written when the training seconds it protects (since
+the last written one) are at least `RATIO` (20, env `VCR_HPO_CHECKPOINT_RATIO`; 0 writes
+every epoch) times the seconds the last write took in this process, so checkpoints cost at
+most ~1/RATIO of training; the first write of a process and a trial's last epoch are always
+written (the kept weights come from it). It holds `TrainState.state_dict()` and an identity: a hash of the
 space (as resume compares it), the params and the whole TrainConfig (fixed values, overrides,
 seed). A retried trial (its system attr `retry_history` names the trials it repeats) loads the
 newest checkpoint of those trials whose identity equals its own and continues from the next
@@ -45,6 +53,7 @@ _logger = logging.getLogger("hpo.checkpoint")
 __all__ = [
     "CHECKPOINT_FORMAT",
     "WEIGHTS_FORMAT",
+    "CheckpointWriter",
     "Found",
     "checkpoint_identity",
     "checkpoint_key",
@@ -160,6 +169,139 @@ def save_checkpoint(store: Any, number: int, identity: str, state: Mapping[str, 
     """Replace trial `number`'s checkpoint with `state` (a `TrainState.state_dict()`)."""
     _write(store, checkpoint_key(number), {"format": CHECKPOINT_FORMAT, "identity": identity,
                                            "trial": int(number), "state": dict(state)})
+
+
+#: Env var: write an epoch's checkpoint when the seconds it protects reach this many times the
+#: cost of a write (0: every epoch).
+RATIO_ENV = "VCR_HPO_CHECKPOINT_RATIO"
+DEFAULT_RATIO = 20.0
+_last_cost: list[float] = []  # seconds the last write of this process took (snapshot + store)
+
+
+def _ratio() -> float:
+    text = os.environ.get(RATIO_ENV, "").strip()
+    if not text:
+        return DEFAULT_RATIO
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{RATIO_ENV}: must be a number >= 0, got {text!r}. "
+                          "Unset it, or give e.g. 20 (0 writes every epoch)") from None
+    if not value >= 0:
+        raise ConfigError(f"{RATIO_ENV}: must be a number >= 0, got {text!r}. "
+                          "Unset it, or give e.g. 20 (0 writes every epoch)")
+    return value
+
+
+class CheckpointWriter:
+    """One trial's checkpoints, stored by a background thread in submission order.
+
+    `submit` serialises the state now (on the caller's thread) and returns; the writer thread
+    stores it under the trial's key. A submission waiting behind a write in progress is
+    replaced by a newer one (only the newest matters), so at most one write runs at a time and
+    the last submitted state is the last written. `close()` (or `flush()`) waits until every
+    submitted state is stored; errors of the writer thread are returned there and by `error`.
+
+    Args:
+        after_write: called on the writer thread after each successful write (the objective
+            drops superseded origins' checkpoints there).
+    """
+
+    def __init__(self, store: Any, number: int, identity: str,
+                 after_write: Callable[[], None] | None = None) -> None:
+        self.store, self.number, self.identity = store, int(number), identity
+        self.after_write = after_write
+        self.ratio = _ratio()
+        self.error: OSError | None = None
+        self.written: int | None = None  # epoch of the newest state stored
+        self._unprotected = 0.0  # training seconds since the last submitted checkpoint
+        self._cond = threading.Condition()
+        self._pending: tuple[bytes, int, float] | None = None
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def due(self, epoch_seconds: float, *, last: bool) -> bool:
+        """Add an epoch's seconds; True when its checkpoint is worth writing (the rule above)."""
+        self._unprotected += epoch_seconds
+        if last or self.ratio == 0 or not _last_cost:
+            return True
+        return self._unprotected >= self.ratio * _last_cost[-1]
+
+    def submit(self, state: Mapping[str, Any], epoch: int) -> None:
+        """Serialise `state` (a `TrainState.state_dict()`) now and queue it for writing."""
+        import io
+        import time
+
+        import torch
+
+        if self.error is not None:
+            return
+        t0 = time.perf_counter()
+        buf = io.BytesIO()
+        with _signals_deferred():  # see _write: a signal inside torch.save reads as a failure
+            torch.save({"format": CHECKPOINT_FORMAT, "identity": self.identity,
+                        "trial": self.number, "state": dict(state)}, buf)
+        snapshot = time.perf_counter() - t0
+        self._unprotected = 0.0
+        with self._cond:
+            self._pending = (buf.getvalue(), int(epoch), snapshot)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name=f"vcr-hpo-checkpoint-{self.number}")
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        import io
+        import time
+
+        while True:
+            with self._cond:
+                while self._pending is None:
+                    self._cond.wait()
+                data, epoch, snapshot = self._pending
+                self._pending, self._busy = None, True
+            try:
+                if data is None:  # close()
+                    return
+                t0 = time.perf_counter()
+                self.store.write(checkpoint_key(self.number), io.BytesIO(data))
+                _last_cost.append(snapshot + time.perf_counter() - t0)
+                del _last_cost[:-1]
+                with self._cond:
+                    self.written = epoch
+                if self.after_write is not None:
+                    self.after_write()
+            except OSError as exc:  # a full or read-only disk costs the resume, not the trial
+                self.error = exc
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self) -> OSError | None:
+        """Wait until every submitted state is stored. Returns the writer's error, if any."""
+        with self._cond:
+            while self._pending is not None or self._busy:
+                self._cond.wait()
+        return self.error
+
+    def close(self) -> OSError | None:
+        """`flush`, then end the writer thread. SIGINT/SIGTERM wait until it returns (main
+        thread), so an interrupted trial is marked only after its last checkpoint is stored."""
+        with _signals_deferred():
+            return self._close()
+
+    def _close(self) -> OSError | None:
+        error = self.flush()
+        with self._cond:
+            if self._thread is not None:
+                self._pending = (None, -1, 0.0)  # type: ignore[assignment]
+                self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        return error
 
 
 def drop_checkpoints(store: Any, numbers: Sequence[int]) -> int:

@@ -20,7 +20,13 @@ import torch
 
 from . import _data_cache
 from ._sources import IMAGE_EXTENSIONS, Item, check_data_source, source_items
-from ._synthetic import COLOUR_CLASSES, _class_sequence, make_synthetic
+from ._synthetic import (
+    COLOUR_CLASSES,
+    _class_sequence,
+    is_synthetic,
+    make_synthetic,
+    parse_synthetic,
+)
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -161,7 +167,13 @@ def _listing_digest(items: Sequence[Item]) -> str:
 
 def _source_key(cfg: TrainConfig, digest: str | None) -> str:
     """The cache key of a source (its listing digest; None: synthetic) at `cfg.image_size`."""
-    src = f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}" if digest is None else digest
+    if digest is None:
+        src = f"synthetic:v{_SYNTHETIC_VERSION}:{cfg.synthetic_size}"
+        spec = str(parse_synthetic(cfg.data))  # knobs only when not the defaults: keys stay
+        if spec != "synthetic":
+            src += f"|{spec}"
+    else:
+        src = digest
     return hashlib.sha256(f"{src}|size={cfg.image_size}".encode()).hexdigest()[:24]
 
 
@@ -170,9 +182,10 @@ def _labels_of(
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Labels (int64) and given split (int8: 0 train, 1 val, -1 none) in source order; cheap."""
     if items is None:  # the labels make_synthetic(n, size, seed=0) draws first
-        labels = _class_sequence(cfg.synthetic_size, torch.Generator().manual_seed(0))
+        spec = parse_synthetic(cfg.data)
+        labels = _class_sequence(cfg.synthetic_size, torch.Generator().manual_seed(0), spec.classes)
         split = torch.full((len(labels),), -1, dtype=torch.int8)
-        return labels, split, tuple(c[0] for c in COLOUR_CLASSES)
+        return labels, split, spec.class_names
     names = tuple(sorted({it.label for it in items}))
     index = {name: i for i, name in enumerate(names)}
     labels = torch.tensor([index[it.label] for it in items], dtype=torch.int64)
@@ -231,7 +244,7 @@ def _fill(
             _copy_rows(out, sib.images, pos[order])
             return
     if items is None:
-        images, _ = make_synthetic(cfg.synthetic_size, cfg.image_size, seed=0)
+        images, _ = make_synthetic(cfg.synthetic_size, cfg.image_size, seed=0, spec=cfg.data)
         _copy_rows(out, images, order)
     else:
         chosen = [items[i] for i in order.tolist()]
@@ -278,7 +291,7 @@ def _images(
 
 
 def _laid_out(cfg: TrainConfig) -> _Laid:
-    items = None if cfg.data == "synthetic" else source_items(cfg.data, "data")
+    items = None if is_synthetic(cfg.data) else source_items(cfg.data, "data")
     labels, split, names = _labels_of(cfg, items)
     order, n_train, tag = _layout(cfg, labels, split)  # bad splits fail before any decoding
     digest = None if items is None else _listing_digest(items)
@@ -378,7 +391,8 @@ def check_images_decode(data: str, *, where: str = "data", workers: int = 0) -> 
     Raises:
         ConfigError: the source check fails, or one line naming the files that do not decode.
     """
-    if data == "synthetic":
+    if is_synthetic(data):
+        parse_synthetic(data, where=where)
         return 0
     items = source_items(data, where)
     digest = _listing_digest(items)

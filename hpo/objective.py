@@ -125,6 +125,14 @@ class Objective:
         self.monitor: Monitor = cast("Monitor", primary) if primary in EPOCH_METRICS else "val_acc"
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        writers: list[Any] = []  # the trial's checkpoint writer: told only once it has written
+        try:
+            return self._trial(trial, writers)
+        finally:
+            for writer in writers:
+                self._close_writer(trial, writer)
+
+    def _trial(self, trial: optuna.Trial, writers: list[Any]) -> float | tuple[float, ...]:
         single = len(self.metrics) == 1
         history: list[EpochMetrics] = []
         run: list[RunInfo] = []
@@ -140,7 +148,8 @@ class Objective:
             cfg = self.space.config_for(params, self.overrides)
             start, on_state = None, None
             if self.artifacts is not None:
-                start, on_state = self._checkpointing(trial, params, cfg, reports, clock)
+                start, on_state = self._checkpointing(trial, params, cfg, reports, clock,
+                                                      writers)
 
             def started(info: RunInfo) -> None:
                 run.append(info)
@@ -287,14 +296,18 @@ class Objective:
 
     def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any,
                        reports: SubEpochReports | None = None,
-                       clock: SecondsReports | None = None):
-        """(state to resume or None, on_state saver) for a trial with an artifact store."""
+                       clock: SecondsReports | None = None, writers: list[Any] | None = None):
+        """(state to resume or None, on_state saver) for a trial with an artifact store.
+
+        The saver hands states to a `CheckpointWriter` (appended to `writers`; the caller
+        closes it before the trial is told), which writes off the training thread and skips
+        epochs whose checkpoint would cost more than it protects (`hpo.checkpoint`)."""
         from .checkpoint import (
+            CheckpointWriter,
             checkpoint_identity,
             drop_checkpoints,
             find_checkpoint,
             retry_origins,
-            save_checkpoint,
         )
         from .study import _optuna
         from .train import build_state
@@ -336,22 +349,29 @@ class Objective:
                 trial.set_user_attr("resumed_from_trial", found.origin)
         superseded = list(origins)
 
-        failed: list[str] = []
-
-        def on_state(state: Any) -> None:
-            if failed:
-                return  # this trial's checkpoints could not be written: it trains on without
-            try:
-                save_checkpoint(self.artifacts, trial.number, identity, state.state_dict())
-            except OSError as exc:  # a full or read-only disk costs the resume, not the trial
-                failed.append(str(exc))
-                trial.set_user_attr("checkpoint_error", _reason(exc))
-                return
+        def dropped() -> None:  # on the writer thread, after a write
             if superseded:  # ours is newer: the origins' checkpoints are no longer needed
                 drop_checkpoints(self.artifacts, superseded)
                 superseded.clear()
 
+        writer = CheckpointWriter(self.artifacts, trial.number, identity, after_write=dropped)
+        if writers is not None:
+            writers.append(writer)
+
+        def on_state(state: Any) -> None:
+            if writer.error is not None:
+                return  # this trial's checkpoints could not be written: it trains on without
+            if writer.due(state.history[-1].seconds, last=state.done):
+                writer.submit(state.state_dict(), state.epoch)
+
         return start, on_state
+
+    @staticmethod
+    def _close_writer(trial: optuna.Trial, writer: Any) -> None:
+        """Wait for the trial's last checkpoint; record a write error."""
+        error = writer.close()
+        if error is not None:  # a full or read-only disk costs the resume, not the trial
+            trial.set_user_attr("checkpoint_error", _reason(error))
 
     def _sub_epoch_reports(self, trial: optuna.Trial,
                            recorder: RecordWriter | None = None) -> SubEpochReports | None:

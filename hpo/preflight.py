@@ -58,7 +58,10 @@ def check_data(data: str, *, where: str = "data", decode: bool = True) -> int:
     Raises:
         ConfigError: one line naming the source, or the files that do not decode.
     """
-    if data == "synthetic":
+    from ._synthetic import is_synthetic, parse_synthetic
+
+    if is_synthetic(data):
+        parse_synthetic(data, where=where)
         return 0
     from .data import check_data_source, check_images_decode
 

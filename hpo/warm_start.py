@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .attrs import WARM_START
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,11 +62,17 @@ class WarmSource:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """What a warm start enqueues: fitted params (best first) and one note per left-out item."""
+    """What a warm start enqueues: fitted params (best first) and one note per left-out item.
+
+    `attr` is the study user attr that records it once (the portfolio, `hpo.portfolio`, has its
+    own, so a study may have both); `tag` the trial user attr naming each enqueued trial's origin.
+    """
 
     source: str
     configs: tuple[Mapping[str, Any], ...]
     notes: tuple[str, ...]
+    attr: str = ATTR_WARM_START
+    tag: str = WARM_START
 
 
 def _k(text: str, raw: str) -> int:
@@ -254,27 +261,26 @@ def load_warm_start(text: str, space: SearchSpace, *, storage: str | None, run_u
 
 
 def enqueue_warm_start(study: optuna.Study, warm: WarmStart) -> list[int]:
-    """Enqueue the fitted configurations once per study (under the claim lock).
+    """Enqueue the fitted configurations once per study (under the claim lock, `warm.attr`).
 
     Returns the numbers of the trials enqueued now ([] when an earlier run already did).
     """
-    from .attrs import WARM_START
     from .study import _optuna as O
     from .study import claim_lock
 
-    if study.user_attrs.get(ATTR_WARM_START):
+    if study.user_attrs.get(warm.attr):
         return []
     with claim_lock(study):
-        if O.storage_of(study).get_study_user_attrs(O.study_id(study)).get(ATTR_WARM_START):
+        if O.storage_of(study).get_study_user_attrs(O.study_id(study)).get(warm.attr):
             return []
         before = len(study.get_trials(deepcopy=False))
         for rank, params in enumerate(warm.configs, 1):
             # skip_if_exists: a config the study already holds (the `default:` baseline is
             # often the screen's best) would spend a trial on a known result
-            study.enqueue_trial(dict(params), user_attrs={WARM_START: f"{warm.source} #{rank}"},
+            study.enqueue_trial(dict(params), user_attrs={warm.tag: f"{warm.source} #{rank}"},
                                 skip_if_exists=True)
         numbers = list(range(before, len(study.get_trials(deepcopy=False))))
-        study.set_user_attr(ATTR_WARM_START, {"source": warm.source, "trials": numbers})
+        study.set_user_attr(warm.attr, {"source": warm.source, "trials": numbers})
     return numbers
 
 

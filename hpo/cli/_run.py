@@ -112,6 +112,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
         lines = describe(plan.warm_start)  # the first says what was enqueued, the rest warn
         print("\n".join(lines[1:] if ns.quiet else lines), file=sys.stderr)
+    if plan.portfolio is not None and not ns.quiet:
+        from ..portfolio import describe as describe_portfolio
+
+        print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
     if len(placements) > 1 and plan.url.startswith("sqlite"):
         print(f"warning: {len(placements)} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)

@@ -39,13 +39,17 @@ def _shipped_dir() -> Traversable | None:
 
 
 def shipped_spaces() -> list[ShippedSpace]:
-    """The search spaces shipped with the package, sorted by name."""
+    """The search spaces shipped with the package, sorted by name (the start-up portfolio
+    beside them, `hpo.portfolio.PORTFOLIO_FILE`, is data, not a space)."""
+    from .._portfolio_file import PORTFOLIO_FILE
+
     folder = _shipped_dir()
     if folder is None:
         return []
     out = []
     for item in sorted(folder.iterdir(), key=lambda t: t.name):
-        if item.is_file() and item.name.endswith((".yaml", ".yml")):
+        if (item.is_file() and item.name.endswith((".yaml", ".yml"))
+                and item.name != PORTFOLIO_FILE):
             text = item.read_text(encoding="utf-8")
             out.append(ShippedSpace(item.name, _description(text), item))
     return out

@@ -24,6 +24,7 @@ from ..algorithms import (
     canonical_algorithm_name,
     check_algorithm_args,
 )
+from ..errors import ConfigError
 from ..metrics import METRICS as _METRIC_TABLE
 from ..names import STUDY_NAME_RULE, is_study_name
 from ._types import STALL_TIMEOUT, Param, StudySpec, _fmt
@@ -34,7 +35,8 @@ METRICS: dict[str, str] = {name: m.direction for name, m in _METRIC_TABLE.items(
 DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
                "sampler", "pruner", "keep_weights", "trial_isolation", "trial_stall_timeout",
-               "report_every", "report_val_images", "fidelity", "report_seconds")
+               "report_every", "report_val_images", "fidelity", "report_seconds",
+               "portfolio")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
@@ -136,13 +138,37 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     stall = _parse_stall(errs, raw, path, isolation)
     if stall is _MISSING:
         ok = False
+    portfolio = _parse_portfolio(errs, raw.get("portfolio"), path + ("portfolio",))
+    if portfolio is _MISSING:
+        ok = False
     if not ok or keep is None:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
                      keep_weights=keep, trial_isolation=isolation, trial_stall_timeout=stall,
                      report_every=every, report_val_images=val_images, fidelity=fidelity,
-                     report_seconds=grid)
+                     report_seconds=grid, portfolio=portfolio)
+
+
+def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
+    """`portfolio: k`: the first k shipped portfolio entries after trial 0 (0 or null: off)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    from .._portfolio_file import load_portfolio
+
+    try:
+        n = len(load_portfolio())
+    except ConfigError as exc:
+        errs.add(where, str(exc).split(": ", 1)[-1].split(", got ")[0], value,
+                 "Reinstall vcr-hpo, or set portfolio: 0")
+        return _MISSING
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= n:
+        errs.add(where, f"must be a whole number in [0, {n}] (entries in the shipped portfolio)",
+                 value, "Write e.g. portfolio: 4 (0 or null: off)")
+        return _MISSING
+    return value
 
 
 def _parse_stall(errs: _Errors, raw: Mapping, path: tuple, isolation: Any) -> Any:

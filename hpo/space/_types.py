@@ -47,6 +47,7 @@ class StudySpec:
     report_val_images: int | None = None  # validation images a mid-epoch report scores
     fidelity: str = "epochs"  # what a pruner step counts: epochs or seconds (hpo.fidelity)
     report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
+    portfolio: int = 0  # shipped portfolio entries enqueued after trial 0 (hpo.portfolio); 0: off
 
     def canonical(self) -> dict[str, Any]:
         # optional keys only when set, so the fingerprints of spaces without them stay as they were
@@ -56,6 +57,8 @@ class StudySpec:
             "report_every": self.report_every, "report_val_images": self.report_val_images}
         if self.fidelity != "epochs":
             sub = {**sub, "fidelity": self.fidelity, "report_seconds": self.report_seconds}
+        if self.portfolio:
+            sub["portfolio"] = self.portfolio
         return {**extra,
             "name": self.name,
             "directions": list(self.directions),

@@ -26,7 +26,8 @@ from ._locks import claim_lock
 from ._queries import count_states, get_study_id
 
 # A budget is not part of what a trial means: raising n_trials or the timeout is a top-up.
-_BUDGET_KEYS = {"n_trials", "timeout", "name", "sampler", "pruner", "keep_weights"}
+# The portfolio is enqueued once per study: changing it on a resume changes no trial.
+_BUDGET_KEYS = {"n_trials", "timeout", "name", "sampler", "pruner", "keep_weights", "portfolio"}
 # Where a trial runs does not change what it measures.
 _PLACEMENT_FIELDS = {"device", "num_workers"}
 

@@ -55,7 +55,8 @@ def run(tmp_path, require):
     space = tmp_path / "kill.yaml"
     space.write_text(SPACE)
     env = {**os.environ, "VCR_HPO_HEARTBEAT": "1", "VCR_HPO_GRACE": str(GRACE),
-           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "VCR_HPO_CHECKPOINT_RATIO": "0"}  # every epoch: these tiny epochs cost less
     db = tmp_path / "s.db"
     args = ["run", "--space", str(space), "--storage", f"sqlite:///{db}", "--threads", "1",
             "--quiet"]

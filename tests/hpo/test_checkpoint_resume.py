@@ -22,7 +22,8 @@ EPOCHS = 3
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("VCR_HPO_CHECKPOINT_RATIO", "0")  # every epoch: tiny epochs cost less
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

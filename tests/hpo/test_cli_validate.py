@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
+from hpo.portfolio import PORTFOLIO_FILE
 from hpo.space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+SPACES = sorted(p for p in (ROOT / "search_spaces").glob("*.yaml") if p.name != PORTFOLIO_FILE)
 
 
 def _table(out: str) -> dict[str, list[str]]:

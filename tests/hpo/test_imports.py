@@ -176,7 +176,7 @@ import json, sys
 from pathlib import Path
 import hpo
 from hpo.space import load_search_space, parse_search_space
-spaces = sorted(Path(sys.argv[1]).glob("*.yaml"))
+spaces = sorted(p for p in Path(sys.argv[1]).glob("*.yaml") if p.name != "portfolio.yaml")
 for path in spaces:
     parse_search_space(path.read_text(encoding="utf-8"), source=str(path))
     load_search_space(path)

@@ -24,11 +24,12 @@ from hpo.algorithms import (
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
 from hpo.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 from hpo.names import STUDY_NAME
+from hpo.portfolio import PORTFOLIO_FILE
 from hpo.space import METRICS, PARAM_TYPES, schema
 from hpo.subepoch import STEP_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+SPACES = sorted(p for p in (ROOT / "search_spaces").glob("*.yaml") if p.name != PORTFOLIO_FILE)
 _JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
@@ -176,6 +177,10 @@ def build_schema() -> dict:
                                               f"fidelity: seconds (default "
                                               f"{DEFAULT_REPORT_SECONDS}); pruner step args are "
                                               "then seconds"},
+            "portfolio": {"type": ["integer", "null"], "minimum": 0,
+                          "description": "shipped start-up portfolio entries enqueued after "
+                                         "trial 0, projected onto this space (hpo.portfolio); "
+                                         "0 or null: off"},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},

@@ -15,10 +15,12 @@ import pytest
 
 from hpo.cli import main
 from hpo.errors import ConfigError
+from hpo.portfolio import PORTFOLIO_FILE
 from hpo.space import copy_shipped_space, load_search_space, shipped_spaces
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_SPACES = sorted(p.name for p in (ROOT / "search_spaces").glob("*.yaml"))
+SOURCE_SPACES = sorted(p.name for p in (ROOT / "search_spaces").glob("*.yaml")
+                       if p.name != PORTFOLIO_FILE)  # data beside the spaces, not a space
 _SPACE = "study: {{name: {name}}}\nhyperparameters:\n  lr: {{type: float, low: 0.1, high: 0.2}}\n"
 
 
@@ -133,6 +135,11 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     assert listing.returncode == 0, listing.stderr
     assert [line.split()[0] for line in listing.stdout.splitlines()[2:2 + len(SOURCE_SPACES)]] \
         == SOURCE_SPACES
+    assert PORTFOLIO_FILE not in listing.stdout  # data beside the spaces, shipped in the wheel:
+    shipped = subprocess.run([str(python), "-c", ("from hpo.portfolio import load_portfolio; "
+                              "print(len(load_portfolio()))")], cwd=empty, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert shipped.returncode == 0 and int(shipped.stdout) >= 1, shipped.stderr
     assert list(empty.iterdir()) == []  # nothing written
     shipped = Path(where.stdout.strip()).parent / "search_spaces"
     assert not shipped.is_symlink()  # a copy in the wheel, the same bytes as the source
