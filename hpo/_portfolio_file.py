@@ -54,7 +54,7 @@ def load_portfolio() -> tuple[dict[str, Any], ...]:
     Raises:
         ConfigError: missing from this installation, or invalid.
     """
-    res = importlib.resources.files("hpo").joinpath("search_spaces", PORTFOLIO_FILE)
+    res = importlib.resources.files("hpo") / "search_spaces" / PORTFOLIO_FILE
     if not res.is_file():
         raise ConfigError(f"study.portfolio: needs {PORTFOLIO_FILE} beside the shipped spaces, "
                           f"got none in {res}. Reinstall vcr-hpo, or set portfolio: 0")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 
@@ -87,7 +87,7 @@ def parse_synthetic(data: str, *, where: str = "data") -> SyntheticSpec:
     if not is_synthetic(data):
         raise ConfigError(f"{where}: must be synthetic or synthetic:knob=value,..., got {data!r}. "
                           f"{_FORM}")
-    values: dict[str, float | int] = {}
+    values: dict[str, Any] = {}  # knob -> float, or int for the class count
     body = data[len(_SOURCE) + 1:] if data != _SOURCE else ""
     for part in body.split(",") if body else ():
         name, eq, raw = part.strip().partition("=")

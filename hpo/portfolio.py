@@ -116,14 +116,15 @@ def _number(p: Param, value: Any) -> tuple[Any, str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None, f"{p.name}={value!r} is not a number"
     v = float(value)
-    clipped = min(max(v, p.low), p.high)
+    low, high = p._bounds()
+    clipped = min(max(v, low), high)
     step = p.step or (1 if p.type == "int" else None)
     if step:
-        k = round((clipped - p.low) / step)
-        snapped = p.low + k * step
-        if snapped > p.high + 1e-12 * max(1.0, abs(p.high)):
-            snapped = p.low + (k - 1) * step
-        clipped = min(snapped, p.high)
+        k = round((clipped - low) / step)
+        snapped = low + k * step
+        if snapped > high + 1e-12 * max(1.0, abs(high)):
+            snapped = low + (k - 1) * step
+        clipped = min(snapped, high)
     out: Any = round(clipped) if p.type == "int" else float(clipped)
     if p.type == "float" and p.step:
         out = float(round(out, 12))
@@ -146,8 +147,8 @@ def _categorical(p: Param, value: Any) -> tuple[Any, str, str | None]:
         return found, f"backbone {value} -> {found} ({how})", None
     numeric = [c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
     if isinstance(value, (int, float)) and not isinstance(value, bool) and numeric:
-        found = min(numeric, key=lambda c: (abs(c - value), c))
-        return found, f"{p.name} {_fmt(value)} -> {_fmt(found)}", None
+        near = min(numeric, key=lambda c: (abs(c - value), c))
+        return near, f"{p.name} {_fmt(value)} -> {_fmt(near)}", None
     return None, "", f"{p.name} {value} is not a choice {choices}"
 
 
