@@ -285,9 +285,10 @@ def test_a_real_run_reports_seconds_on_one_grid(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resumed_trial_reports_its_origins_steps_then_goes_on(tmp_path):
+def test_a_resumed_trial_reports_its_origins_steps_then_goes_on(tmp_path, monkeypatch):
     """Interrupted after 2 epochs, retried from its checkpoint: the retry replays the origin's
     recorded seconds, so it reports the origin's steps and values, and its clock goes on."""
+    monkeypatch.setenv("VCR_HPO_CHECKPOINT_RATIO", "0")  # every epoch: tiny epochs cost less
     from hpo.artifacts import artifact_store
     from hpo.objective import Objective
     from hpo.study import RunInterrupted
