@@ -1,4 +1,4 @@
-"""Shared helpers of the search-efficiency benchmarks: command line, conditions, tables, spaces."""
+"""Shared helpers of the benchmarks: command line, conditions, tables, spaces, /proc readings, child processes."""
 
 from __future__ import annotations
 
