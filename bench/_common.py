@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: command line, conditions, tables, spaces, /proc readings, child processes."""
+"""Shared bench helpers: command line, conditions, tables, spaces, /proc rows, child processes."""
 
 from __future__ import annotations
 
