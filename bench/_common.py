@@ -1,11 +1,13 @@
-"""Shared helpers of the search-efficiency benchmarks: command line, conditions, tables, spaces."""
+"""Shared bench helpers: command line, conditions, tables, spaces, /proc rows, child processes."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,9 +21,11 @@ __all__ = [
     "algorithm_spec",
     "conditions",
     "format_table",
+    "held_processes",
     "load_text",
     "print_header",
     "print_table",
+    "proc_kb",
     "run_study_loop",
     "shipped_space",
     "tiny_overrides",
@@ -85,6 +89,40 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
+
+
+@contextmanager
+def held_processes(cmd: Sequence[str], n: int, env: Mapping[str, str], *,
+                   timeout: float) -> Iterator[tuple[list[subprocess.Popen], list[dict]]]:
+    """Start `n` processes of `cmd` at once and hold them while the block measures them.
+
+    Each process prints one JSON line and then waits for a line on its stdin. Yields
+    (processes, their JSON lines); after the block each gets its line and is waited for
+    (`timeout` s each).
+    """
+    kids = [subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env=dict(env), text=True) for _ in range(n)]
+    try:
+        yield kids, [json.loads(k.stdout.readline()) for k in kids]
+    finally:
+        for k in kids:
+            if k.poll() is None:
+                k.stdin.write("\n")
+                k.stdin.flush()
+        for k in kids:
+            k.wait(timeout=timeout)
+
+
+def proc_kb(path: str) -> dict[str, int]:
+    """The 'Name:  123 kB' rows of a /proc file (status, meminfo, smaps_rollup), in bytes."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            key, sep, rest = line.partition(":")
+            parts = rest.split()
+            if sep and len(parts) == 2 and parts[1] == "kB":
+                out[key] = int(parts[0]) * 1024
+    return out
 
 
 def shipped_space(name: str):

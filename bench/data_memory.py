@@ -30,24 +30,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
+import _common as C
 
 MB = 1 << 20
 
 
-def _kb_fields(path: str) -> dict[str, int]:
-    """The 'Name:  123 kB' rows of a /proc file, in bytes."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            key, sep, rest = line.partition(":")
-            parts = rest.split()
-            if sep and len(parts) == 2 and parts[1] == "kB":
-                out[key] = int(parts[0]) * 1024
-    return out
-
-
 def _process(pid: int | str) -> dict[str, int]:
-    status, rollup = _kb_fields(f"/proc/{pid}/status"), _kb_fields(f"/proc/{pid}/smaps_rollup")
+    status, rollup = C.proc_kb(f"/proc/{pid}/status"), C.proc_kb(f"/proc/{pid}/smaps_rollup")
     return {
         "rss": status["VmRSS"],
         "anon": status["RssAnon"],
@@ -58,7 +47,7 @@ def _process(pid: int | str) -> dict[str, int]:
 
 
 def _used() -> int:
-    m = _kb_fields("/proc/meminfo")
+    m = C.proc_kb("/proc/meminfo")
     return m["MemTotal"] - m["MemAvailable"]
 
 
@@ -106,26 +95,21 @@ def child(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- parent
 
 
-def _spawn(args: argparse.Namespace, env: dict[str, str], *extra: str) -> subprocess.Popen:
+def _command(args: argparse.Namespace, *extra: str) -> list[str]:
     cmd = [sys.executable, __file__, "--child", "--images", str(args.images)]
-    cmd += ["--image-size", str(args.image_size), "--batch", str(args.batch), *extra]
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    return cmd + ["--image-size", str(args.image_size), "--batch", str(args.batch), *extra]
+
+
+def _spawn(args: argparse.Namespace, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(_command(args, *extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, text=True)
 
 
 def _round(args: argparse.Namespace, env: dict[str, str], n: int) -> tuple[list, int, int]:
     before = _used()
-    kids = [_spawn(args, env) for _ in range(n)]
-    try:
-        reports = [json.loads(k.stdout.readline()) for k in kids]  # all loaded and passed
+    with C.held_processes(_command(args), n, env, timeout=60) as (kids, reports):  # all passed
         now = [_process(k.pid) for k in kids]
         used = _used()
-    finally:
-        for k in kids:
-            if k.poll() is None:
-                k.stdin.write("\n")
-                k.stdin.flush()
-        for k in kids:
-            k.wait(timeout=60)
     return [(r, m) for r, m in zip(reports, now)], before, used
 
 
@@ -142,7 +126,6 @@ def main() -> None:
         child(args)
         return
 
-    import _common as C
 
     C.print_header("Data memory per worker: the same cached synthetic set in 1 and N processes")
     raw = args.images * 3 * args.image_size**2

@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/_common.py
+import _common as C
 
 MB = 1 << 20
 GB = 1 << 30
@@ -157,18 +158,6 @@ def make_folder(root: Path, n: int, procs: int) -> tuple[Path, float | None]:
 # --------------------------------------------------------------------------- /proc readings
 
 
-def _kb(path: str) -> dict[str, int]:
-    """The 'Name:  123 kB' rows of a /proc file, in bytes."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            key, sep, rest = line.partition(":")
-            parts = rest.split()
-            if sep and len(parts) == 2 and parts[1] == "kB":
-                out[key] = int(parts[0]) * 1024
-    return out
-
-
 def _mapping_of(pid: int, file: Path) -> dict[str, int]:
     """Summed Rss and Pss (bytes) of the mappings of `file` in process `pid`."""
     total = {"Rss": 0, "Pss": 0}
@@ -206,7 +195,7 @@ def reader(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     from hpo.data import load_dataset
 
-    before = _kb("/proc/self/status")
+    before = C.proc_kb("/proc/self/status")
     t0 = time.perf_counter()
     data = load_dataset(_cfg(args, args.folder))
     load_s = time.perf_counter() - t0
@@ -216,7 +205,7 @@ def reader(args: argparse.Namespace) -> None:
         for i in range(0, len(part), 256):
             flat = part[i : i + 256].reshape(-1)
             total += int(flat[: len(flat) // 8 * 8].view(torch.int64).sum())
-    after = _kb("/proc/self/status")
+    after = C.proc_kb("/proc/self/status")
     print(json.dumps({"load_s": load_s, "read_s": time.perf_counter() - t0, "sum": total,
                       "anon_grown": after["RssAnon"] - before["RssAnon"]}), flush=True)
     sys.stdin.readline()
@@ -290,20 +279,10 @@ def run_wait(args: argparse.Namespace, folder: Path, work: Path, tag: str, env: 
 def memory_round(args: argparse.Namespace, folder: Path, env: dict, n: int, file: Path) -> dict:
     cmd = [sys.executable, __file__, "--reader", "--folder", str(folder),
            "--image-size", str(args.image_size), "--val-fraction", str(args.val_fraction)]
-    kids = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-            for _ in range(n)]
-    try:
-        reports = [json.loads(k.stdout.readline()) for k in kids]  # every reader has read all
+    with C.held_processes(cmd, n, env, timeout=120) as (kids, reports):  # each has read all
         maps = [_mapping_of(k.pid, file) for k in kids]
-        pss = [_kb(f"/proc/{k.pid}/smaps_rollup")["Pss"] for k in kids]
+        pss = [C.proc_kb(f"/proc/{k.pid}/smaps_rollup")["Pss"] for k in kids]
         resident = _resident(file)
-    finally:
-        for k in kids:
-            if k.poll() is None:
-                k.stdin.write("\n")
-                k.stdin.flush()
-        for k in kids:
-            k.wait(timeout=120)
     if len({r["sum"] for r in reports}) != 1:
         raise SystemExit(f"readers disagree on the pixels: {[r['sum'] for r in reports]}")
     anon = sum(r["anon_grown"] for r in reports)
@@ -380,13 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         first_batch(args, rest)
         return 0
 
-    import _common as C
     import torch
 
     torch.set_num_threads(args.cores)
     C.print_header(f"Data at scale: {args.images} JPEG vehicle crops at {args.image_size} px")
     print(f"# date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} cores, "
-          f"{_kb('/proc/meminfo')['MemTotal'] / GB:.1f} GB RAM; other agents share this machine")
+          f"{C.proc_kb('/proc/meminfo')['MemTotal'] / GB:.1f} GB RAM; other agents share this machine")
     folder, made = make_folder(args.root.expanduser(), args.images, args.cores)
     counts = class_counts(args.images)
     on_disk = sum(f.stat().st_size for f in folder.rglob("*.jpg"))

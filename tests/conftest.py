@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests._threads import one_thread
+
 SLOW_TIMEOUT = 900  # s per slow test (the fast tier's default is `timeout` in pyproject.toml)
 FULL_SUITE = 'python -m pytest -q -m ""'
 
@@ -157,6 +159,17 @@ def postgres_url(postgres_cluster) -> str:
     return postgres_cluster.create_database()
 
 
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.fixture(name="one_thread")
+def _one_thread_fixture():
+    """Torch on one thread for the test (tests._threads); modules that train ask for it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    with one_thread():
+        yield
+
+
 # --------------------------------------------------------------------------- data cache
 
 
@@ -166,6 +179,18 @@ def _data_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VCR_HPO_CACHE", str(tmp_path_factory.mktemp("vcr_hpo_cache")))
         yield
+
+
+@pytest.fixture
+def fresh_data_cache(tmp_path, monkeypatch):
+    """An empty data cache folder (tmp_path/cache) and no data set kept in memory, before and
+    after the test: what a test of loading or caching starts from."""
+    from hpo.data import clear_memory_cache
+
+    monkeypatch.setenv("VCR_HPO_CACHE", str(tmp_path / "cache"))
+    clear_memory_cache()
+    yield
+    clear_memory_cache()
 
 
 # --------------------------------------------------------------------------- tiny study space
@@ -219,10 +244,6 @@ def tiny_study(tmp_path_factory):
     space = root / "tiny.yaml"
     space.write_text(TINY_SPACE.replace("{epochs}", "2"))
     url = f"sqlite:///{root / 'tiny.db'}"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         assert main(["run", "--space", str(space), "--storage", url, "--quiet"]) == 0
-    finally:
-        torch.set_num_threads(threads)
     return url, "tiny", space

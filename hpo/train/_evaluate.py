@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._augment import normalise
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["Confusion", "PerImage", "evaluate", "evaluate_counts", "evaluate_images",
            "measure_latency"]
@@ -33,41 +37,25 @@ class PerImage:
         return len(self.correct)
 
 
-def evaluate(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    num_classes: int,
-    *,
-    device: torch.device,
-    batch_size: int = 256,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-) -> tuple[float, float, float]:
-    """Cross-entropy, accuracy and macro-F1 of `model` on uint8 `images` (see `evaluate_counts`)."""
-    loss, acc, f1, _ = evaluate_counts(
-        model, images, labels, num_classes, device=device, batch_size=batch_size,
-        amp_dtype=amp_dtype, channels_last=channels_last,
-    )
-    return loss, acc, f1
+class _EvalOptions(TypedDict, total=False):
+    """How `evaluate_images` runs: rows a batch, autocast dtype (None: float32), NHWC input."""
+
+    batch_size: int
+    amp_dtype: torch.dtype | None
+    channels_last: bool
 
 
-def evaluate_counts(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    num_classes: int,
-    *,
-    device: torch.device,
-    batch_size: int = 256,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-) -> tuple[float, float, float, Confusion]:
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+             device: torch.device, **options: Unpack[_EvalOptions]) -> tuple[float, float, float]:
+    """Cross-entropy, accuracy and macro-F1 of `model` on uint8 `images` (see `evaluate_images`)."""
+    return evaluate_images(model, images, labels, num_classes, device=device, **options)[:3]
+
+
+def evaluate_counts(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                    num_classes: int, *, device: torch.device,
+                    **options: Unpack[_EvalOptions]) -> tuple[float, float, float, Confusion]:
     """Cross-entropy, accuracy, macro-F1 and the confusion counts (see `evaluate_images`)."""
-    return evaluate_images(
-        model, images, labels, num_classes, device=device, batch_size=batch_size,
-        amp_dtype=amp_dtype, channels_last=channels_last,
-    )[:4]
+    return evaluate_images(model, images, labels, num_classes, device=device, **options)[:4]
 
 
 @torch.no_grad()

@@ -13,16 +13,10 @@ from hpo.config import TrainConfig
 from hpo.data import load_dataset
 from hpo.train import build_state
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests._threads
+
 TINY = {"backbone": "resnet10t", "image_size": 32, "synthetic_size": 48, "batch_size": 16,
         "epochs": 1, "device": "cpu", "scheduler": "none", "max_train_samples": 20}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test processes share two cores
-    yield
-    torch.set_num_threads(before)
 
 
 def _rows(images: torch.Tensor) -> list[bytes]:

@@ -82,51 +82,61 @@ def _saved_epoch(path: Path) -> int | None:
         return None
 
 
-def _wait_for_checkpoint(db: Path, artifacts: Path, proc, epoch: int = 2,
-                         timeout: float = 300.0) -> int:
-    """Number of the first RUNNING trial whose checkpoint holds `epoch` epochs."""
+def _rows(db: Path, sql: str, *params) -> list[tuple]:
+    """The rows `sql` selects from the study file; none while it or its tables are not made yet."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as conn:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:  # tables not created yet
+            return []
+
+
+def _poll(proc, find, what: str, timeout: float):
+    """The first answer of `find()` that is not None, asked every 50 ms while `proc` runs; after
+    `timeout` s `proc` is killed and the test fails naming `what`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        rows = []
-        if db.exists():
-            with sqlite3.connect(db, timeout=30) as conn:
-                try:  # watch the storage: 2 intermediate values, then the checkpoint after them
-                    rows = conn.execute(
-                        "SELECT t.number FROM trials t JOIN trial_intermediate_values v "
-                        "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING' "
-                        "GROUP BY t.trial_id HAVING COUNT(*) >= ? ORDER BY t.number",
-                        (epoch,)).fetchall()
-                except sqlite3.OperationalError:  # tables not created yet
-                    pass
+        found = find()
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no {what} within {timeout} s: {proc.communicate()}")
+
+
+def _wait_for_checkpoint(db: Path, artifacts: Path, proc, epoch: int = 2,
+                         timeout: float = 300.0) -> int:
+    """Number of the first RUNNING trial whose checkpoint holds `epoch` epochs."""
+
+    def find() -> int | None:
+        # watch the storage: `epoch` intermediate values, then the checkpoint after them
+        rows = _rows(db, "SELECT t.number FROM trials t JOIN trial_intermediate_values v "
+                         "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING' "
+                         "GROUP BY t.trial_id HAVING COUNT(*) >= ? ORDER BY t.number", epoch)
         for (number,) in rows:
             if _saved_epoch(artifacts / f"checkpoints/trial-{number}.pt") == epoch:
                 return number
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s: {proc.communicate()}")
+        return None
+
+    return _poll(proc, find, f"checkpoint of epoch {epoch}", timeout)
 
 
 def _wait_for_both(db: Path, artifacts: Path, proc, timeout: float = 300.0) -> dict[int, int]:
     """Trial number -> saved epoch, once both RUNNING trials hold a checkpoint of 1..EPOCHS-1
     epochs (so both have something to resume from and neither has ended)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        numbers = []
-        if db.exists():
-            with sqlite3.connect(db, timeout=30) as conn:
-                try:
-                    numbers = [n for (n,) in conn.execute(
-                        "SELECT number FROM trials WHERE state = 'RUNNING' ORDER BY number")]
-                except sqlite3.OperationalError:  # tables not created yet
-                    pass
+
+    def find() -> dict[int, int] | None:
+        numbers = [n for (n,) in _rows(db, "SELECT number FROM trials WHERE state = 'RUNNING' "
+                                           "ORDER BY number")]
         saved = {n: _saved_epoch(artifacts / f"checkpoints/trial-{n}.pt") for n in numbers}
         if len(saved) == 2 and all(e is not None and 1 <= e < EPOCHS for e in saved.values()):
             return saved
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"no two checkpoints within {timeout} s: {proc.communicate()}")
+        return None
+
+    return _poll(proc, find, "two checkpoints", timeout)
 
 
 def _reference(db: Path, params: dict) -> tuple[optuna.trial.FrozenTrial, dict]:

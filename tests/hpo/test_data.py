@@ -22,6 +22,8 @@ from hpo.data import (
 )
 from hpo.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # tests/conftest.py
+
 COLOURS = {"red": (200, 30, 30), "blue": (30, 40, 200), "white": (235, 235, 235)}
 
 
@@ -41,14 +43,6 @@ def _imagefolder(root, per_class=4):
 
 def _cfg(data, **kw):
     return TrainConfig(data=str(data), image_size=kw.pop("image_size", 32), **kw)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("VCR_HPO_CACHE", str(tmp_path / "cache"))
-    clear_memory_cache()
-    yield
-    clear_memory_cache()
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -22,16 +22,10 @@ from hpo.config import TrainConfig
 from hpo.data import cache_dir, check_images_decode, clear_memory_cache, load_dataset
 from hpo.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[2]
 RGB = {"red": (200, 30, 30), "blue": (30, 40, 200), "white": (235, 235, 235)}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("VCR_HPO_CACHE", str(tmp_path / "cache"))
-    clear_memory_cache()
-    yield
-    clear_memory_cache()
 
 
 def _folder(root: Path, per_class: int = 4) -> Path:

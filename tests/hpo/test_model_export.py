@@ -21,16 +21,11 @@ from hpo.model_formats import FORMATS, load_exported, read_metadata
 from hpo.predict import load_trained
 from hpo.train import normalise
 from hpo.train._augment import MEAN, STD
+from tests._threads import one_thread
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests._threads
 
 CLASSES = [c[0] for c in COLOUR_CLASSES]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test processes share two cores
-    yield
-    torch.set_num_threads(before)
 
 
 def _train(root, **cfg):
@@ -39,12 +34,8 @@ def _train(root, **cfg):
     config.write_text(yaml.safe_dump({"image_size": 32, "batch_size": 16, "device": "cpu",
                                       "scheduler": "none", "lr": 0.003, **cfg}))
     run = root / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         assert main(["train", "--config", str(config), "--out", str(run)]) == 0
-    finally:
-        torch.set_num_threads(threads)
     return run
 
 

@@ -17,6 +17,8 @@ from hpo.objective import Objective, _reason, library_versions
 from hpo.space import parse_search_space
 from hpo.study import build_storage
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests._threads
+
 TINY = {
     "synthetic_size": 80,
     "image_size": 32,
@@ -25,14 +27,6 @@ TINY = {
     "device": "cpu",
     "scheduler": "none",
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test processes share two cores
-    yield
-    torch.set_num_threads(before)
 
 
 def _space(hyper: dict, *, fixed: dict | None = None, metrics=("val_acc",)):

@@ -6,22 +6,16 @@ import csv
 import json
 
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from hpo.cli import main
 from hpo.data import COLOUR_CLASSES, make_synthetic
+from tests._threads import one_thread
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests._threads
 
 CLASSES = [c[0] for c in COLOUR_CLASSES]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test processes share two cores
-    yield
-    torch.set_num_threads(before)
 
 
 def _image_folder(root, n=120, size=40):
@@ -48,12 +42,8 @@ def trained(tmp_path_factory):
         "backbone": "resnet10t", "data": str(data), "image_size": 32, "epochs": 2,
         "batch_size": 16, "device": "cpu", "lr": 0.003, "scheduler": "none"}))
     run = root / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         assert main(["train", "--config", str(config), "--out", str(run)]) == 0
-    finally:
-        torch.set_num_threads(threads)
     return data, run
 
 

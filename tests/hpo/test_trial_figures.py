@@ -20,20 +20,13 @@ from hpo.space import parse_search_space
 from hpo.study import build_storage
 from hpo.train import EpochMetrics, build_state, evaluate, evaluate_counts, train_epoch
 
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # tests._threads
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = {"synthetic_size": 80, "image_size": 32, "batch_size": 16, "epochs": 2, "device": "cpu",
         "scheduler": "none", "backbone": "resnet10t"}
 COLOURS = [c[0] for c in COLOUR_CLASSES]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test processes share two cores
-    yield
-    torch.set_num_threads(before)
 
 
 class _Lookup(nn.Module):
