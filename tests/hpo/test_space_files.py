@@ -143,8 +143,9 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     assert list(empty.iterdir()) == []  # nothing written
     shipped = Path(where.stdout.strip()).parent / "search_spaces"
     assert not shipped.is_symlink()  # a copy in the wheel, the same bytes as the source
-    assert sorted(p.name for p in shipped.glob("*.yaml")) == SOURCE_SPACES
-    for name in SOURCE_SPACES:
+    in_wheel = sorted([*SOURCE_SPACES, PORTFOLIO_FILE])  # the spaces and the portfolio beside them
+    assert sorted(p.name for p in shipped.glob("*.yaml")) == in_wheel
+    for name in in_wheel:
         assert (shipped / name).read_bytes() == (ROOT / "search_spaces" / name).read_bytes()
 
 
