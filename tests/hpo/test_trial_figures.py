@@ -124,8 +124,10 @@ def test_objective_uploads_confusion_and_curves_of_complete_and_pruned_trials(
     (trial,) = optuna.load_study(study_name="t", storage=url).trials
     assert trial.state == state and "artifact_error" not in trial.user_attrs
     files = _artifacts(store, trial, tmp_path)
-    assert sorted(files) == ["confusion_matrix.json", "confusion_matrix.png",
-                             "learning_curves.png"]
+    records = sorted(name for name in files if name.startswith("val-step"))  # hpo.record_store
+    assert records == [f"val-step{step}.bin" for step in sorted(trial.intermediate_values)]
+    assert sorted(set(files) - set(records)) == ["confusion_matrix.json", "confusion_matrix.png",
+                                                 "learning_curves.png"]
     assert files["confusion_matrix.png"][:8] == PNG == files["learning_curves.png"][:8]
     data = json.loads(files["confusion_matrix.json"])
     shown = trial.user_attrs["best_epoch"] if epoch is None else epoch
