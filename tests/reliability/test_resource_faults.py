@@ -108,21 +108,24 @@ def test_read_only_studies_folder(cli, campaign, fast_space, tmp_path, tmpfs):
     # a new study cannot be created: one line, exit 2, nothing anywhere
     got = cli.run(["run", "--space", space], tmp_path)
     assert got.code == 2 and len(got.err_lines) == 1, got.err
-    assert "--storage: cannot open the database" in got.err and "studies/rel.db" in got.err
+    # caught by the write-location check before storage is touched (hpo.preflight)
+    assert "--storage: must be a folder this run can write" in got.err, got.err
+    assert "Read-only file system" in got.err
     assert list(studies.iterdir()) == []
 
     # an existing study on a file system that turns read-only
     _remount(studies, "rw")
     assert cli.run(["run", "--space", space, "--n-trials", "2", "--quiet"], tmp_path).code == 0
-    url = "sqlite:///studies/rel.db"
     acknowledged: dict = {}
     before = campaign.audit(f"sqlite:///{studies / 'rel.db'}", "rel", _load(space), 2, acknowledged)
     assert before.finished == 2 and before.problems == []
     _remount(studies, "ro")
     digest = _digest(studies / "rel.db")
     got = cli.run(["run", "--space", space, "--n-trials", "4"], tmp_path)
-    assert got.code == 1 and len(got.err_lines) == 1, got.err
-    assert "the database is read-only" in got.err and url in got.err
+    # refused before storage is opened: the study file's folder is not writable (hpo.preflight)
+    assert got.code == 2 and len(got.err_lines) == 1, got.err
+    assert "--storage: must be a folder this run can write" in got.err, got.err
+    assert "Read-only file system" in got.err
     assert _digest(studies / "rel.db") == digest
     status = cli.run(["status"], tmp_path)  # reading still works
     assert status.code == 0 and "finished 2/" in status.out, status.err
