@@ -19,7 +19,7 @@ CPU seconds beside the charge.
 
 Strategies (--strategies, --strategy):
   shipped   the space's own study block (sampler, pruner and every other key it sets), seeded
-  random    the space's study block with a Random sampler and no pruner
+  random    the space's study block with a Random sampler, no pruner and no start-up portfolio
   default   the space's `default:` config trained once for the whole budget (no search)
   LABEL=SAMPLER|PRUNER[|STUDY]  SAMPLER, PRUNER: a YAML flow mapping, `shipped` or `none`;
             STUDY: a flow mapping of any further study keys, e.g. {portfolio: 4, fidelity: seconds};
@@ -321,7 +321,7 @@ def parse_strategy(text: str) -> Strategy:
     if text in ("shipped", "default"):
         return Strategy(text, text, default=text == "default")
     if text == "random":
-        return Strategy("random", text, {"type": "Random"}, None)
+        return Strategy("random", text, {"type": "Random"}, None, {"portfolio": 0})
     label, sep, rest = text.partition("=")
     parts = rest.split("|", 2)
     if not sep or len(parts) < 2 or not label.strip():
@@ -374,7 +374,9 @@ def describe(strategy: Strategy, space) -> str:
     if strategy.default:
         return "the space's default: config, trained once for the whole budget"
     st = space.study
-    extra = f", study keys {strategy.study}" if strategy.study else ""
+    keys = {**({"portfolio": st.portfolio} if st.portfolio else {}),
+            **({"fidelity": st.fidelity} if st.fidelity != "epochs" else {}), **strategy.study}
+    extra = f", study keys {keys}" if keys else ""
     return (f"sampler {st.sampler.describe()}, pruner "
             f"{'none' if st.pruner is None else st.pruner.describe()}{extra}")
 
@@ -735,7 +737,7 @@ def mixed_labels(runs: list[dict[str, Any]]) -> list[str]:
     """Warnings for labels whose runs in one group ran different spaces or specs."""
     seen: dict[tuple, set[str]] = {}
     for r in runs:
-        if r.get("fingerprint"):
+        if r.get("fingerprint") and r["strategy"] != "default":  # no search: study block unused
             seen.setdefault((*_group_key(r)[:1], r["budget"], r["strategy"]), set()).add(
                 r["fingerprint"])
     return [f"# warning: {k[0]} @ {k[1]:g} s: strategy {k[2]} mixes runs of {len(v)} different "
@@ -774,7 +776,10 @@ def _budgets(args, costs: Costs, datasets: list[Dataset], space) -> list[tuple[D
                                                    1)))
         for n in args.trials_budget if not args.budgets else []:
             out.append((ds, round(n * trial / (1.0 - args.refit), 1), n))
-    return out
+    # the first --trials-budget on every dataset before the next: a cut-off run set still
+    # covers each dataset at the main budget
+    return sorted(out, key=lambda p: [] if p[2] is None or args.budgets else
+                  [args.trials_budget.index(p[2])])
 
 
 def _emit(line: str, results: Path | None) -> None:
