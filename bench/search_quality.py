@@ -687,6 +687,41 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     return C.format_table(headers, table)
 
 
+def startup_lines(runs: list[dict[str, Any]], first: int = 5) -> list[str]:
+    """How good the start-up is: per group and searching strategy, the held-out accuracy of the
+    running best after its first `first` trials (trial 0 and the start-up: the portfolio's
+    entries, or random draws), mean +- se over seeds, ranked within the group; and which backbone
+    the search chose for the final training, with that model's mean held-out accuracy."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        if "curve" in r and len(r["curve"]) >= first:
+            groups.setdefault(_group_key(r), []).append(r)
+    table = []
+    for key, group in groups.items():
+        scores = {}
+        for label in dict.fromkeys(r["strategy"] for r in group):
+            mine = [r for r in group if r["strategy"] == label]
+            scores[label] = mean_se([best_holdout_at(r, r["curve"][first - 1][0]) for r in mine])
+        ranked = sorted(scores, key=lambda k: -scores[k][0])
+        for label in scores:
+            mine = [r for r in group if r["strategy"] == label]
+            chosen: dict[str, list[float]] = {}
+            for r in mine:
+                if r.get("chosen") and r.get("holdout") is not None:
+                    chosen.setdefault(r["chosen"].get("backbone", "?"), []).append(r["holdout"])
+            table.append([key[0], key[5], label, len(mine), _fmt(scores[label][0]),
+                          _fmt(scores[label][1]), f"{ranked.index(label) + 1}/{len(ranked)}",
+                          ", ".join(f"{b} x{len(v)} ({statistics.fmean(v):.3f})"
+                                    for b, v in sorted(chosen.items()))])
+    if not table:
+        return []
+    return [f"start-up (held-out accuracy of the running best after the first {first} trials: "
+            "trial 0 and the start-up; chosen = backbone trained at the end, runs and their mean "
+            "held-out):",
+            *C.format_table(["dataset", "budget_s", "strategy", "seeds", f"after_{first}", "se",
+                             "rank", "chosen"], table)]
+
+
 def verdict(rows: list[dict[str, Any]], label: str = "shipped", small: float = 8.0
             ) -> list[str]:
     """The issue's three goals for strategy `label`, per dataset and overall."""
@@ -755,6 +790,9 @@ def print_summary(runs: list[dict[str, Any]], label: str) -> None:
           "compute):")
     print("\n".join(summary_lines(rows)))
     print()
+    if lines := startup_lines(runs):
+        print("\n".join(lines))
+        print()
     print(f"verdict (issue 19, strategy {label}):")
     for line in verdict(rows, label):
         print(f"  {line}")
