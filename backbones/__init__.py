@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "BACKBONES": "factory",  # through the factory, which imports every built-in backbone
     "BACKBONE_NAMES": "_builders",
-    "BUILTIN_BACKBONES": "_builders",
     "BackboneEntry": "_builders",
+    "family_of": "_builders",
     "register_backbone": "_builders",
     "LEVEL_STRIDES": "base",
     "LEVELS": "base",
@@ -43,7 +43,6 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_NAMES",
     "BACKBONE_OPTIONS",
-    "BUILTIN_BACKBONES",
     "LEVELS",
     "LEVEL_STRIDES",
     "BackboneEntry",
@@ -62,13 +61,14 @@ __all__ = [
     "closest_match",
     "create_backbone",
     "did_you_mean",
+    "family_of",
     "find_pretrained_weights",
     "list_backbones",
     "register_backbone",
 ]
 
 if TYPE_CHECKING:
-    from ._builders import BACKBONE_NAMES, BackboneEntry, register_backbone
+    from ._builders import BACKBONE_NAMES, BackboneEntry, family_of, register_backbone
     from ._names import NameTable
     from .base import LEVEL_STRIDES, LEVELS, BaseBackbone, FeatureSpec
     from .errors import BackboneError, ConfigError, UnknownNameError, WeightsNotFoundError

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import resnet, timm_backbone  # noqa: F401  (importing them registers the built-ins)
-from ._builders import BACKBONES
+from ._builders import BACKBONES, builtin_modules, import_builder
 from .base import BaseBackbone
 from .errors import ConfigError, WeightsNotFoundError
 
@@ -22,6 +22,9 @@ __all__ = [
 ]
 
 BACKBONE_OPTIONS = ("pretrained", "weights", "output", "return_nodes")
+
+for _module in builtin_modules():  # importing them registers the built-in families
+    importlib.import_module(_module)
 
 
 def create_backbone(name: str, **cfg: Any) -> BaseBackbone:
@@ -37,7 +40,7 @@ def create_backbone(name: str, **cfg: Any) -> BaseBackbone:
         ConfigError: an unknown option.
         WeightsNotFoundError: pretrained weights asked for and not on this machine.
     """
-    entry = BACKBONES.get(name)
+    entry = import_builder(name)
     unknown = sorted(set(cfg) - set(BACKBONE_OPTIONS))
     if unknown:
         raise ConfigError(
@@ -55,7 +58,7 @@ def find_pretrained_weights(name: str, weights: str | os.PathLike | None = None)
         UnknownNameError: unknown backbone.
         WeightsNotFoundError: the file is not on this machine; the message says where to put it.
     """
-    entry = BACKBONES.get(name)
+    entry = import_builder(name)
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():

@@ -9,14 +9,14 @@ import torch
 import torchvision
 from torch import nn
 
-from ._builders import BUILTIN_BACKBONES, register_backbone
+from ._builders import register_backbone
 from .base import LEVELS, BaseBackbone, FeatureSpec, Output
 from .errors import ConfigError, WeightsNotFoundError
 from .weights import hub_checkpoint_path, load_state_dict_file
 
 __all__ = ["ResNetBackbone"]
 
-_NAMES = BUILTIN_BACKBONES["resnet"]
+_NAMES = ("resnet18", "resnet34", "resnet50")
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -44,8 +44,6 @@ class ResNetBackbone(BaseBackbone):
         output: "features" (c2..c5, the default) or "pooled".
         return_nodes: the seed's keyword: True is output="features", False is "pooled".
     """
-
-    family = "resnet"
 
     def __init__(
         self,

@@ -9,15 +9,16 @@ from typing import Any
 import timm
 import torch
 
-from ._builders import BUILTIN_BACKBONES, register_backbone
+from ._builders import register_backbone
 from .base import LEVEL_STRIDES, BaseBackbone, FeatureSpec, Output
 from .errors import ConfigError, WeightsNotFoundError
 from .weights import hf_cached_file, hf_expected_path, hub_checkpoint_path, load_state_dict_file
 
 __all__ = ["EfficientNetBackbone", "TimmBackbone"]
 
-_EFFICIENTNETS = BUILTIN_BACKBONES["efficientnet"]
-_OTHER_TIMM = BUILTIN_BACKBONES["timm"]
+_EFFICIENTNETS = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+                  "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
+_OTHER_TIMM = ("convnext_tiny", "mobilenetv3_large_100", "resnet10t")
 
 
 def resolve_timm_weights(name: str) -> Path:
@@ -64,8 +65,6 @@ class TimmBackbone(BaseBackbone):
         output: "features" (c2..c5, the default) or "pooled".
         return_nodes: the seed's keyword: True is output="features", False is "pooled".
     """
-
-    family = "timm"
 
     @classmethod
     def locate_weights(cls, name: str) -> Path:
@@ -129,8 +128,6 @@ register_backbone(_OTHER_TIMM, family="timm")(TimmBackbone)
 @register_backbone(_EFFICIENTNETS, family="efficientnet")
 class EfficientNetBackbone(TimmBackbone):
     """EfficientNet B0-B7 via timm `features_only`."""
-
-    family = "efficientnet"
 
     def __init__(self, name: str = "efficientnet_b0", pretrained: bool = False, **kwargs) -> None:
         if name not in _EFFICIENTNETS:

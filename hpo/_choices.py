@@ -1,8 +1,9 @@
 """The trainer's choice names (fusion, loss, optimizer, scheduler), readable without torch.
 
-`config.py` validates names against these tables, so parsing a space imports no torch;
-`heads.py`, `losses.py` and `optim.py` register their builders under these names (their tests
-check each registry equals its table). Backbone names: `backbones.BACKBONE_NAMES`.
+`config.py` validates names against these tables, so parsing a space imports no torch. The
+names are read from the registration calls in `heads.py`, `losses.py` and `optim.py` (their
+source, not an import): a builder registered there is a choice, with nothing to list here.
+Backbone names: `backbones.BACKBONE_NAMES`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from .errors import UnknownNameError
 __all__ = ["FUSION_NAMES", "LOSS_NAMES", "OPTIMIZER_NAMES", "SCHEDULER_NAMES"]
 
 
-def _table(kind: str, names: tuple[str, ...], live: str) -> NameTable:
-    return NameTable(kind, names, live=f"{__package__}.{live}", error=UnknownNameError)
+def _table(kind: str, module: str, registry: str) -> NameTable:
+    module = f"{__package__}.{module}"
+    return NameTable(kind, scan=(module,), call=f"{registry}.register", live=f"{module}:{registry}",
+                     error=UnknownNameError)
 
 
-FUSION_NAMES = _table("fusion", ("last", "simple_concat", "msff"), "heads:HEADS")
-LOSS_NAMES = _table("loss", ("cross_entropy", "focal", "smooth_modulation"), "losses:LOSSES")
-OPTIMIZER_NAMES = _table("optimizer", ("sgd", "adam", "adamw"), "optim:OPTIMIZERS")
-SCHEDULER_NAMES = _table("scheduler", ("none", "cosine", "step"), "optim:SCHEDULERS")
+FUSION_NAMES = _table("fusion", "heads", "HEADS")
+LOSS_NAMES = _table("loss", "losses", "LOSSES")
+OPTIMIZER_NAMES = _table("optimizer", "optim", "OPTIMIZERS")
+SCHEDULER_NAMES = _table("scheduler", "optim", "SCHEDULERS")

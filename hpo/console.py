@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .attrs import FAIL_REASON, GPU, INFEASIBLE
 from .metrics import rank_trials
 from .record_store import study_default_comparison
 
@@ -99,7 +100,7 @@ class Progress:
         """Run-loop callback: after each trial of this process."""
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             self.finished += 1
-        infeasible = trial.user_attrs.get("infeasible")  # hpo.constraints.INFEASIBLE_ATTR
+        infeasible = trial.user_attrs.get(INFEASIBLE)
         if (trial.state == TrialState.COMPLETE and trial.values and not infeasible
                 and self._better(trial.values[0])):
             self.best = (trial.number, trial.values[0])
@@ -111,10 +112,10 @@ class Progress:
             return
         value = f" {self.metric}={trial.values[0]:.4f}" if trial.values else ""
         failed = trial.state == TrialState.FAIL or infeasible
-        reason = trial.user_attrs.get("fail_reason") if failed else None
+        reason = trial.user_attrs.get(FAIL_REASON) if failed else None
         why = f" ({reason})" if reason else ""
         state = "INFEASIBLE" if infeasible else trial.state.name
-        gpu = trial.user_attrs.get("gpu")
+        gpu = trial.user_attrs.get(GPU)
         where = f" on GPU {gpu}" if gpu is not None else ""
         print(f"{self.line()} | trial {trial.number} {state}{value}{where}{why}",
               file=self.stream, flush=True)
@@ -148,7 +149,7 @@ def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed, "
         f"{counts[TrialState.RUNNING]} running, {counts[TrialState.WAITING]} waiting"
         + (f" ({n} complete but infeasible: out of memory)"
-           if (n := sum(1 for t in trials if t.user_attrs.get("infeasible"))) else "")
+           if (n := sum(1 for t in trials if t.user_attrs.get(INFEASIBLE))) else "")
     )]
     ranked = rank_trials(trials, study.directions)
     if not ranked:

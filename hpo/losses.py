@@ -1,7 +1,14 @@
-"""Classification losses by name: cross_entropy, focal, smooth_modulation (VCR long-tail loss)."""
+"""Classification losses by name: cross_entropy, focal, smooth_modulation (VCR long-tail loss).
+
+Adding a loss: a class here registered with `@LOSSES.register("name")`, whose `__init__` takes
+trainer fields by name (and `class_counts` for the training set's class sizes); a hyperparameter
+of its own is a new field in `hpo/config.py`. The name is then a `loss_fn` choice everywhere
+(config checks, spaces, the schema) without being listed again.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -27,19 +34,11 @@ LOSSES: Registry = Registry("loss", error=UnknownNameError)
 
 
 class LossSettings(Protocol):
-    """The fields `build_loss` reads (a TrainConfig has them; this module does not import it)."""
+    """What `build_loss` reads: `loss_fn`, and the fields the loss's `__init__` names (a
+    TrainConfig has them all; this module does not import it)."""
 
-    # read-only properties, so a frozen dataclass (TrainConfig) satisfies the protocol
-    @property
+    @property  # read-only, so a frozen dataclass (TrainConfig) satisfies the protocol
     def loss_fn(self) -> str: ...
-    @property
-    def label_smoothing(self) -> float: ...
-    @property
-    def focal_gamma(self) -> float: ...
-    @property
-    def focal_alpha(self) -> float | None: ...
-    @property
-    def tau(self) -> float: ...
 
 
 class EpochAware(nn.Module):
@@ -63,11 +62,9 @@ class CrossEntropy(EpochAware):
 class FocalLoss(EpochAware):
     """Multi-class focal loss: mean of alpha * (1 - p_t)^gamma * CE; equals CE at gamma 0, alpha 1."""
 
-    def __init__(
-        self, gamma: float, alpha: float | None, label_smoothing: float
-    ):
+    def __init__(self, focal_gamma: float, focal_alpha: float | None, label_smoothing: float):
         super().__init__()
-        self.gamma, self.alpha, self.label_smoothing = gamma, alpha, label_smoothing
+        self.gamma, self.alpha, self.label_smoothing = focal_gamma, focal_alpha, label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(logits.float(), dim=1)
@@ -113,10 +110,20 @@ class SmoothModulationLoss(EpochAware):
 
 
 def build_loss(cfg: LossSettings, class_counts: Sequence[int]) -> EpochAware:
-    """The loss `cfg.loss_fn` with its hyperparameters from `cfg`."""
+    """The loss `cfg.loss_fn`, given the fields of `cfg` its `__init__` names, and `class_counts`.
+
+    Raises:
+        UnknownNameError: `cfg.loss_fn` is not registered.
+        TypeError: the loss takes a parameter `cfg` has no field for (a bug of that loss).
+    """
     cls = LOSSES.get(cfg.loss_fn)
-    if cls is FocalLoss:
-        return FocalLoss(cfg.focal_gamma, cfg.focal_alpha, cfg.label_smoothing)
-    if cls is SmoothModulationLoss:
-        return SmoothModulationLoss(class_counts, cfg.tau, cfg.label_smoothing)
-    return cls(cfg.label_smoothing)
+    kwargs: dict[str, object] = {}
+    for param in inspect.signature(cls).parameters:
+        if param == "class_counts":
+            kwargs[param] = class_counts
+        elif hasattr(cfg, param):
+            kwargs[param] = getattr(cfg, param)
+        else:
+            raise TypeError(f"loss {cfg.loss_fn}: {cls.__name__} takes {param!r}, not a trainer "
+                            "field. Name its parameters after TrainConfig fields (or class_counts)")
+    return cls(**kwargs)

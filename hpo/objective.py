@@ -11,6 +11,28 @@ from typing import TYPE_CHECKING, Any, cast
 import optuna
 import torch
 
+from .attrs import (
+    ARTIFACT_ERROR,
+    BEST_EPOCH,
+    BEST_METRICS,
+    CHECKPOINT_ERROR,
+    CONFUSION,
+    DEVICE,
+    EPOCH_SECONDS,
+    FAIL_REASON,
+    FEATURE_CHANNELS,
+    FEATURE_STRIDES,
+    GPU,
+    IMAGES_PER_S,
+    MEMORY_PREFLIGHT,
+    NUM_PARAMS,
+    PER_CLASS_RECALL,
+    REPORT_SECONDS,
+    RESUME_NOTE,
+    RESUMED_FROM_EPOCH,
+    RESUMED_FROM_TRIAL,
+    VERSIONS,
+)
 from .constraints import (
     INFEASIBLE_ATTR,
     OUT_OF_MEMORY,
@@ -154,20 +176,20 @@ class Objective:
             def started(info: RunInfo) -> None:
                 run.append(info)
                 for key, value in (
-                    ("feature_channels", info.feature_channels),
-                    ("feature_strides", info.feature_strides),
-                    ("num_params", info.num_params),
+                    (FEATURE_CHANNELS, info.feature_channels),
+                    (FEATURE_STRIDES, info.feature_strides),
+                    (NUM_PARAMS, info.num_params),
                     (
-                        "device",
+                        DEVICE,
                         f"{info.device} ({info.device_name})"
                         if info.device_name != info.device
                         else info.device,
                     ),
-                    ("versions", library_versions()),
+                    (VERSIONS, library_versions()),
                 ):
                     trial.set_user_attr(key, value)
                 if info.device.startswith("cuda") and os.environ.get(GPU_ENV):
-                    trial.set_user_attr("gpu", os.environ[GPU_ENV])  # physical id (hpo.devices)
+                    trial.set_user_attr(GPU, os.environ[GPU_ENV])  # physical id (hpo.devices)
                 if reports is not None:
                     reports.start(info)
 
@@ -196,7 +218,7 @@ class Objective:
                 recorder.watch(state)
             measured = memory_preflight(state)  # an infeasible config fails in seconds
             if measured:
-                trial.set_user_attr("memory_preflight", measured)
+                trial.set_user_attr(MEMORY_PREFLIGHT, measured)
             result = train_model(
                 cfg,
                 start=state,
@@ -213,12 +235,12 @@ class Objective:
                 self._explain(trial, full, history[-1], run[0])
             raise
         except NonFiniteLossError as exc:
-            trial.set_user_attr("fail_reason", _reason(exc))
+            trial.set_user_attr(FAIL_REASON, _reason(exc))
             if single:
                 raise optuna.TrialPruned(str(exc)) from exc
             return tuple(math.nan for _ in self.metrics)  # Optuna records NaN values as FAIL
         except Exception as exc:
-            trial.set_user_attr("fail_reason", _reason(exc))
+            trial.set_user_attr(FAIL_REASON, _reason(exc))
             if not is_out_of_memory(exc):
                 raise
             # Infeasible, not failed: told COMPLETE with the worst values and a violated
@@ -231,20 +253,20 @@ class Objective:
             return values[0] if single else values
         finally:
             if reports is not None and reports.count:
-                trial.set_user_attr("report_seconds", round(reports.seconds, 3))
+                trial.set_user_attr(REPORT_SECONDS, round(reports.seconds, 3))
             if history:
-                trial.set_user_attr("epoch_seconds", [round(m.seconds, 3) for m in history])
+                trial.set_user_attr(EPOCH_SECONDS, [round(m.seconds, 3) for m in history])
                 every = start.history if start is not None else history  # origin's epochs too
                 for key, value in train_seconds([m.seconds for m in every]).items():
                     trial.set_user_attr(key, value)
-                trial.set_user_attr("images_per_s", [round(m.images_per_s, 1) for m in history])
+                trial.set_user_attr(IMAGES_PER_S, [round(m.images_per_s, 1) for m in history])
 
-        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr(BEST_EPOCH, result.best_epoch)
         if recorder is not None:
             trial.set_user_attr(VALUE_STEP_ATTR, step_of(result.best_epoch))
         best = result.best
         trial.set_user_attr(
-            "best_metrics",
+            BEST_METRICS,
             {
                 k: round(float(getattr(best, k)), 5)
                 for k in (*EPOCH_METRICS, "train_loss")
@@ -269,10 +291,10 @@ class Objective:
         if epoch.confusion is None:
             return
         class_names = info.class_names
-        trial.set_user_attr("confusion", {"epoch": epoch.epoch, "class_names": list(class_names),
+        trial.set_user_attr(CONFUSION, {"epoch": epoch.epoch, "class_names": list(class_names),
                                           "matrix": [list(r) for r in epoch.confusion]})
         recall = per_class_recall(epoch.confusion, class_names)  # what accuracy hides on a tail
-        trial.set_user_attr("per_class_recall",
+        trial.set_user_attr(PER_CLASS_RECALL,
                             {k: None if v is None else round(v, 4) for k, v in recall.items()})
         if self.artifacts is None:
             return
@@ -292,7 +314,7 @@ class Objective:
                     else:
                         upload(trial, self.artifacts, path)
         except Exception as exc:  # noqa: BLE001 - figures explain a trial, they never fail it
-            trial.set_user_attr("artifact_error", _reason(exc))
+            trial.set_user_attr(ARTIFACT_ERROR, _reason(exc))
 
     def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any,
                        reports: SubEpochReports | None = None,
@@ -332,7 +354,7 @@ class Objective:
                             f"({_reason(exc)}); trained from epoch 0")
             if start is None:
                 if note:
-                    trial.set_user_attr("resume_note", note[:_REASON_CHARS])
+                    trial.set_user_attr(RESUME_NOTE, note[:_REASON_CHARS])
             else:
                 metric = self.metrics[0]
                 if len(self.metrics) == 1 and metric in EPOCH_METRICS:
@@ -345,8 +367,8 @@ class Objective:
                             continue
                         step = m.epoch if reports is None else reports.epoch_step(m.epoch)
                         trial.report(getattr(m, metric), step)
-                trial.set_user_attr("resumed_from_epoch", start.epoch)
-                trial.set_user_attr("resumed_from_trial", found.origin)
+                trial.set_user_attr(RESUMED_FROM_EPOCH, start.epoch)
+                trial.set_user_attr(RESUMED_FROM_TRIAL, found.origin)
         superseded = list(origins)
 
         def dropped() -> None:  # on the writer thread, after a write
@@ -371,7 +393,7 @@ class Objective:
         """Wait for the trial's last checkpoint; record a write error."""
         error = writer.close()
         if error is not None:  # a full or read-only disk costs the resume, not the trial
-            trial.set_user_attr("checkpoint_error", _reason(error))
+            trial.set_user_attr(CHECKPOINT_ERROR, _reason(error))
 
     def _sub_epoch_reports(self, trial: optuna.Trial,
                            recorder: RecordWriter | None = None) -> SubEpochReports | None:

@@ -61,16 +61,9 @@ def backbone_family(name: str) -> str:
     """The architecture family of a backbone: its registry family (`resnet`, `efficientnet`),
     or for the catch-all `timm` family the name's stem (convnext_tiny -> convnext,
     mobilenetv3_large_100 -> mobilenetv3, resnet10t -> resnet)."""
-    from backbones import BUILTIN_BACKBONES
+    from backbones import family_of
 
-    family = next((f for f, names in BUILTIN_BACKBONES.items() if name in names), None)
-    if family is None:
-        try:
-            from backbones import BACKBONES  # a user's backbone: only once its module is loaded
-
-            family = BACKBONES.get(name).family if name in BACKBONES else None
-        except ImportError:  # pragma: no cover - torch-less installation
-            family = None
+    family = family_of(name)
     if family in (None, "timm", "base"):
         stem = re.match(r"([a-z]+?(?:v\d+)?)(?:\d|_|-|$)", name.lower())
         family = stem.group(1) if stem else name

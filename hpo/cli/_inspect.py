@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..attrs import DEVICE, GPU
 from ..errors import ConfigError
 from ._common import artifacts_arg, load_one, open_existing, positive, storages, study_args
 from ._registry import command
@@ -73,8 +74,8 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
 def _ran_on(trial) -> str:
     """Where a trial ran: "GPU 3" (physical id, hpo.devices) or its device user attr."""
-    gpu = trial.user_attrs.get("gpu")
-    return f"GPU {gpu}" if gpu is not None else str(trial.user_attrs.get("device", "-"))
+    gpu = trial.user_attrs.get(GPU)
+    return f"GPU {gpu}" if gpu is not None else str(trial.user_attrs.get(DEVICE, "-"))
 
 
 def _best_args(p: argparse.ArgumentParser) -> None:

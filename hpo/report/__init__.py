@@ -17,6 +17,7 @@ from typing import Literal
 
 import optuna
 
+from ..attrs import CONFUSION
 from ..errors import ConfigError, VcrHpoError
 from ..record_store import study_default_comparison
 from . import _draw
@@ -115,7 +116,7 @@ def _colour_plots(study: optuna.Study, out: Path, formats: tuple[str, ...], repo
         return
 
     best = best_trial(study)
-    conf = best.user_attrs.get("confusion")
+    conf = best.user_attrs.get(CONFUSION)
     if isinstance(conf, dict) and conf.get("matrix"):
         summary = confusion_summary(conf["matrix"], conf["class_names"], epoch=conf.get("epoch"))
         title = f"best trial #{best.number}: confusion matrix (best of {n} COMPLETE trials)"

@@ -26,7 +26,7 @@ def _hand_ce(i: int) -> float:
 
 
 def test_losses_registry_names():
-    assert LOSSES.names() == ["cross_entropy", "focal", "smooth_modulation"]
+    assert {"cross_entropy", "focal", "smooth_modulation"} <= set(LOSSES.names())
 
 
 def test_cross_entropy_equals_hand_computed():
@@ -36,7 +36,7 @@ def test_cross_entropy_equals_hand_computed():
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_focal_equals_cross_entropy_at_gamma_zero(smoothing):
-    focal = FocalLoss(gamma=0.0, alpha=None, label_smoothing=smoothing)(LOGITS, TARGET)
+    focal = FocalLoss(focal_gamma=0.0, focal_alpha=None, label_smoothing=smoothing)(LOGITS, TARGET)
     ce = F.cross_entropy(LOGITS, TARGET, label_smoothing=smoothing)
     assert focal.item() == pytest.approx(ce.item(), rel=1e-6)
 
@@ -47,7 +47,7 @@ def test_focal_matches_hand_computed_at_gamma_two():
     for i in range(4):
         p = _softmax_row(LOGITS[i].tolist())[int(TARGET[i])]
         terms.append(alpha * (1 - p) ** gamma * -math.log(p))
-    got = FocalLoss(gamma=gamma, alpha=alpha, label_smoothing=0.0)(LOGITS, TARGET).item()
+    got = FocalLoss(focal_gamma=gamma, focal_alpha=alpha, label_smoothing=0.0)(LOGITS, TARGET).item()
     assert got == pytest.approx(sum(terms) / 4, rel=1e-6)
     # down-weights easy examples: strictly below alpha * CE
     assert got < alpha * F.cross_entropy(LOGITS, TARGET).item()
