@@ -1,4 +1,4 @@
-"""One worker process of `run_study(workers=N)`: runs the pickled plan's trial loop, exits.
+"""One worker process of `run_study(workers=N)`: runs its pickled `RunPlan`'s trial loop, exits.
 
 Started by `hpo._workers` as `python -m hpo._worker SPEC INDEX`; errors are one stderr line.
 Exit codes: 0 done, 2 configuration error, 1 runtime error, 128 + signal when interrupted.
@@ -12,18 +12,17 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from .api import plan_run, run_study
+    from .api import run_study
     from .errors import INPUT_ERRORS, RAISED_ERRORS
     from .study import RunInterrupted
 
     spec = pickle.loads(Path(argv[0]).read_bytes())
+    index = int(argv[1])
     try:
-        allow, threads = spec.pop("allow_space_change"), spec.pop("threads")
-        isolation = spec.pop("trial_isolation", None)
-        plan = plan_run(spec.pop("space"), preflight=False, **spec)  # the parent checked this machine
-        # The parent set CUDA_VISIBLE_DEVICES: this process sees its one GPU (or the CPU).
-        run_study(plan.space, plan=plan, worker_index=int(argv[1]), allow_space_change=allow,
-                  threads=threads, trial_isolation=isolation)
+        # The parent planned and checked everything and set CUDA_VISIBLE_DEVICES: this process
+        # sees its one GPU (or the CPU) and runs its plan as it is.
+        run_study(spec["plans"][index], worker_index=index,
+                  allow_space_change=spec["allow_space_change"])
     except RunInterrupted as exc:
         return exc.exit_code
     except INPUT_ERRORS as exc:

@@ -70,9 +70,9 @@ def start_workers(placements: Sequence, spec_file: Path, env: Mapping[str, str],
             for p in placements]
 
 
-def run_workers(study, plan: RunPlan, placements: Sequence, threads: int, bar,
-                 allow_space_change: bool, isolation: str = "none") -> None:
-    """Start N worker processes (one trial loop each) and watch the storage until they end."""
+def run_workers(study, plan: RunPlan, bar, allow_space_change: bool) -> None:
+    """Start the plan's worker processes (one trial loop each) and watch the storage until they
+    end. Each gets `plan.for_worker(index)`: it runs that as it is, planning nothing again."""
     import pickle
     import signal
     import tempfile
@@ -82,18 +82,13 @@ def run_workers(study, plan: RunPlan, placements: Sequence, threads: int, bar,
 
     from . import study as S
 
-    workers = len(placements)
-    overrides = dict(plan.overrides)
-    if placements[0].gpu is not None and plan.cfg.device.startswith("cuda:"):
-        overrides["device"] = "cuda"  # cuda:N was turned into the worker's only visible GPU
-    spec = {"space": plan.space, "storage": plan.url, "study_name": plan.study_name,
-            "n_trials": plan.n_trials, "timeout": plan.timeout, "overrides": overrides,
-            "allow_space_change": allow_space_change, "threads": threads,
-            "trial_isolation": isolation, "artifacts": plan.artifacts}
+    placements = plan.placements
+    spec = {"plans": [plan.for_worker(p.index) for p in placements],
+            "allow_space_change": allow_space_change}
     with tempfile.TemporaryDirectory(prefix="vcr-hpo-") as tmp:
         spec_file = Path(tmp) / "run.pickle"
         spec_file.write_bytes(pickle.dumps(spec))
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(plan.threads)}
         procs = start_workers(placements, spec_file, env)
         received: list[int] = []
 
@@ -123,5 +118,5 @@ def run_workers(study, plan: RunPlan, placements: Sequence, threads: int, bar,
         raise S.RunInterrupted(received[0])
     bad = [c for c in codes if c != 0]
     if bad:
-        raise VcrHpoError(f"{plan.url}: {len(bad)} of {workers} workers failed, got exit codes "
+        raise VcrHpoError(f"{plan.url}: {len(bad)} of {plan.workers} workers failed, got exit codes "
                           f"{codes}. Their errors are printed above")

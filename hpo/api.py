@@ -1,8 +1,11 @@
 """The Python API of a study run: `load_space`, `plan_run`, `run_study` and its `StudyResult`.
 
-`vcr-hpo run` parses its arguments, calls `run_study` and prints; the benches call it too.
-Everything that needs no storage (the space, overrides, this machine's devices, data, drivers
-and weight files) is checked in `plan_run`, so bad input raises ConfigError with nothing written.
+`vcr-hpo run` parses its arguments, calls `plan_run` once, prints the plan's notes and hands the
+plan to `run_study`; the benches call them too. Everything that needs no storage (the space,
+overrides, this machine's devices and the workers' placements on them, data, drivers and weight
+files) is checked in `plan_run`, so bad input raises ConfigError with nothing written. The
+`RunPlan` it returns is the one description of the run: `run_study` and every worker process run
+it as it is, without planning again.
 
     import hpo
 
@@ -10,10 +13,14 @@ and weight files) is checked in `plan_run`, so bad input raises ConfigError with
     result = hpo.run_study(space, storage="sqlite:///studies/demo.db", n_trials=4,
                            overrides={"epochs": 1, "image_size": 32})
     print(result.reason, result.counts, result.best.params if result.best else None)
+
+    plan = hpo.plan_run(space, n_trials=4, workers=2)  # or plan first, look, then run it
+    result = hpo.run_study(plan)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from .config import TrainConfig
-    from .devices import Workers
+    from .devices import WorkerPlacement, Workers
     from .isolation import IsolatedObjective
     from .space import SearchSpace
     from .warm_start import WarmStart
@@ -38,7 +45,6 @@ __all__ = [
     "StudyResult",
     "grid_points",
     "load_space",
-    "plan_devices",
     "plan_run",
     "run_study",
     "set_cpu_threads",
@@ -109,7 +115,7 @@ def grid_note(space: SearchSpace, n_trials: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A study run after every check that needs no storage."""
+    """A study run after every check that needs no storage: what `run_study` runs as it is."""
 
     space: SearchSpace
     overrides: Mapping[str, Any]
@@ -121,9 +127,29 @@ class RunPlan:
     heartbeat: int
     grace: int
     grid_points: int | None
+    placements: tuple[WorkerPlacement, ...]  # one per worker process (`hpo.devices.device_plan`)
+    isolation: str  # "process" or "none" (`hpo.isolation`)
+    threads: int  # torch CPU threads per worker
+    default_storage: bool = False  # the URL is the default SQLite file: its folder is created
     artifacts: str | None = None  # --artifacts as checked; None: the study's recorded or default
     warm_start: WarmStart | None = None  # configurations to enqueue once (`--warm-start`)
     portfolio: WarmStart | None = None  # `study.portfolio` entries projected, enqueued once
+
+    @property
+    def workers(self) -> int:
+        """Worker processes (1: the trials run in the calling process)."""
+        return len(self.placements)
+
+    def for_worker(self, index: int) -> RunPlan:
+        """The plan worker process `index` runs: its placement alone, nothing to enqueue (the
+        parent did), and `cuda:N` as `cuda` (the worker's CUDA_VISIBLE_DEVICES holds that GPU)."""
+        placement = self.placements[index]
+        overrides, cfg = dict(self.overrides), self.cfg
+        if placement.gpu is not None and cfg.device.startswith("cuda:"):
+            overrides["device"] = "cuda"
+            cfg = cfg.replace(device="cuda")
+        return dataclasses.replace(self, placements=(placement,), overrides=overrides, cfg=cfg,
+                                   warm_start=None, portfolio=None)
 
 
 @dataclass(frozen=True)
@@ -146,6 +172,16 @@ class StudyResult:
         return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
 
 
+def _check_overrides(overrides: Mapping[str, Any] | None,
+                     flags: Mapping[str, str] | None) -> dict[str, Any]:
+    """The one check of run overrides (`check_field`), each named as the flag that gave it."""
+    from .config import check_field
+
+    flags = flags or {}
+    return {k: check_field(k, v, where=flags.get(k, f"--set {k}"))
+            for k, v in dict(overrides or {}).items()}
+
+
 def _searched_override(space: SearchSpace, overrides: Mapping[str, Any]) -> None:
     searched = sorted({p.name for p in space.params} & set(overrides))
     if searched:
@@ -162,31 +198,56 @@ def plan_run(
     n_trials: int | None = None,
     timeout: float | None = None,
     overrides: Mapping[str, Any] | None = None,
-    preflight: bool = True,
+    override_flags: Mapping[str, str] | None = None,
     artifacts: str | None = None,
     warm_start: str | None = None,
+    workers: Workers = 1,
+    gpus: Sequence[str] | str | None = None,
+    workers_per_gpu: int | None = None,
+    trial_isolation: str | None = None,
+    threads: int | None = None,
+    preflight: bool = True,
 ) -> RunPlan:
-    """Check everything a run needs before touching storage.
+    """Check everything a run needs before touching storage, once; `run_study(plan)` runs it.
 
     Args:
         space: a parsed SearchSpace or the path of its YAML file.
-        overrides: TrainConfig fields that win over params and fixed values (checked here).
-        preflight: check this machine (device, data, storage driver, weight files).
+        storage: an Optuna RDB URL; default `sqlite:///studies/<study name>.db` (the folder is
+            created when the run starts).
+        study_name: default the space's `study.name`.
+        n_trials: finished trials (COMPLETE + PRUNED) the study should hold; default the space's.
+        timeout: seconds after which no new trial starts; default the space's.
+        overrides: TrainConfig fields that win over params and fixed values for every trial
+            (`--set`, `--data`, `--device`); checked here and nowhere else.
+        override_flags: the flag each override came from, for messages (the CLI gives
+            {"data": "--data"} for `--data`); default `--set KEY`.
         artifacts: where trial files go (a folder, s3://bucket/prefix, gs://bucket/prefix);
             default: the location recorded in the study, else `studies/<study>-artifacts`.
         warm_start: `SOURCE[:k]` (`hpo.warm_start`): the source is read and its top-k fitted
             to the space here, so a bad or missing source writes nothing.
+        workers: processes on one storage; above 1 `run_study` starts and watches them.
+            "auto": one per visible GPU (`gpus`), else one per idle CPU core.
+        gpus: physical GPU ids ("0,1,3" or a sequence) the workers go round-robin over; each
+            worker process gets its own `CUDA_VISIBLE_DEVICES` (`hpo.devices.device_plan`).
+        workers_per_gpu: workers sharing one GPU.
+        trial_isolation: "process" runs each trial in a forked child (`hpo.isolation`), "none"
+            in the worker itself; default the space's `study.trial_isolation`.
+        threads: torch CPU threads per worker; default the idle cores split between workers.
+        preflight: check this machine (device, data, storage driver, weight files).
+
+    Returns:
+        The RunPlan: the baseline config, storage URL, one placement per worker, isolation
+        mode, threads, and the warm-start and portfolio configurations to enqueue.
 
     Raises:
         ConfigError: bad input, one line (SearchSpaceError: every problem of the file).
     """
     from .artifacts import check_location
-    from .config import check_field
     from .study import check_storage_url, default_storage_url
 
+    checked = _check_overrides(overrides, override_flags)
     if isinstance(space, (str, os.PathLike)):
         space = load_space(space)
-    checked = {k: check_field(k, v, where=f"--set {k}") for k, v in dict(overrides or {}).items()}
     _searched_override(space, checked)
     cfg = space.config_for(space.baseline(), checked)
     name = study_name or space.study.name
@@ -218,11 +279,19 @@ def plan_run(
 
         check_run_locations(url, name, artifacts)
         check_machine(cfg, space=space, overrides=checked, storage=url, where=str(space.source))
+    placements = _plan_devices(cfg.device, workers, gpus, workers_per_gpu)
+    isolation = _isolation(space, trial_isolation)
+    if threads is None:
+        from .study import cpu_threads
+
+        threads = cpu_threads(len(placements))
     return RunPlan(space=space, overrides=checked, cfg=cfg, study_name=name, url=url,
                    n_trials=int(target),
                    timeout=timeout if timeout is not None else space.study.timeout,
                    heartbeat=heartbeat, grace=grace, grid_points=grid_points(space),
-                   artifacts=artifacts, warm_start=warm, portfolio=portfolio)
+                   placements=tuple(placements), isolation=isolation, threads=threads,
+                   default_storage=not storage, artifacts=artifacts, warm_start=warm,
+                   portfolio=portfolio)
 
 
 def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
@@ -241,13 +310,9 @@ def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
     return threads
 
 
-def plan_devices(plan: RunPlan, workers: Workers = 1, gpus: Sequence[str] | str | None = None,
-                 workers_per_gpu: int | None = None) -> list:
-    """`hpo.devices.device_plan` for a run: one `WorkerPlacement` per worker process.
-
-    Raises:
-        ConfigError: see `device_plan` (nothing is written: no storage is open yet).
-    """
+def _plan_devices(device: str, workers: Workers, gpus: Sequence[str] | str | None,
+                  workers_per_gpu: int | None) -> list[WorkerPlacement]:
+    """`hpo.devices.device_plan` for a run: one `WorkerPlacement` per worker process."""
     from .devices import device_plan, parse_gpus
     from .study import cpu_threads
 
@@ -255,7 +320,7 @@ def plan_devices(plan: RunPlan, workers: Workers = 1, gpus: Sequence[str] | str 
         gpus = parse_gpus(gpus)
     cpu_workers = cpu_threads(1) if workers == "auto" else 1  # one 1-thread worker per idle core
     return device_plan(workers, tuple(gpus) if gpus is not None else None, workers_per_gpu,
-                       plan.cfg.device, cpu_workers=cpu_workers)
+                       device, cpu_workers=cpu_workers)
 
 
 def _place_here(placement) -> None:
@@ -284,65 +349,39 @@ def _result(study: optuna.Study, plan: RunPlan, reason: str, detail: str, ran: i
 
 
 def run_study(
-    space: SearchSpace | str | os.PathLike,
+    space_or_plan: RunPlan | SearchSpace | str | os.PathLike,
     *,
-    storage: str | None = None,
-    study_name: str | None = None,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    workers: Workers = 1,
-    gpus: Sequence[str] | str | None = None,
-    workers_per_gpu: int | None = None,
-    trial_isolation: str | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     allow_space_change: bool = False,
-    threads: int | None = None,
     progress: bool = False,
     worker_index: int = 0,
-    plan: RunPlan | None = None,
-    artifacts: str | None = None,
-    warm_start: str | None = None,
+    **planning: Any,
 ) -> StudyResult:
     """Run or resume a study until it holds `n_trials` finished trials (COMPLETE + PRUNED).
 
-    The same call again resumes: finished trials are kept, interrupted or orphaned ones are
-    retried with the same params, a seeded sampler does not replay earlier draws.
+    `run_study(plan)` runs a `plan_run` result as it is; `run_study(space, **planning)` is
+    `run_study(plan_run(space, **planning))`. The same call again resumes: finished trials are
+    kept, interrupted or orphaned ones are retried with the same params, a seeded sampler does
+    not replay earlier draws. Trials checkpoint in the artifact store after each epoch, a retried
+    trial resumes from its origin's checkpoint, and the best trials' final weights are kept there.
 
     Args:
-        space: a parsed SearchSpace or the path of its YAML file.
-        storage: an Optuna RDB URL; default `sqlite:///studies/<study name>.db` (the folder is
-            created).
-        study_name: default the space's `study.name`.
-        n_trials: finished trials the study should hold; default the space's.
-        timeout: seconds after which no new trial starts; default the space's.
-        overrides: TrainConfig fields for every trial (`--set`, `--data`, `--device`).
-        workers: processes on one storage; above 1 this process starts and watches them.
-            "auto": one per visible GPU (`--gpus`), else one per idle CPU core.
-        gpus: physical GPU ids ("0,1,3" or a sequence) the workers go round-robin over; each
-            worker process gets its own `CUDA_VISIBLE_DEVICES` (`hpo.devices.device_plan`).
-        workers_per_gpu: workers sharing one GPU.
-        trial_isolation: "process" runs each trial in a forked child (`hpo.isolation`), "none"
-            in the worker itself; default the space's `study.trial_isolation`.
+        space_or_plan: a `RunPlan`, or a parsed SearchSpace or the path of its YAML file.
         callbacks: `callback(study, frozen_trial)` after each trial (single worker only); one
             may call `study.stop()`.
         allow_space_change: resume although the space or overrides changed.
-        threads: torch CPU threads per worker; default the idle cores split between workers.
         progress: show a progress bar on stderr.
-        plan: a `plan_run` result (the CLI plans first to print notes); the arguments above it
-            are then ignored.
-        artifacts: see `plan_run` (ignored with `plan`). Trials checkpoint there after each
-            epoch, a retried trial resumes from its origin's checkpoint, and the best trials'
-            final weights are kept there.
-        warm_start: `SOURCE[:k]`: enqueue the top-k configurations of an earlier study (or a
-            best.yaml) that fit this space, once per study (`hpo.warm_start`); ignored with
-            `plan` (give it to `plan_run`).
+        worker_index: this process's worker number (the worker processes give theirs).
+        **planning: the keywords of `plan_run` (`storage`, `study_name`, `n_trials`, `timeout`,
+            `overrides`, `artifacts`, `warm_start`, `workers`, `gpus`, `workers_per_gpu`,
+            `trial_isolation`, `threads`), with a space only: a plan has them already.
 
     Returns:
         The study, its counts by state, its best trial (None before any COMPLETE one) and why
         the run ended.
 
     Raises:
+        TypeError: planning keywords given with a plan.
         ConfigError: bad input (nothing written), a changed space, or trials that failed with
             the same configuration error whatever their params (FixedInputError).
         RunInterrupted: SIGINT/SIGTERM; the running trials are marked and retried on resume.
@@ -353,21 +392,21 @@ def run_study(
     from . import study as S
     from .console import Progress
 
-    if plan is None:
-        plan = plan_run(space, storage=storage, study_name=study_name, n_trials=n_trials,
-                        timeout=timeout, overrides=overrides, artifacts=artifacts,
-                        warm_start=warm_start)
-    placements = plan_devices(plan, workers, gpus, workers_per_gpu)
-    workers = len(placements)
-    isolation = _isolation(plan, trial_isolation)
-    if callbacks and workers > 1:
+    if isinstance(space_or_plan, RunPlan):
+        if planning:
+            raise TypeError(f"run_study(plan): the plan holds {', '.join(sorted(planning))} "
+                            "already. Give them to plan_run, or pass the space instead of a plan")
+        plan = space_or_plan
+    else:
+        plan = plan_run(space_or_plan, **planning)
+    if callbacks and plan.workers > 1:
         raise ConfigError(f"callbacks: run in the worker processes' parent, got {len(callbacks)} "
-                          f"with workers={workers}. Use workers=1 with callbacks")
+                          f"with workers={plan.workers}. Use workers=1 with callbacks")
     space, url = plan.space, plan.url
     path = S.sqlite_path(url)
-    if storage is None and path is not None:
+    if plan.default_storage and path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    n_threads = set_cpu_threads(plan.cfg.device, threads, workers)
+    set_cpu_threads(plan.cfg.device, plan.threads, plan.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says it better
     db = S.build_storage(url, heartbeat_interval=plan.heartbeat, grace_period=plan.grace)
     with S.translate_storage_errors(url):
@@ -388,12 +427,12 @@ def run_study(
                        finished=S.finished_count(counts), best=bar_best(study),
                        epochs=plan.cfg.epochs, enabled=progress)
         try:
-            if workers > 1:
-                run_workers(study, plan, placements, n_threads, bar, allow_space_change, isolation)
+            if plan.workers > 1:
+                run_workers(study, plan, bar, allow_space_change)
                 outcome = workers_outcome(study, plan)
             else:
-                _place_here(placements[0])
-                outcome = _run_here(study, plan, bar, callbacks, worker_index, store, isolation)
+                _place_here(plan.placements[0])
+                outcome = _run_here(study, plan, bar, callbacks, worker_index, store)
         finally:
             bar.close()
         return _result(study, plan, outcome.reason, outcome.detail, outcome.ran)
@@ -408,18 +447,17 @@ def _open_artifacts(study, plan: RunPlan):
     return artifact_store(plan.url, plan.study_name, location)
 
 
-def _isolation(plan: RunPlan, requested: str | None) -> str:
+def _isolation(space: SearchSpace, requested: str | None) -> str:
     from .isolation import ISOLATION_MODES
 
-    mode = requested if requested is not None else plan.space.study.trial_isolation
+    mode = requested if requested is not None else space.study.trial_isolation
     if mode not in ISOLATION_MODES:
         raise ConfigError(f"--trial-isolation: must be one of {', '.join(ISOLATION_MODES)}, got "
                           f"{mode!r}. Give --trial-isolation process or none")
     return mode
 
 
-def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=None,
-              isolation: str = "none"):
+def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=None):
     from . import study as S
     from .algorithms import build_sampler
     from .checkpoint import keep_best_weights
@@ -431,7 +469,7 @@ def _run_here(study, plan: RunPlan, bar, callbacks, worker_index: int, store=Non
     if store is not None:
         top, per_backbone = space.study.keep_weights
         callbacks = [*callbacks, keep_best_weights(store, top=top, per_backbone=per_backbone)]
-    if isolation == "process":
+    if plan.isolation == "process":
         from .isolation import IsolatedObjective
 
         objective = IsolatedObjective(objective, stall_timeout=space.study.trial_stall_timeout)

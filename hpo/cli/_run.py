@@ -1,11 +1,11 @@
-"""`vcr-hpo run`: plan, place workers on devices, run or resume the study, print the summary."""
+"""`vcr-hpo run`: plan once (workers placed on devices), print its notes, run or resume it, print the summary."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ._common import artifacts_arg, parse_sets, positive
+from ._common import artifacts_arg, positive, read_sets
 from ._registry import command
 
 _RESUME_HINT = "resume with: "
@@ -81,30 +81,30 @@ def _resume_command(ns: argparse.Namespace, storage: str, study_name: str) -> st
     return shlex.join(argv)
 
 
-def _run_overrides(ns: argparse.Namespace) -> dict[str, object]:
-    from ..config import check_field
-
-    overrides = parse_sets(ns.set)
-    if ns.data is not None:
-        overrides["data"] = check_field("data", ns.data, where="--data")
-    if ns.device is not None:
-        overrides["device"] = check_field("device", ns.device, where="--device")
-    return overrides
+def _run_overrides(ns: argparse.Namespace) -> tuple[dict[str, object], dict[str, str]]:
+    """The overrides as given (`plan_run` checks them) and the flag each came from."""
+    overrides, flags = read_sets(ns.set), {}
+    for key, value in (("data", ns.data), ("device", ns.device)):
+        if value is not None:
+            overrides[key], flags[key] = value, f"--{key}"
+    return overrides, flags
 
 
 @command("run", "run or resume a study: same command again resumes; --workers N for parallel",
          args=_run_args)
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from ..api import grid_note, plan_devices, plan_run, run_study
+    from ..api import grid_note, plan_run, run_study
     from ..console import summary_lines
     from ..study import RunInterrupted
 
+    overrides, flags = _run_overrides(ns)
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
-                    timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts,
-                    warm_start=ns.warm_start)
-    placements = plan_devices(plan, ns.workers, ns.gpus, ns.workers_per_gpu)  # before storage
-    if any(p.gpu is not None for p in placements) and not ns.quiet:
-        print("devices: " + "; ".join(p.describe() for p in placements), file=sys.stderr)
+                    timeout=ns.timeout, overrides=overrides, override_flags=flags,
+                    artifacts=ns.artifacts, warm_start=ns.warm_start, workers=ns.workers,
+                    gpus=ns.gpus, workers_per_gpu=ns.workers_per_gpu,
+                    trial_isolation=ns.trial_isolation, threads=ns.threads)
+    if any(p.gpu is not None for p in plan.placements) and not ns.quiet:
+        print("devices: " + "; ".join(p.describe() for p in plan.placements), file=sys.stderr)
     if note := grid_note(plan.space, plan.n_trials):
         print(note, file=sys.stderr)
     if plan.warm_start is not None:
@@ -116,16 +116,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         from ..portfolio import describe as describe_portfolio
 
         print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
-    if len(placements) > 1 and plan.url.startswith("sqlite"):
-        print(f"warning: {len(placements)} workers share SQLite: fine on one machine; for "
+    if plan.workers > 1 and plan.url.startswith("sqlite"):
+        print(f"warning: {plan.workers} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)
     hint = _RESUME_HINT + _resume_command(ns, plan.url, plan.study_name)
     try:
-        result = run_study(plan.space, plan=plan, storage=ns.storage, workers=ns.workers,
-                           gpus=ns.gpus, workers_per_gpu=ns.workers_per_gpu,
-                           trial_isolation=ns.trial_isolation,
-                           allow_space_change=ns.allow_space_change, threads=ns.threads,
-                           progress=not ns.quiet)
+        result = run_study(plan, allow_space_change=ns.allow_space_change, progress=not ns.quiet)
     except RunInterrupted as exc:
         print(f"interrupted by {exc}: the running trial is marked interrupted and will be "
               f"retried; {hint}", file=sys.stderr)

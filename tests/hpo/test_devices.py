@@ -15,7 +15,7 @@ import optuna
 import pytest
 import torch
 
-from hpo.api import plan_devices, plan_run, start_workers
+from hpo.api import plan_run, start_workers
 from hpo.cli import main
 from hpo.devices import FAKE_GPUS_ENV, GPU_ENV, device_plan, parse_gpus, visible_gpus
 from hpo.errors import ConfigError
@@ -170,8 +170,9 @@ def test_each_worker_process_receives_its_cuda_visible_devices(
         workers, gpus, expected, tmp_path, monkeypatch):
     monkeypatch.setenv(FAKE_GPUS_ENV, "3")  # three GPUs, simulated by the inventory's test hook
     Path("s.yaml").write_text(_SPACE)
-    plan = plan_run("s.yaml", storage=f"sqlite:///{tmp_path / 'x.db'}", preflight=False)
-    placements = plan_devices(plan, workers, gpus)
+    plan = plan_run("s.yaml", storage=f"sqlite:///{tmp_path / 'x.db'}", preflight=False,
+                    workers=workers, gpus=gpus)
+    placements = plan.placements
     seen = _recorded(tmp_path, placements)
     assert [s["index"] for s in seen] == list(range(len(expected)))
     assert [s["cuda"] for s in seen] == expected
