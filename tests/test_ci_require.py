@@ -38,7 +38,7 @@ def _no_vcr_hpo(tmp_path: Path, env: dict) -> None:
 
 
 POSTGRES_TEST = "tests/hpo/test_storage_contract.py::TestVcrHpoStorage::test_create_new_study[postgresql]"
-PROXY_TEST = "tests/hpo/test_proxy.py::test_a_top_up_through_the_proxy_runs_the_waiting_trials_first"
+PROXY_TEST = "tests/hpo/study/test_proxy.py::test_a_top_up_through_the_proxy_runs_the_waiting_trials_first"
 PARTS = {  # part: (hide it, tests that need it, the line `require` writes)
     "postgres": (_no_postgres,
                  [POSTGRES_TEST],

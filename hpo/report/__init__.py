@@ -18,7 +18,7 @@ from typing import Literal
 import optuna
 
 from ..errors import ConfigError, VcrHpoError
-from ..record_store import study_default_comparison
+from ..trial.record_store import study_default_comparison
 from . import _draw
 from ._data import (
     NA_LABEL,
@@ -102,8 +102,8 @@ def _draw_both(formats, out: Path, stem: str, png, html_fn) -> tuple[Path, ...]:
 
 
 def _colour_plots(study: optuna.Study, out: Path, formats: tuple[str, ...], report: Report):
-    from ..export import best_trial
-    from ..figures import confusion_summary, draw_confusion
+    from ..outputs.configs import best_trial
+    from ..trial.figures import confusion_summary, draw_confusion
 
     done = completed(study)
     objective = (study.metric_names or ["value"])[0]
@@ -169,7 +169,7 @@ _COUNT = re.compile(r"-(\d+)trials\.")
 
 
 def _optuna_plots(study, out: Path, formats, report: Report) -> None:
-    from ..export import write_report
+    from ..outputs.configs import write_report
 
     by_stem: dict[str, list[Path]] = {}
     for fmt in formats:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
-from hpo.portfolio import PORTFOLIO_FILE
+from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[2]

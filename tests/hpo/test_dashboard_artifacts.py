@@ -11,8 +11,8 @@ import subprocess
 import optuna
 import pytest
 
-from hpo.artifacts import artifact_store, download, list_trial_artifacts, study_location
 from hpo.study import _optuna
+from hpo.trial.artifacts import artifact_store, download, list_trial_artifacts, study_location
 from tests._net import free_port, http_get, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser,

@@ -152,11 +152,11 @@ def _direction_faults(graph: dict[str, set[str]]) -> list[str]:
 
 def test_direction_faults_are_found():
     """The rule itself, on a made-up graph: both directions caught, the public package allowed."""
-    graph = {"backbones.base": {"hpo.errors"}, "hpo.losses": {"backbones", "backbones.registry"},
-             "hpo.heads": {"backbones"}}
+    graph = {"backbones.base": {"hpo.errors"}, "hpo.train.losses": {"backbones", "backbones.registry"},
+             "hpo.train.heads": {"backbones"}}
     assert _direction_faults(graph) == [
         "backbones.base imports hpo.errors: backbones is a leaf and knows nothing of hpo",
-        "hpo.losses imports backbones.registry: hpo uses only `from backbones import ...`"]
+        "hpo.train.losses imports backbones.registry: hpo uses only `from backbones import ...`"]
 
 
 def test_backbones_is_a_leaf_and_hpo_uses_only_its_public_names():

@@ -15,7 +15,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.errors import ConfigError
-from hpo.portfolio import PORTFOLIO_FILE
+from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import copy_shipped_space, load_search_space, shipped_spaces
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_built_wheel_ships_the_spaces(tmp_path):
     assert [line.split()[0] for line in listing.stdout.splitlines()[2:2 + len(SOURCE_SPACES)]] \
         == SOURCE_SPACES
     assert PORTFOLIO_FILE not in listing.stdout  # data beside the spaces, shipped in the wheel:
-    shipped = subprocess.run([str(python), "-c", ("from hpo.portfolio import load_portfolio; "
+    shipped = subprocess.run([str(python), "-c", ("from hpo.run.portfolio import load_portfolio; "
                               "print(len(load_portfolio()))")], cwd=empty, env=env,
                              capture_output=True, text=True, timeout=60, check=False)
     assert shipped.returncode == 0 and int(shipped.stdout) >= 1, shipped.stderr

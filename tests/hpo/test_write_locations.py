@@ -1,4 +1,4 @@
-"""Every folder a run writes is checked before the study exists (hpo.preflight.check_run_locations):
+"""Every folder a run writes is checked before the study exists (hpo.run.preflight.check_run_locations):
 the study's folder, the artifact store, its checkpoints and the data cache, each under a regular
 file, on a read-only mount or in /proc, is one line and exit 2, with nothing written."""
 
@@ -99,7 +99,7 @@ def test_a_folder_the_run_cannot_write_is_one_line_and_nothing_is_written(
 
 
 def test_writable_new_folders_pass_and_are_not_created(tmp_path, monkeypatch):
-    from hpo.preflight import check_run_locations
+    from hpo.run.preflight import check_run_locations
 
     monkeypatch.setenv("VCR_HPO_CACHE", str(tmp_path / "cache" / "deep"))
     check_run_locations(f"sqlite:///{tmp_path / 's.db'}", "s", str(tmp_path / "a" / "b"))
@@ -109,7 +109,7 @@ def test_writable_new_folders_pass_and_are_not_created(tmp_path, monkeypatch):
 
 def test_the_default_data_cache_is_not_checked(tmp_path, monkeypatch):
     """Without $VCR_HPO_CACHE an unwritable ~/.cache costs only a private copy (hpo.data)."""
-    from hpo.preflight import check_run_locations
+    from hpo.run.preflight import check_run_locations
 
     monkeypatch.delenv("VCR_HPO_CACHE")
     home = _file(tmp_path)
