@@ -87,8 +87,8 @@ def run(args) -> int:
 
 
 def preflight_rows(args) -> None:
-    """The memory preflight (`hpo.trial.memory.memory_preflight`, one step + one validation batch) per
-    batch size: its seconds, the peak it measured, or how fast an out-of-memory config fails."""
+    """The memory preflight (`hpo.trial.memory.memory_preflight`, one step + one validation
+    batch) per batch size: its seconds, the peak it measured, or how fast an out-of-memory config fails."""
     import time
 
     import torch

@@ -72,7 +72,7 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
 
 def _ran_on(trial) -> str:
-    """Where a trial ran: "GPU 3" (physical id, hpo.devices) or its device user attr."""
+    """Where a trial ran: "GPU 3" (physical id, hpo.run.devices) or its device user attr."""
     gpu = trial.user_attrs.get("gpu")
     return f"GPU {gpu}" if gpu is not None else str(trial.user_attrs.get("device", "-"))
 

@@ -5,7 +5,8 @@ batch of the model's own images must match the torch model's within `PARITY_TOLE
 and its latency is measured on this machine (batch 1 and 32, one thread and all, p50 and p95).
 The metadata (class names, preprocessing, parity, latency, the training config) goes inside
 the file (ONNX `metadata_props`, a TorchScript extra file) and beside it as `<file>.json`.
-The formats themselves live in `hpo.model_formats`; `hpo.predict` runs an exported file.
+The formats themselves live in `hpo.outputs.model_formats`; `hpo.outputs.predict` runs an
+exported file.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def load_trained(folder: Path, *, device: str = "auto") -> TrainedModel:
 
     `folder` may also be a file `vcr-hpo export` wrote (ONNX through onnxruntime, TorchScript):
     then the model is that file, run on the CPU in fp32, with the class names and config of its
-    metadata (`hpo.model_export`).
+    metadata (`hpo.outputs.model_export`).
 
     Raises:
         ConfigError: the folder or one of its files is missing or unreadable, or the weights do

@@ -3,7 +3,7 @@ best score per backbone, accuracy against size and latency with the Pareto front
 parallel-coordinates plot that keeps trials lacking a conditional parameter; one index.html.
 
 Private modules: `_data` (the numbers behind each plot), `_draw` (matplotlib PNG, plotly HTML).
-Optuna's own plots stay in `hpo.export.write_report`.
+Optuna's own plots stay in `hpo.outputs.configs.write_report`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Trial isolation: each trial trains in a child forked from the worker (`trial_isolation: process`).
 
 The worker (parent) imported torch, timm and Optuna once and never initialises CUDA (it counts
-GPUs through NVML, `hpo.devices`), so a `fork` child starts in milliseconds with everything
+GPUs through NVML, `hpo.run.devices`), so a `fork` child starts in milliseconds with everything
 imported, and whatever a trial leaves behind (CUDA memory, a leak, a crashed CUDA context, a
 segfault) ends with the child.
 
@@ -145,7 +145,7 @@ def _child_main(conn, objective: Callable, number: int, params: dict[str, Any],
 
 
 class IsolatedObjective:
-    """Wrap an `hpo.objective.Objective`: suggest here, train in a forked child.
+    """Wrap an `hpo.trial.objective.Objective`: suggest here, train in a forked child.
 
     Args:
         objective: the objective to run in the child (its `space` suggests the params here;

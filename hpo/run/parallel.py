@@ -1,7 +1,7 @@
 """The parent side of `run_study(workers=N)`: start N worker processes, watch the storage.
 
-Each worker (`python -m hpo._worker`) runs its own trial loop on the shared storage; this process
-forwards SIGINT/SIGTERM to them once, updates the progress bar from the storage, and says why
+Each worker (`python -m hpo.run.worker_main`) runs its own trial loop on the shared storage; this
+process forwards SIGINT/SIGTERM to them once, updates the progress bar from the storage, and says why
 they stopped.
 """
 
@@ -49,7 +49,7 @@ def workers_outcome(study, plan: RunPlan):
 
 
 def worker_command(spec_file: Path, index: int) -> list[str]:
-    """The command line of worker `index` (`python -m hpo._worker SPEC INDEX`)."""
+    """The command line of worker `index` (`python -m hpo.run.worker_main SPEC INDEX`)."""
     return [sys.executable, "-m", "hpo.run.worker_main", str(spec_file), str(index)]
 
 

@@ -183,7 +183,7 @@ def project_entry(space: SearchSpace, entry: Mapping[str, Any]) -> tuple[dict[st
 def plan_portfolio(space: SearchSpace, k: int | None = None,
                    entries: Sequence[Mapping[str, Any]] | None = None) -> WarmStart:
     """The first `k` entries (default `space.study.portfolio`) projected onto `space`, as what
-    `hpo.warm_start.enqueue_warm_start` enqueues once per study.
+    `hpo.run.warm_start.enqueue_warm_start` enqueues once per study.
 
     Raises:
         ConfigError: the shipped portfolio is missing or invalid.

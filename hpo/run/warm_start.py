@@ -6,7 +6,8 @@
   `--storage` when one is given, else `sqlite:///studies/NAME.db`;
 - `URL#NAME[:k]`: the study NAME in the storage URL (`sqlite:///screen.db#screen:3`,
   `postgresql://u@host/db#screen`);
-- `FILE.yaml`: one configuration written by `vcr-hpo best` (read with `hpo.export.read_config`).
+- `FILE.yaml`: one configuration written by `vcr-hpo best` (read with
+  `hpo.outputs.configs.read_config`).
 
 Configurations are ranked by `hpo.study.top_trials` (best first) and fitted to the current space
 (`fit_params`): a value outside a range, choice or step drops the configuration; a parameter
@@ -64,7 +65,7 @@ class WarmSource:
 class WarmStart:
     """What a warm start enqueues: fitted params (best first) and one note per left-out item.
 
-    `attr` is the study user attr that records it once (the portfolio, `hpo.portfolio`, has its
+    `attr` is the study user attr that records it once (the portfolio, `hpo.run.portfolio`, has its
     own, so a study may have both); `tag` the trial user attr naming each enqueued trial's origin.
     """
 

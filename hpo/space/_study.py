@@ -38,7 +38,7 @@ _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials
                "report_every", "report_val_images", "fidelity", "report_seconds",
                "portfolio")
 _KEEP_KEYS = ("top", "per_backbone")
-#: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
+#: `trial_isolation:` values (hpo.run.isolation.ISOLATION_MODES; here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
 _MAX_GRID = 1_000_000
 

@@ -12,7 +12,7 @@ values), so it reports exactly the steps and values its origin did, then goes on
 clock. Seconds are wall seconds on the trial's device: a study compares trials fairly when its
 workers run under similar load (one worker per GPU; on CPU fixed threads and no other jobs).
 
-Pruner step arguments are then seconds (`hpo.subepoch.seconds_arg_problems` checks them).
+Pruner step arguments are then seconds (`hpo.trial.subepoch.seconds_arg_problems` checks them).
 Imports no torch: the space parser reads the names here.
 """
 

@@ -70,7 +70,7 @@ def record_feasibility(trial: Any, reason: str | None) -> None:
     """Write the constraint of a trial about to be told COMPLETE: infeasible when `reason`.
 
     An isolated trial's child passes its proxy, whose `record_constraints` sends the values to
-    the parent (`hpo.isolation`); a real trial writes them through `hpo.study._optuna`.
+    the parent (`hpo.run.isolation`); a real trial writes them through `hpo.study._optuna`.
     """
     from ..study._optuna import set_constraints
 
@@ -87,9 +87,9 @@ class Objective:
     """Callable for `study.optimize`: suggest -> TrainConfig -> train -> metric(s).
 
     Single objective: reports the first metric each epoch (step = epoch index; with
-    `study.report_every` also within epochs, step = training images seen, `hpo.subepoch`; with
-    `study.fidelity: seconds` at each grid point of training seconds passed, `hpo.fidelity`) and
-    prunes when the pruner says so;
+    `study.report_every` also within epochs, step = training images seen, `hpo.trial.subepoch`;
+    with `study.fidelity: seconds` at each grid point of training seconds passed,
+    `hpo.trial.fidelity`) and prunes when the pruner says so;
     a NaN loss prunes the trial. Several objectives: no reports (Optuna cannot prune them); a NaN
     loss returns NaN values, which Optuna records as FAIL. Any other error sets `fail_reason`
     and propagates: run `study.optimize(..., catch=(Exception,))` so the study goes on.
@@ -98,11 +98,12 @@ class Objective:
         space: the validated search space (metrics and directions come from `space.study`).
         overrides: fields that win over params and fixed values (CLI `--set`, `--data`, `--device`).
         on_epoch: `on_epoch(trial_number, metrics)` after each epoch, for progress display.
-        artifacts: the study's artifact store (`hpo.artifacts.artifact_store`). With it each
+        artifacts: the study's artifact store (`hpo.trial.artifacts.artifact_store`). With it each
             epoch replaces the trial's checkpoint, and a retried trial resumes from its
-            origin's (`hpo.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
+            origin's (`hpo.trial.checkpoint`): user attr `resumed_from_epoch`, or `resume_note`.
             Finished and pruned trials upload their confusion matrix (PNG, JSON) and learning
-            curves there (`hpo.figures`); the counts are kept as user attr `confusion` either way.
+            curves there (`hpo.trial.figures`); the counts are kept as user attr `confusion`
+            either way.
             Every reported evaluation also leaves its per-image record there (`hpo.records`,
             keyed by the reported step); user attr `value_step` names the best epoch's step.
     """
@@ -167,7 +168,7 @@ class Objective:
                 ):
                     trial.set_user_attr(key, value)
                 if info.device.startswith("cuda") and os.environ.get(GPU_ENV):
-                    trial.set_user_attr("gpu", os.environ[GPU_ENV])  # physical id (hpo.devices)
+                    trial.set_user_attr("gpu", os.environ[GPU_ENV])  # physical id (hpo.run.devices)
                 if reports is not None:
                     reports.start(info)
 
@@ -301,7 +302,7 @@ class Objective:
 
         The saver hands states to a `CheckpointWriter` (appended to `writers`; the caller
         closes it before the trial is told), which writes off the training thread and skips
-        epochs whose checkpoint would cost more than it protects (`hpo.checkpoint`)."""
+        epochs whose checkpoint would cost more than it protects (`hpo.trial.checkpoint`)."""
         from ..study import _optuna
         from ..train import build_state
         from .checkpoint import (
@@ -313,7 +314,7 @@ class Objective:
         )
 
         identity = checkpoint_identity(self.space, self.overrides, params, cfg)
-        system = getattr(trial, "system_attrs", None)  # a child trial (hpo.isolation) has them
+        system = getattr(trial, "system_attrs", None)  # a child trial (hpo.run.isolation) has them
         if system is None:
             system = _optuna.storage_of(trial.study).get_trial_system_attrs(
                 _optuna.trial_id(trial))

@@ -2,8 +2,8 @@
 back by (study, trial, step), feeding the pruner and the sentence against the default.
 
 The format is `hpo.records`; the statistics and the sentence are `hpo.paired`. Records are
-ordinary artifacts of their trial (Optuna's artifact API, `hpo.artifacts`), so every process of
-a study (workers, an isolated trial's parent) reads what the others wrote.
+ordinary artifacts of their trial (Optuna's artifact API, `hpo.trial.artifacts`), so every
+process of a study (workers, an isolated trial's parent) reads what the others wrote.
 
     rec = load_record(study, trial_number=7, step=3)
     print(study_default_comparison(study))
@@ -54,7 +54,7 @@ def write_record(trial: Any, store: Any, step: int, correct: Any, loss: Any,
                  key: str = "") -> None:
     """Upload the record of `trial` (running) at `step` to `store`.
 
-    A trial in a child process (`hpo.isolation`) sends the file to its parent, which uploads
+    A trial in a child process (`hpo.run.isolation`) sends the file to its parent, which uploads
     it, the way figures go (`upload_file`).
     """
     data = encode_record(correct, loss, key)
@@ -68,7 +68,7 @@ def write_record(trial: Any, store: Any, step: int, correct: Any, loss: Any,
 
 
 class RecordWriter:
-    """Writes a running trial's records as it reports (used by `hpo.objective`).
+    """Writes a running trial's records as it reports (used by `hpo.trial.objective`).
 
     `watch(state)` once the trainer's state exists; `write(step)` after each evaluation writes
     `state.last_eval`. Writing never fails the trial: the first error becomes user attr

@@ -10,7 +10,7 @@ stays what the trial returns.
 
 Pruner arguments that count steps are written in epochs (fractions allowed with report_every)
 and become images when the pruner is built (`scale_pruner`); `patience` counts reports. With
-`study.fidelity: seconds` (`hpo.fidelity`) they are whole seconds of training instead, on the
+`study.fidelity: seconds` (`hpo.trial.fidelity`) they are whole seconds of training instead, on the
 report grid (`seconds_arg_problems`).
 
 Imports no torch at module level: the space parser uses `proxy_args` and the step table.

@@ -10,7 +10,8 @@ import hpo.attrs
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Modules other work is changing now; their keys move to hpo.attrs when it lands.
-PENDING = {"hpo/trial/objective.py", "hpo/run/console.py", "hpo/report/__init__.py", "hpo/cli/_inspect.py"}
+PENDING = {"hpo/trial/objective.py", "hpo/run/console.py", "hpo/report/__init__.py",
+           "hpo/cli/_inspect.py"}
 
 
 def _is_user_attrs(node: ast.AST) -> bool:
