@@ -2,8 +2,8 @@
 best score per backbone, accuracy against size and latency with the Pareto front, and a
 parallel-coordinates plot that keeps trials lacking a conditional parameter; one index.html.
 
-Private modules: `_data` (the numbers behind each plot), `_draw` (matplotlib PNG, plotly HTML).
-Optuna's own plots stay in `hpo.outputs.configs.write_report`.
+Private modules: `_data` (the numbers behind each plot), `_draw` (matplotlib PNG, plotly HTML),
+`_optuna_plots` (Optuna's own plots: history, importances, intermediate values).
 """
 
 from __future__ import annotations
@@ -169,11 +169,11 @@ _COUNT = re.compile(r"-(\d+)trials\.")
 
 
 def _optuna_plots(study, out: Path, formats, report: Report) -> None:
-    from ..outputs.configs import write_report
+    from ._optuna_plots import write_optuna_plots
 
     by_stem: dict[str, list[Path]] = {}
     for fmt in formats:
-        written, skipped = write_report(study, out, fmt=fmt)
+        written, skipped = write_optuna_plots(study, out, fmt=fmt)
         report.skipped.update(skipped)
         for p in written:
             by_stem.setdefault(p.name.split("-")[0], []).append(p)

@@ -21,6 +21,7 @@ from hpo.report import (
     tradeoffs,
     write_full_report,
 )
+from hpo.report._optuna_plots import MIN_IMPORTANCE_TRIALS, write_optuna_plots
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -152,3 +153,28 @@ def test_rerun_with_more_trials_replaces_the_old_files(tmp_path):
     assert not [n for n in names if re.search(r"-5trials", n)], names
     assert "parallel-6trials.png" in names and "confusion-trial1.png" not in names
     assert report.skipped["confusion"].startswith("best trial #6 has no user attr confusion")
+
+
+@pytest.mark.parametrize("n, drawn", [(9, False), (10, True), (12, True)])
+def test_report_draws_importances_from_10_complete_trials_on(n, drawn, tmp_path):
+    assert MIN_IMPORTANCE_TRIALS == 10
+    study = optuna.create_study(direction="maximize")
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+             "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64])}
+    for i in range(n):
+        lr = 10 ** (-4 + 3 * i / n)
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr, "batch_size": [16, 32, 64][i % 3]}, distributions=dists,
+            value=float(i) / n, intermediate_values={0: 0.1} if i < 4 else {}))
+    (tmp_path / "importances-12trials.html").write_text("from an earlier report")
+    written, skipped = write_optuna_plots(study, tmp_path, fmt="html")
+    names = sorted(p.name for p in written)
+    assert names == sorted([f"history-{n}trials.html", "intermediate-4trials.html"]
+                           + ([f"importances-{n}trials.html"] if drawn else []))
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # the stale file is gone
+    if drawn:
+        html = (tmp_path / f"importances-{n}trials.html").read_text()
+        assert f"({n} COMPLETE trials)" in html
+    else:
+        assert skipped["importances"] == ("needs at least 10 COMPLETE trials for a stable "
+                                          "ranking, got 9")

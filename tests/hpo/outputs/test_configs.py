@@ -111,33 +111,6 @@ def test_report_on_3_trials_names_the_count_and_skips_importances(fmt, magic, ti
             assert b"Plotly.newPlot" in data and f"(3 {kind})".encode() in data
 
 
-@pytest.mark.parametrize("n, drawn", [(9, False), (10, True), (12, True)])
-def test_report_draws_importances_from_10_complete_trials_on(n, drawn, tmp_path):
-    from hpo.outputs.configs import MIN_IMPORTANCE_TRIALS, write_report
-
-    assert MIN_IMPORTANCE_TRIALS == 10
-    study = optuna.create_study(direction="maximize")
-    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
-             "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64])}
-    for i in range(n):
-        lr = 10 ** (-4 + 3 * i / n)
-        study.add_trial(optuna.trial.create_trial(
-            params={"lr": lr, "batch_size": [16, 32, 64][i % 3]}, distributions=dists,
-            value=float(i) / n, intermediate_values={0: 0.1} if i < 4 else {}))
-    (tmp_path / "importances-12trials.html").write_text("from an earlier report")
-    written, skipped = write_report(study, tmp_path, fmt="html")
-    names = sorted(p.name for p in written)
-    assert names == sorted([f"history-{n}trials.html", "intermediate-4trials.html"]
-                           + ([f"importances-{n}trials.html"] if drawn else []))
-    assert sorted(p.name for p in tmp_path.iterdir()) == names  # the stale file is gone
-    if drawn:
-        html = (tmp_path / f"importances-{n}trials.html").read_text()
-        assert f"({n} COMPLETE trials)" in html
-    else:
-        assert skipped["importances"] == ("needs at least 10 COMPLETE trials for a stable "
-                                          "ranking, got 9")
-
-
 def test_status_shows_counts_best_and_top(tiny_study, capsys):
     url, _, _ = tiny_study
     study = _study(url)
