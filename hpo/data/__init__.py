@@ -5,8 +5,8 @@ Private modules, in the order the data flows: `_synthetic` (the synthetic colour
 ImageFolder dirs, JSONL manifests), `_cache` (the shared read-only cache file), `_load`
 (decoding, the cache layout, `load_dataset` -> `DatasetSplits`).
 
-Names are imported on first use (PEP 562): `_synthetic` and `_sources` need no torch, so a
-source is checked without importing it.
+Names are imported on first use (PEP 562) from the module that defines them: `_synthetic` and
+`_sources` import no torch, so `check_data_source` and the synthetic set's names load without it.
 """
 
 from __future__ import annotations
@@ -30,16 +30,22 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._load import (
-        COLOUR_CLASSES,
-        IMAGE_EXTENSIONS,
         DatasetSplits,
         cache_dir,
-        check_data_source,
         check_images_decode,
         clear_memory_cache,
         describe,
         load_dataset,
-        make_synthetic,
     )
+    from ._sources import IMAGE_EXTENSIONS, check_data_source
+    from ._synthetic import COLOUR_CLASSES, make_synthetic
 
-__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "_load"), globals())
+#: public name -> the private module that defines it
+_EXPORTS = {
+    **dict.fromkeys(("COLOUR_CLASSES", "make_synthetic"), "_synthetic"),
+    **dict.fromkeys(("IMAGE_EXTENSIONS", "check_data_source"), "_sources"),
+    **dict.fromkeys(("DatasetSplits", "cache_dir", "check_images_decode", "clear_memory_cache",
+                     "describe", "load_dataset"), "_load"),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -344,6 +344,23 @@ def test_check_data_source_accepts_synthetic_without_a_path(tmp_path, monkeypatc
         check_data_source("synthetic2")
 
 
+
+def test_a_source_is_checked_without_torch(tmp_path):
+    """hpo.data hands each name on from the module that defines it: checks load no torch."""
+    import subprocess
+    import sys
+
+    for colour in ("red", "blue"):
+        _write(tmp_path / colour / "a.png", (1, 2, 3))
+    code = ("import sys; from hpo.data import COLOUR_CLASSES, check_data_source; "
+            "check_data_source(sys.argv[1]); check_data_source('synthetic:classes=4'); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'hpo.data._load') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- shared cache file
 
 @pytest.fixture
