@@ -18,7 +18,7 @@ from hpo.errors import ConfigError
 from hpo.space import SearchSpaceError, parse_search_space, schema
 from hpo.space._yaml import _read_yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOOD = [yaml.safe_load((ROOT / "search_spaces" / n).read_text()) for n in ("hyperparameters.yaml", "vcr_full.yaml")]
 VALIDATOR = jsonschema.Draft202012Validator(schema())
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,

@@ -12,7 +12,7 @@ from hpo.cli import main
 from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import load_search_space
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SPACES = sorted(p for p in (ROOT / "search_spaces").glob("*.yaml") if p.name != PORTFOLIO_FILE)
 
 

@@ -18,7 +18,7 @@ from hpo.errors import ConfigError
 from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import copy_shipped_space, load_search_space, shipped_spaces
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SOURCE_SPACES = sorted(p.name for p in (ROOT / "search_spaces").glob("*.yaml")
                        if p.name != PORTFOLIO_FILE)  # data beside the spaces, not a space
 _SPACE = "study: {{name: {name}}}\nhyperparameters:\n  lr: {{type: float, low: 0.1, high: 0.2}}\n"
