@@ -3,7 +3,7 @@ best score per backbone, accuracy against size and latency with the Pareto front
 parallel-coordinates plot that keeps trials lacking a conditional parameter; one index.html.
 
 Private modules: `_data` (the numbers behind each plot), `_draw` (matplotlib PNG, plotly HTML),
-`_optuna_plots` (Optuna's own plots: history, importances, intermediate values).
+`_optuna_vis` (Optuna's own plots: history, importances, intermediate values).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ _COUNT = re.compile(r"-(\d+)trials\.")
 
 
 def _optuna_plots(study, out: Path, formats, report: Report) -> None:
-    from ._optuna_plots import write_optuna_plots
+    from ._optuna_vis import write_optuna_plots
 
     by_stem: dict[str, list[Path]] = {}
     for fmt in formats:

@@ -21,7 +21,7 @@ from hpo.report import (
     tradeoffs,
     write_full_report,
 )
-from hpo.report._optuna_plots import MIN_IMPORTANCE_TRIALS, write_optuna_plots
+from hpo.report._optuna_vis import MIN_IMPORTANCE_TRIALS, write_optuna_plots
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
