@@ -1,13 +1,13 @@
 """Trial overhead: a `vcr-hpo run` trial (defaults) vs a bare PyTorch loop, same work; start-up.
 
-Both sides train the same model (backbone + head from hpo.heads) on the same cached uint8
+Both sides train the same model (backbone + head from hpo.train.heads) on the same cached uint8
 tensors for the same steps, evaluate after each epoch, and use the same optimizer and schedule;
 augmentation is off so only the machinery differs. The bare loop saves the trained model's
 weights once at the end (what a hand-written script keeps).
 
 The objective side (default `--mode run`) is `hpo.run_study` as `vcr-hpo run` calls it, one
 trial on a fresh SQLite study with an artifact store in a temporary folder: so it pays the
-defaults (a checkpoint after every epoch by the rule of `hpo.checkpoint`, confusion-matrix and
+defaults (a checkpoint after every epoch by the rule of `hpo.trial.checkpoint`, confusion-matrix and
 curve figures, the kept weights of the best trial, which a fresh study's only trial always is)
 besides the objective's suggest, reports, pruning checks, user attrs and SQLite writes.
 `--mode objective` is the older, lighter comparison: the Objective on a study without store.
@@ -41,10 +41,10 @@ from backbones import create_backbone
 from hpo.attrs import CHECKPOINT_ERROR
 from hpo.config import TrainConfig
 from hpo.data import load_dataset
-from hpo.heads import VcrClassifier, build_head
-from hpo.optim import build_optimizer, build_scheduler
 from hpo.space import parse_search_space
 from hpo.train import normalise
+from hpo.train.heads import VcrClassifier, build_head
+from hpo.train.optim import build_optimizer, build_scheduler
 
 
 def _clock() -> tuple[float, float]:
@@ -117,8 +117,8 @@ def _instrument() -> None:
     """Wall and CPU of the machinery's parts (bench only; the wrappers cost microseconds)."""
     from optuna.trial import Trial
 
-    import hpo.checkpoint as ck
-    from hpo.objective import Objective
+    import hpo.trial.checkpoint as ck
+    from hpo.trial.objective import Objective
 
     for name in ("report", "should_prune", "set_user_attr", "suggest_float"):
         _timed(Trial, name, "Optuna trial calls")
@@ -144,8 +144,8 @@ def objective_trial(space, folder: Path, i: int, mode: str, threads: int) -> tup
         seconds = time.perf_counter() - t0, time.process_time() - c0
         trials = result.study.trials
     else:
-        from hpo.objective import Objective
         from hpo.study import build_storage
+        from hpo.trial.objective import Objective
 
         study = optuna.create_study(storage=build_storage(url), study_name="bench",
                                     direction="maximize", pruner=optuna.pruners.MedianPruner())

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def measure(backbone: str, fusion: str, optimizer: str) -> tuple[int, int, int]:
     """(checkpoint bytes, kept-weights bytes, parameters) of one trial of this configuration."""
-    from hpo.checkpoint import CHECKPOINT_FORMAT, WEIGHTS_FORMAT
     from hpo.config import TrainConfig
     from hpo.train import build_state, train_epoch
+    from hpo.trial.checkpoint import CHECKPOINT_FORMAT, WEIGHTS_FORMAT
 
     cfg = TrainConfig(backbone=backbone, fusion=fusion, optimizer=optimizer, image_size=32,
                       batch_size=16, max_train_samples=32, synthetic_size=80, epochs=1,

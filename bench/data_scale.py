@@ -214,6 +214,7 @@ def reader(args: argparse.Namespace) -> None:
 def first_batch(args: argparse.Namespace, run_argv: list[str]) -> None:
     """`vcr-hpo run` with timers: the data preflight, the data load, and the first batch (exit)."""
     import hpo.data
+    import hpo.data._load as load
     import hpo.train._loop as loop
     from hpo.cli import main
 
@@ -229,7 +230,7 @@ def first_batch(args: argparse.Namespace, run_argv: list[str]) -> None:
         return wrapper
 
     hpo.data.check_images_decode = timed("preflight_s", hpo.data.check_images_decode)
-    hpo.data._laid_out = timed("load_s", hpo.data._laid_out)
+    load._laid_out = timed("load_s", load._laid_out)
     normalise = loop.normalise
 
     def first(x):

@@ -87,16 +87,16 @@ def run(args) -> int:
 
 
 def preflight_rows(args) -> None:
-    """The memory preflight (`hpo.memory.memory_preflight`, one step + one validation batch) per
-    batch size: its seconds, the peak it measured, or how fast an out-of-memory config fails."""
+    """The memory preflight (`hpo.trial.memory.memory_preflight`, one step + one validation
+    batch) per batch size: its seconds, the peak it measured, or how fast an out-of-memory config fails."""
     import time
 
     import torch
 
     from hpo.config import TrainConfig
     from hpo.constraints import is_out_of_memory
-    from hpo.memory import memory_preflight
     from hpo.train import build_state
+    from hpo.trial.memory import memory_preflight
 
     print(f"\n# memory preflight: {args.preflight_backbone} at {args.preflight_size} px, AMP on, "
           f"batch sizes {args.preflight_batches} ({max(args.preflight_batches)} training images)")

@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv || tr
 python -c "import torch, optuna; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'optuna', optuna.__version__)"
 
-n=$(python -c "from hpo.devices import visible_gpus; print(len(visible_gpus()))")
+n=$(python -c "from hpo.run.devices import visible_gpus; print(len(visible_gpus()))")
 echo "visible GPUs: $n"
 if [ "$n" -ge 2 ]; then gpu_args=(--workers 2 --gpus 0,1); else gpu_args=(--workers 2 --workers-per-gpu 2); fi
 if [ "$n" -lt 1 ]; then echo "no CUDA GPU visible: nothing to check"; exit 1; fi
@@ -31,7 +31,7 @@ echo
 echo "== device plan for ${gpu_args[*]}"
 python - "${gpu_args[@]}" <<'PY'
 import sys
-from hpo.devices import device_plan, parse_gpus
+from hpo.run.devices import device_plan, parse_gpus
 a = sys.argv[1:]
 workers = int(a[a.index("--workers") + 1])
 gpus = parse_gpus(a[a.index("--gpus") + 1]) if "--gpus" in a else None

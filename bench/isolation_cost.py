@@ -3,7 +3,7 @@ and each in a child forked from the worker.
 
 Both arms run the project's own trial loop (`hpo.study.run_trials`) with the project's
 `Objective` on one SQLite file each, same seed, same trials; the isolated arm wraps it in
-`hpo.isolation.IsolatedObjective`. Reported: seconds per trial (median and mean, the first
+`hpo.run.isolation.IsolatedObjective`. Reported: seconds per trial (median and mean, the first
 trial of each arm dropped: it loads the data cache and builds kernels), and the difference.
 
     python bench/isolation_cost.py                 # 12 trials an arm, resnet10t at 32 px
@@ -47,9 +47,9 @@ def arm(space, url: str, trials: int, isolated: bool) -> list[float]:
     """Seconds of each trial (claim to tell) of one arm."""
     import optuna
 
-    from hpo.isolation import IsolatedObjective
-    from hpo.objective import Objective
+    from hpo.run.isolation import IsolatedObjective
     from hpo.study import build_storage, run_trials
+    from hpo.trial.objective import Objective
 
     storage = build_storage(url, heartbeat_interval=None, grace_period=None)
     study = optuna.create_study(storage=storage, study_name="iso-cost", direction="maximize",

@@ -19,9 +19,9 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hpo.artifacts import artifact_store
-from hpo.record_store import StoreRecords, write_record
 from hpo.records import encode_record, val_key
+from hpo.trial.artifacts import artifact_store
+from hpo.trial.record_store import StoreRecords, write_record
 
 REPEATS = 40
 

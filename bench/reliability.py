@@ -116,7 +116,8 @@ def run_env(*, heartbeat: int = 1, grace: int = 2, **extra: str) -> dict[str, st
 
 _ZYGOTE = r"""
 import ctypes, json, os, resource, runpy, sys, time, traceback
-import hpo.cli, hpo.study, hpo.space, hpo.data, hpo.objective, hpo.train, hpo.export, hpo.console
+import hpo.cli, hpo.study, hpo.space, hpo.data, hpo.trial.objective, hpo.train
+import hpo.outputs.configs, hpo.run.console
 script = sys.argv[1]
 
 def drop_dac():

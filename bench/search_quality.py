@@ -459,10 +459,10 @@ def _kept_model_score(study, url: str, number: int, space, job: Job) -> float | 
     """Held-out accuracy of trial `number`'s final weights, kept in the study's artifact store."""
     import torch
 
-    from hpo.artifacts import artifact_store, study_location
-    from hpo.checkpoint import read_weights
     from hpo.data import load_dataset
     from hpo.train import build_state
+    from hpo.trial.artifacts import artifact_store, study_location
+    from hpo.trial.checkpoint import read_weights
 
     store = artifact_store(url, study.study_name, study_location(study, url))
     with tempfile.TemporaryDirectory(prefix="bench-sq-weights-") as tmp:
@@ -715,9 +715,10 @@ def startup_lines(runs: list[dict[str, Any]], first: int = 5) -> list[str]:
                                     for b, v in sorted(chosen.items()))])
     if not table:
         return []
-    return [f"start-up (held-out accuracy of the running best after the first {first} trials: "
-            "trial 0 and the start-up; chosen = backbone trained at the end, runs and their mean "
-            "held-out):",
+    title = (f"start-up (held-out accuracy of the running best after the first {first} trials: "
+             "trial 0 and the start-up; chosen = backbone trained at the end, runs and their mean "
+             "held-out):")
+    return [title,
             *C.format_table(["dataset", "budget_s", "strategy", "seeds", f"after_{first}", "se",
                              "rank", "chosen"], table)]
 

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hpo.config import TrainConfig
-    from hpo.subepoch import SubEpochReports
     from hpo.train import train_model
+    from hpo.trial.subepoch import SubEpochReports
 
     torch.set_num_threads(1)
     cfg = TrainConfig.from_dict({"backbone": ns.backbone, "image_size": ns.image_size,

@@ -11,11 +11,11 @@ from ._lazy import lazy_exports
 
 #: public name -> submodule that defines it
 _EXPORTS = {
-    "RunPlan": "api",
-    "StudyResult": "api",
-    "load_space": "api",
-    "plan_run": "api",
-    "run_study": "api",
+    "RunPlan": "run.api",
+    "StudyResult": "run.api",
+    "load_space": "run.api",
+    "plan_run": "run.api",
+    "run_study": "run.api",
     "PRUNERS": "algorithms",
     "SAMPLERS": "algorithms",
     "build_pruner": "algorithms",
@@ -24,7 +24,7 @@ _EXPORTS = {
     "DatasetSplits": "data",
     "check_data_source": "data",
     "load_dataset": "data",
-    "Objective": "objective",
+    "Objective": "trial.objective",
     "AlgorithmSpec": "space",
     "Param": "space",
     "SearchSpace": "space",
@@ -70,10 +70,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .algorithms import PRUNERS, SAMPLERS, build_pruner, build_sampler
-    from .api import RunPlan, StudyResult, load_space, plan_run, run_study
     from .config import TrainConfig
     from .data import DatasetSplits, check_data_source, load_dataset
-    from .objective import Objective
+    from .run.api import RunPlan, StudyResult, load_space, plan_run, run_study
     from .space import (
         AlgorithmSpec,
         Param,
@@ -84,5 +83,6 @@ if TYPE_CHECKING:
         parse_search_space,
     )
     from .train import EpochMetrics, NonFiniteLossError, TrainResult, save_run, train_model
+    from .trial.objective import Objective
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

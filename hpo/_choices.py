@@ -1,7 +1,7 @@
 """The trainer's choice names (fusion, loss, optimizer, scheduler), readable without torch.
 
 `config.py` validates names against these tables, so parsing a space imports no torch. The
-names are read from the registration calls in `heads.py`, `losses.py` and `optim.py` (their
+names are read from the registration calls in `train/heads.py`, `train/losses.py` and `train/optim.py` (their
 source, not an import): a builder registered there is a choice, with nothing to list here.
 Backbone names: `backbones.BACKBONE_NAMES`.
 """
@@ -21,7 +21,7 @@ def _table(kind: str, module: str, registry: str) -> NameTable:
                      error=UnknownNameError)
 
 
-FUSION_NAMES = _table("fusion", "heads", "HEADS")
-LOSS_NAMES = _table("loss", "losses", "LOSSES")
-OPTIMIZER_NAMES = _table("optimizer", "optim", "OPTIMIZERS")
-SCHEDULER_NAMES = _table("scheduler", "optim", "SCHEDULERS")
+FUSION_NAMES = _table("fusion", "train.heads", "HEADS")
+LOSS_NAMES = _table("loss", "train.losses", "LOSSES")
+OPTIMIZER_NAMES = _table("optimizer", "train.optim", "OPTIMIZERS")
+SCHEDULER_NAMES = _table("scheduler", "train.optim", "SCHEDULERS")

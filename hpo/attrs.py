@@ -31,7 +31,7 @@ FEATURE_CHANNELS = "feature_channels"
 FEATURE_STRIDES = "feature_strides"
 NUM_PARAMS = "num_params"
 DEVICE = "device"
-GPU = "gpu"  # the physical GPU id (hpo.devices)
+GPU = "gpu"  # the physical GPU id (hpo.run.devices)
 VERSIONS = "versions"
 MEMORY_PREFLIGHT = "memory_preflight"
 

@@ -21,7 +21,7 @@ The recording (chosen after reading Optuna 5's samplers):
   runs out of memory therefore ends with infeasible trials only; `status` shows it.
 
 Imports nothing of vcr-hpo (metrics and status read it), torch only to recognise CUDA's error;
-the objective writes the constraint (`hpo.objective`, through `hpo.study._optuna`).
+the objective writes the constraint (`hpo.trial.objective`, through `hpo.study._optuna`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def is_out_of_memory(exc: BaseException | None) -> bool:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):  # includes hpo.memory.MemoryBudgetError
+    if isinstance(exc, MemoryError):  # includes hpo.trial.memory.MemoryBudgetError
         return True
     try:
         import torch

@@ -8,7 +8,7 @@ the images both get right or both get wrong, which is most of the noise between 
 - `paired_interval`: the 95% interval of an accuracy difference (Agresti-Min, see there);
 - `p_worse`: the one-sided test the noise-aware pruner uses (`hpo.pruners.PairedPruner`);
 - `default_comparison`: the best trial against the default (trial 0) as one sentence, the same
-  in `status`, `best`, the run's summary and the report (`hpo.record_store` feeds it records).
+  in `status`, `best`, the run's summary and the report (`hpo.trial.record_store` feeds it records).
 
 Pure: reads nothing itself (the pruner in the core uses it). Imports no torch.
 """
@@ -29,7 +29,7 @@ from .records import VALUE_STEP_ATTR, ValRecord
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-#: Reads the record of a trial at a step: None when it has none (`hpo.record_store`).
+#: Reads the record of a trial at a step: None when it has none (`hpo.trial.record_store`).
 ReadRecord = Callable[["FrozenTrial", int], "ValRecord | None"]
 
 __all__ = [

@@ -19,7 +19,7 @@ _COMPARE = ("auto", "correct", "loss")
 
 
 class RecordSource(Protocol):
-    """Where the pruner reads validation records (`hpo.record_store.StoreRecords`)."""
+    """Where the pruner reads validation records (`hpo.trial.record_store.StoreRecords`)."""
 
     def read(self, trial: FrozenTrial, step: int) -> ValRecord | None: ...
 
@@ -48,8 +48,8 @@ class PairedPruner(BasePruner):
 
     Where no paired test is possible (no records attached, no record of this trial or of any
     other at step s, records of another validation set) it follows the base. Records are read
-    through `records` (`hpo.record_store.attach_records(pruner, store)`), which the runner sets
-    in every process to the study's artifact store, so workers in other processes and isolated
+    through `records` (`hpo.trial.record_store.attach_records(pruner, store)`), which the runner
+    sets in every process to the study's artifact store, so workers in other processes and isolated
     trials (whose parent asks the pruner) see each other's records. The core cannot read a
     store itself (the store lives above the study layer), hence the attachment.
 
@@ -80,7 +80,7 @@ class PairedPruner(BasePruner):
         self.base: BasePruner = base if base is not None else MedianPruner()
         self.alpha = float(alpha)
         self.compare = compare
-        #: Where records are read (`hpo.record_store.StoreRecords`); the runner attaches the
+        #: Where records are read (`hpo.trial.record_store.StoreRecords`); the runner attaches the
         #: study's store in every process (`attach_records`). None: the base decides alone.
         self.records: RecordSource | None = None
 

@@ -2,16 +2,16 @@
 
 Every evaluation a trial reports (each epoch's validation, and mid-epoch reports with
 `study.report_every`) keeps, per validation image, whether it was right and its loss, as one
-small artifact of the trial in the study's artifact store (`hpo.artifacts`): `val-step<step>.bin`
-holding the correctness as a bit array (`np.packbits`), the losses as float16 and a key of the
+small artifact of the trial in the study's artifact store (`hpo.trial.artifacts`):
+`val-step<step>.bin` holding the correctness as a bit array (`np.packbits`), the losses as float16 and a key of the
 validation set (its size and a CRC of its labels), so two trials compare image by image only
 when they were scored on the same images. The step is the step the trial reported to the pruner;
 user attr `value_step` names the step the trial's value comes from (its best epoch).
 
 The format lives here (pure numpy, no storage: the pruner in the core uses it); writing and
-reading them in a study's artifact store is `hpo.record_store`:
+reading them in a study's artifact store is `hpo.trial.record_store`:
 
-    rec = load_record(study, trial_number=7, step=3)    # hpo.record_store
+    rec = load_record(study, trial_number=7, step=3)    # hpo.trial.record_store
     rec.accuracy, rec.correct, rec.loss
 
 Imports no torch (`vcr-hpo status` reads records).

@@ -37,18 +37,18 @@ def _no_vcr_hpo(tmp_path: Path, env: dict) -> None:
     env["PATH"] = "/usr/bin:/bin"  # the interpreter is run by its full path
 
 
-POSTGRES_TEST = "tests/hpo/test_storage_contract.py::TestVcrHpoStorage::test_create_new_study[postgresql]"
-PROXY_TEST = "tests/hpo/test_proxy.py::test_a_top_up_through_the_proxy_runs_the_waiting_trials_first"
+POSTGRES_TEST = "tests/hpo/study/test_storage_contract.py::TestVcrHpoStorage::test_create_new_study[postgresql]"
+PROXY_TEST = "tests/hpo/study/test_proxy.py::test_a_top_up_through_the_proxy_runs_the_waiting_trials_first"
 PARTS = {  # part: (hide it, tests that need it, the line `require` writes)
     "postgres": (_no_postgres,
                  [POSTGRES_TEST],
                  "PostgreSQL binaries (initdb, pg_ctl) is missing"),
     "grpc": (_no_grpc,
-             ["tests/hpo/test_optuna_private.py::test_grpc_proxy_server_binds_without_starting",
+             ["tests/hpo/study/test_optuna_private.py::test_grpc_proxy_server_binds_without_starting",
               PROXY_TEST],
              "the grpc extra (grpcio, protobuf) is missing"),
     "vcr-hpo": (_no_vcr_hpo,
-                ["tests/hpo/test_cli_validate.py::test_installed_console_script_validates"],
+                ["tests/hpo/cli/test_cli_validate.py::test_installed_console_script_validates"],
                 "the installed vcr-hpo (on PATH) is missing"),
 }
 

@@ -39,8 +39,8 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 def _cmd_validate(ns: argparse.Namespace) -> int:
     import json
 
-    from ..api import grid_note
-    from ..preflight import preflight
+    from ..run.api import grid_note
+    from ..run.preflight import preflight
     from ..space import SearchSpaceError, load_search_space
 
     try:

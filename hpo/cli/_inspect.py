@@ -13,7 +13,7 @@ from ._registry import command
 
 def _env_seconds(name: str, default: int) -> int:
     """Heartbeat settings come from the environment so tests (and impatient users) can shorten them."""
-    from ..api import env_seconds
+    from ..run.api import env_seconds
 
     return env_seconds(name, default)
 
@@ -26,9 +26,9 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 @command("status", "studies: trial counts by state, best, top K, orphaned RUNNING trials",
          args=_status_args)
 def _cmd_status(ns: argparse.Namespace) -> int:
-    from ..console import format_params, format_table
-    from ..record_store import storage_default_comparison
+    from ..run.console import format_params, format_table
     from ..study import GRACE_PERIOD, study_status
+    from ..trial.record_store import storage_default_comparison
 
     grace = _env_seconds("VCR_HPO_GRACE", GRACE_PERIOD)
     shown = 0
@@ -73,7 +73,7 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
 
 def _ran_on(trial) -> str:
-    """Where a trial ran: "GPU 3" (physical id, hpo.devices) or its device user attr."""
+    """Where a trial ran: "GPU 3" (physical id, hpo.run.devices) or its device user attr."""
     gpu = trial.user_attrs.get(GPU)
     return f"GPU {gpu}" if gpu is not None else str(trial.user_attrs.get(DEVICE, "-"))
 
@@ -92,11 +92,11 @@ def _best_args(p: argparse.ArgumentParser) -> None:
 def _cmd_best(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..artifacts import artifact_store, study_location
-    from ..checkpoint import read_weights
-    from ..console import format_params
-    from ..export import best_per, best_trial, config_paths, trial_config, write_config
-    from ..record_store import study_default_comparison
+    from ..outputs.configs import best_per, best_trial, config_paths, trial_config, write_config
+    from ..run.console import format_params
+    from ..trial.artifacts import artifact_store, study_location
+    from ..trial.checkpoint import read_weights
+    from ..trial.record_store import study_default_comparison
 
     url, study = load_one(ns)
     store = artifact_store(url, study.study_name, study_location(study, url, ns.artifacts))

@@ -93,8 +93,8 @@ def _run_overrides(ns: argparse.Namespace) -> tuple[dict[str, object], dict[str,
 @command("run", "run or resume a study: same command again resumes; --workers N for parallel",
          args=_run_args)
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from ..api import grid_note, plan_run, run_study
-    from ..console import summary_lines
+    from ..run.api import grid_note, plan_run, run_study
+    from ..run.console import summary_lines
     from ..study import RunInterrupted
 
     overrides, flags = _run_overrides(ns)
@@ -108,12 +108,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if note := grid_note(plan.space, plan.n_trials):
         print(note, file=sys.stderr)
     if plan.warm_start is not None:
-        from ..warm_start import describe
+        from ..run.warm_start import describe
 
         lines = describe(plan.warm_start)  # the first says what was enqueued, the rest warn
         print("\n".join(lines[1:] if ns.quiet else lines), file=sys.stderr)
     if plan.portfolio is not None and not ns.quiet:
-        from ..portfolio import describe as describe_portfolio
+        from ..run.portfolio import describe as describe_portfolio
 
         print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
     if plan.workers > 1 and plan.url.startswith("sqlite"):

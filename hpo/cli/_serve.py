@@ -51,7 +51,7 @@ def _dashboard_store(ns: argparse.Namespace, url: str, storage):
     """The artifact store the dashboard serves: --artifacts, else the (one) study's location."""
     import optuna
 
-    from ..artifacts import artifact_store, check_location, study_location
+    from ..trial.artifacts import artifact_store, check_location, study_location
 
     names = [s.study_name for s in storage.get_all_studies()]
     if ns.study_name:
@@ -82,7 +82,7 @@ def _proxy_args(p: argparse.ArgumentParser) -> None:
 @command("storage-proxy", "Optuna's gRPC storage proxy: many workers use --storage grpc://HOST:PORT",
          args=_proxy_args)
 def _cmd_storage_proxy(ns: argparse.Namespace) -> int:
-    from ..proxy import serve_storage_proxy
+    from ..study._proxy import serve_storage_proxy
 
     serve_storage_proxy(ns.storage, host=ns.host, port=ns.port, threads=ns.threads)
     return 0

@@ -29,10 +29,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _cmd_train(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..api import set_cpu_threads
     from ..config import check_field
-    from ..export import read_config
-    from ..preflight import preflight
+    from ..outputs.configs import read_config
+    from ..run.api import set_cpu_threads
+    from ..run.preflight import preflight
 
     cfg = read_config(Path(ns.config))
     changes = parse_sets(ns.set)
@@ -43,7 +43,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     preflight(cfg, overrides=changes, where=str(ns.config))
     init = None
     if ns.init_weights:
-        from ..checkpoint import load_init_weights
+        from ..trial.checkpoint import load_init_weights
 
         init = load_init_weights(ns.init_weights, cfg)
     stem = f"{cfg.experiment_name}-{Path(ns.config).stem}{'-all-data' if ns.all_data else ''}"
@@ -109,7 +109,13 @@ def _cmd_predict(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import check_field
-    from ..predict import accuracy, list_images, load_trained, predict_images, write_predictions
+    from ..outputs.predict import (
+        accuracy,
+        list_images,
+        load_trained,
+        predict_images,
+        write_predictions,
+    )
 
     device = check_field("device", ns.device, where="--device")
     trained = load_trained(Path(ns.model), device=device)
@@ -144,7 +150,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _cmd_export(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..model_export import PARITY_TOLERANCE, export_model
+    from ..outputs.model_export import PARITY_TOLERANCE, export_model
 
     res = export_model(Path(ns.model), ns.format, Path(ns.output) if ns.output else None,
                        images=Path(ns.images) if ns.images else None,

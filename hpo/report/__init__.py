@@ -2,8 +2,8 @@
 best score per backbone, accuracy against size and latency with the Pareto front, and a
 parallel-coordinates plot that keeps trials lacking a conditional parameter; one index.html.
 
-Private modules: `_data` (the numbers behind each plot), `_draw` (matplotlib PNG, plotly HTML).
-Optuna's own plots stay in `hpo.export.write_report`.
+Private modules: `_data` (the numbers behind each plot), `_draw` (matplotlib PNG, plotly HTML),
+`_optuna_vis` (Optuna's own plots: history, importances, intermediate values).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import optuna
 
 from ..attrs import CONFUSION
 from ..errors import ConfigError, VcrHpoError
-from ..record_store import study_default_comparison
+from ..trial.record_store import study_default_comparison
 from . import _draw
 from ._data import (
     NA_LABEL,
@@ -103,8 +103,8 @@ def _draw_both(formats, out: Path, stem: str, png, html_fn) -> tuple[Path, ...]:
 
 
 def _colour_plots(study: optuna.Study, out: Path, formats: tuple[str, ...], report: Report):
-    from ..export import best_trial
-    from ..figures import confusion_summary, draw_confusion
+    from ..outputs.configs import best_trial
+    from ..trial.figures import confusion_summary, draw_confusion
 
     done = completed(study)
     objective = (study.metric_names or ["value"])[0]
@@ -170,11 +170,11 @@ _COUNT = re.compile(r"-(\d+)trials\.")
 
 
 def _optuna_plots(study, out: Path, formats, report: Report) -> None:
-    from ..export import write_report
+    from ._optuna_vis import write_optuna_plots
 
     by_stem: dict[str, list[Path]] = {}
     for fmt in formats:
-        written, skipped = write_report(study, out, fmt=fmt)
+        written, skipped = write_optuna_plots(study, out, fmt=fmt)
         report.skipped.update(skipped)
         for p in written:
             by_stem.setdefault(p.name.split("-")[0], []).append(p)

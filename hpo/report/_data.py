@@ -164,8 +164,8 @@ class PerBackbone:
 
 def per_backbone(study: optuna.Study) -> PerBackbone:
     """Best first-objective value and trial count per backbone (a fixed backbone: one bar)."""
-    from ..export import trial_config
     from ..metrics import rank_trials
+    from ..outputs.configs import trial_config
 
     done = rank_trials(completed(study), study.directions)  # best first
     fixed = None

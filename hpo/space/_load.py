@@ -40,8 +40,8 @@ def _shipped_dir() -> Traversable | None:
 
 def shipped_spaces() -> list[ShippedSpace]:
     """The search spaces shipped with the package, sorted by name (the start-up portfolio
-    beside them, `hpo.portfolio.PORTFOLIO_FILE`, is data, not a space)."""
-    from .._portfolio_file import PORTFOLIO_FILE
+    beside them, `_portfolio_file.PORTFOLIO_FILE`, is data, not a space)."""
+    from ._portfolio_file import PORTFOLIO_FILE
 
     folder = _shipped_dir()
     if folder is None:

@@ -38,7 +38,7 @@ _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials
                "report_every", "report_val_images", "fidelity", "report_seconds",
                "portfolio")
 _KEEP_KEYS = ("top", "per_backbone")
-#: `trial_isolation:` values (hpo.isolation.ISOLATION_MODES; kept here so parsing needs no torch).
+#: `trial_isolation:` values (hpo.run.isolation.ISOLATION_MODES; here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
 _MAX_GRID = 1_000_000
 
@@ -156,7 +156,7 @@ def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
         return 0
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    from .._portfolio_file import load_portfolio
+    from ._portfolio_file import load_portfolio
 
     try:
         n = len(load_portfolio())
@@ -217,7 +217,7 @@ def _parse_keep(errs: _Errors, path: tuple, raw: Any) -> tuple[int, int] | None:
 
 def _parse_report_every(errs: _Errors, raw: Mapping, path: tuple) -> tuple[Any, int | None]:
     """(report_every, report_val_images): (None, None) when absent, _MISSING first on error."""
-    from ..subepoch import DEFAULT_VAL_IMAGES
+    from ..trial.subepoch import DEFAULT_VAL_IMAGES
 
     every = raw.get("report_every")
     images = raw.get("report_val_images")
@@ -247,7 +247,7 @@ def _parse_report_every(errs: _Errors, raw: Mapping, path: tuple) -> tuple[Any, 
 def _parse_fidelity(errs: _Errors, raw: Mapping, path: tuple, metrics: Any,
                     every: Any) -> tuple[Any, int | None]:
     """(fidelity, report_seconds): ("epochs", None) by default, _MISSING first on error."""
-    from ..fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
+    from ..trial.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 
     fidelity = raw.get("fidelity", "epochs")
     grid = raw.get("report_seconds")
@@ -389,7 +389,7 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
         return _MISSING
     checked = args
     if epochs and kind == "pruner":
-        from ..subepoch import proxy_args
+        from ..trial.subepoch import proxy_args
 
         checked, bad = proxy_args(name, args)
         for key in bad:
@@ -404,7 +404,7 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
                  "fidelity: seconds", name, "Use fidelity: epochs, or a pruner without Paired")
         return _MISSING
     if seconds and kind == "pruner":
-        from ..subepoch import STEP_ARGS, seconds_arg_problems
+        from ..trial.subepoch import STEP_ARGS, seconds_arg_problems
 
         unit_problems = seconds_arg_problems(name, args, seconds)
         for key, rule, fix in unit_problems:

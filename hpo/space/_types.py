@@ -21,7 +21,7 @@ from ..config import TrainConfig
 __all__ = ["STALL_TIMEOUT", "AlgorithmSpec", "Param", "SearchSpace", "StudySpec"]
 
 #: Seconds an isolated trial's child may send nothing and use no CPU before it is killed as
-#: stalled (`study.trial_stall_timeout`, hpo.isolation). A healthy child is that silent and idle
+#: stalled (`study.trial_stall_timeout`, hpo.run.isolation). A healthy child is that silent and idle
 #: only while it waits for another worker to build the shared data cache.
 STALL_TIMEOUT = 600.0
 
@@ -43,11 +43,11 @@ class StudySpec:
     # measures: left out of canonical(), so switching it keeps the fingerprint and resumes.
     trial_isolation: str = "none"
     trial_stall_timeout: float | None = STALL_TIMEOUT  # None: no limit; left out of canonical()
-    report_every: float | None = None  # fraction of an epoch between reports (hpo.subepoch)
+    report_every: float | None = None  # fraction of an epoch between reports (hpo.trial.subepoch)
     report_val_images: int | None = None  # validation images a mid-epoch report scores
-    fidelity: str = "epochs"  # what a pruner step counts: epochs or seconds (hpo.fidelity)
+    fidelity: str = "epochs"  # what a pruner step counts: epochs or seconds (hpo.trial.fidelity)
     report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
-    portfolio: int = 0  # shipped portfolio entries enqueued after trial 0 (hpo.portfolio); 0: off
+    portfolio: int = 0  # shipped portfolio entries after trial 0 (hpo.run.portfolio); 0: off
 
     def canonical(self) -> dict[str, Any]:
         # optional keys only when set, so the fingerprints of spaces without them stay as they were

@@ -1,4 +1,5 @@
-"""Studies: storage, URL rules, locks and claims, resume, status queries, the trial loop.
+"""Studies: storage, URL rules, locks and claims, resume, status queries, the trial loop, and
+the storage proxy (`_proxy`, `vcr-hpo storage-proxy`).
 
 A package of private modules by concern (as Optuna's `storages/_rdb/`); this module re-exports
 the names other modules and the tests import, and nothing else. Optuna's private names are used

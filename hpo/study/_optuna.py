@@ -1,4 +1,4 @@
-"""Every use of Optuna's private names, in one place (tests/hpo/test_optuna_private.py pins them).
+"""Every use of Optuna's private names, in one place (tests/hpo/study/test_optuna_private.py pins them).
 
 When an Optuna upgrade renames one of these, that test fails first and names the attribute;
 nothing else in vcr-hpo reaches behind Optuna's public API.
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The Optuna private names this module reads, "module:attribute" as a fresh import resolves
-#: them (tests/hpo/test_optuna_private_names.py resolves each and checks this list is complete).
+#: them (tests/hpo/study/test_optuna_private_names.py resolves each and checks this list is complete).
 PRIVATE_NAMES = (
     "optuna.storages._heartbeat:is_heartbeat_enabled",
     "optuna.storages._heartbeat:BaseHeartbeat",

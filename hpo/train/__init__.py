@@ -8,7 +8,8 @@ every RNG, so a resumed run ends with the same weights and metrics as an uninter
 CPU, exactly). `train_model` composes the steps.
 
 Private modules: `_device` (device, AMP, seeds), `_augment` (normalise, augment), `_evaluate`
-(metrics, latency), `_state` (metrics, results, TrainState), `_build`, `_loop`, `_save`.
+(metrics, latency), `_state` (metrics, results, TrainState), `_build`, `_loop`, `_save`. The
+parts a config names, by name: `heads`, `losses`, `optim` (optimizers and schedules).
 """
 
 from __future__ import annotations

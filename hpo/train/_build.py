@@ -8,11 +8,11 @@ from backbones import create_backbone
 
 from ..config import TrainConfig
 from ..data import DatasetSplits, load_dataset
-from ..heads import VcrClassifier, build_head
-from ..losses import build_loss
-from ..optim import build_optimizer, build_scheduler
 from ._device import amp_dtype, resolve_device, seed_everything
 from ._state import RunInfo, TrainData, TrainState
+from .heads import VcrClassifier, build_head
+from .losses import build_loss
+from .optim import build_optimizer, build_scheduler
 
 __all__ = ["build_state"]
 

@@ -230,7 +230,7 @@ def train_model(
             leaves no checkpoint): the place to save `state.state_dict()`.
         on_batch: `on_batch(state, batches_done)` after each batch but an epoch's last, in
             training mode; it may evaluate (and must put the model back with `.train()`) or
-            raise to stop (reports within an epoch, `hpo.subepoch`).
+            raise to stop (reports within an epoch, `hpo.trial.subepoch`).
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the message names epoch and step.

@@ -13,8 +13,8 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError, VcrHpoError
-from ..losses import EpochAware
 from ._evaluate import Confusion, PerImage
+from .losses import EpochAware
 
 __all__ = [
     "STATE_FORMAT",

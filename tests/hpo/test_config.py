@@ -16,9 +16,9 @@ from backbones import BACKBONE_NAMES, BACKBONES, NameTable, Registry
 from hpo._choices import FUSION_NAMES, LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
 from hpo.config import FIELD_REGISTRIES, TrainConfig, check_field
 from hpo.errors import UnknownNameError
-from hpo.heads import HEADS
-from hpo.losses import LOSSES
-from hpo.optim import OPTIMIZERS, SCHEDULERS
+from hpo.train.heads import HEADS
+from hpo.train.losses import LOSSES
+from hpo.train.optim import OPTIMIZERS, SCHEDULERS
 
 HPO = Path(hpo.__file__).parent
 
@@ -57,26 +57,28 @@ def test_a_name_registered_at_run_time_counts_once_its_module_is_loaded(monkeypa
 
 def _imports(path: Path) -> set[str]:
     """Every module a file imports, TYPE_CHECKING blocks included (relative names resolved)."""
+    package = ["hpo", *path.relative_to(HPO).parent.parts]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            base = "hpo" if node.level == 1 else ""
-            found.add(f"{base}.{node.module}" if base and node.module else node.module or base)
+            base = package[:len(package) - node.level + 1] if node.level else []
+            found.add(".".join([*base, *([node.module] if node.module else [])]))
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
     return found
 
 
 def test_config_and_the_registries_do_not_import_each_other():
-    assert not _imports(HPO / "config.py") & {"hpo.heads", "hpo.losses", "hpo.optim", "torch"}
+    registries = {"hpo.train.heads", "hpo.train.losses", "hpo.train.optim"}
+    assert not _imports(HPO / "config.py") & (registries | {"hpo.train", "torch"})
     for name in ("heads.py", "losses.py", "optim.py"):
-        assert "hpo.config" not in _imports(HPO / name), name
+        assert "hpo.config" not in _imports(HPO / "train" / name), name
 
 
 def test_importing_config_loads_no_torch():
     code = ("import sys, hpo.config; from hpo.config import check_field; "
             "check_field('backbone', 'resnet50'); check_field('loss_fn', 'focal'); "
-            "print(sorted(m for m in ('torch', 'timm', 'torchvision', 'hpo.losses') "
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision', 'hpo.train.losses') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=False)

@@ -22,8 +22,8 @@ from hpo.constraints import (
     is_infeasible,
     is_out_of_memory,
 )
-from hpo.memory import MEMORY_CAP_ENV, MemoryBudgetError
 from hpo.study import build_storage, run_trials, study_status, top_trial_ids, top_trials
+from hpo.trial.memory import MEMORY_CAP_ENV, MemoryBudgetError
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -165,7 +165,7 @@ def test_the_constraint_ranks_out_of_memory_trials_below_pruned_ones_for_tpe():
 
 def _infeasible_share(seed: int, constrained: bool, monkeypatch) -> tuple[int, int, list]:
     """Run 20 TPE trials under the budget; (infeasible among trials 10-19, their count, best)."""
-    from hpo.objective import Objective
+    from hpo.trial.objective import Objective
 
     monkeypatch.setenv(MEMORY_CAP_ENV, str(_CAP_MB))
     Path("s.yaml").write_text(_SPACE.format(seed=seed))

@@ -22,7 +22,7 @@ from hpo.errors import (
 
 def test_hpo_registries_raise_hpo_errors_and_backbones_its_own():
     from hpo._choices import LOSS_NAMES
-    from hpo.losses import LOSSES
+    from hpo.train.losses import LOSSES
 
     for registry in (LOSSES, LOSS_NAMES):
         with pytest.raises(UnknownNameError, match=r"unknown loss 'focla'\. Did you mean 'focal'\?"):

@@ -1,4 +1,5 @@
-"""Import structure: no cycle between the modules of hpo/ and backbones/; parsing needs no torch.
+"""Import structure: no cycle between the modules of hpo/ and backbones/; hpo's wings import only
+down the flow; parsing needs no torch.
 
 The graph holds every `import` the code can execute: module-level ones and those inside
 functions (a function-level import only defers a cycle to the first call). Imports under
@@ -152,17 +153,85 @@ def _direction_faults(graph: dict[str, set[str]]) -> list[str]:
 
 def test_direction_faults_are_found():
     """The rule itself, on a made-up graph: both directions caught, the public package allowed."""
-    graph = {"backbones.base": {"hpo.errors"}, "hpo.losses": {"backbones", "backbones.registry"},
-             "hpo.heads": {"backbones"}}
+    graph = {"backbones.base": {"hpo.errors"}, "hpo.train.losses": {"backbones", "backbones.registry"},
+             "hpo.train.heads": {"backbones"}}
     assert _direction_faults(graph) == [
         "backbones.base imports hpo.errors: backbones is a leaf and knows nothing of hpo",
-        "hpo.losses imports backbones.registry: hpo uses only `from backbones import ...`"]
+        "hpo.train.losses imports backbones.registry: hpo uses only `from backbones import ...`"]
 
 
 def test_backbones_is_a_leaf_and_hpo_uses_only_its_public_names():
     """backbones imports nothing of hpo; hpo imports `backbones` itself, never a submodule."""
     faults = _direction_faults(import_graph())
     assert not faults, "\n".join(faults)
+
+
+#: The wings of hpo/, top floor first, as the data flows: a module imports from its own wing
+#: or from a lower floor, never from a higher one or from another wing of its floor. The flat
+#: modules of hpo/ are the core, under every wing; backbones is under the core.
+FLOORS = (("cli",), ("run", "report"), ("outputs",), ("space",), ("trial",), ("train",),
+          ("study", "data"))
+#: Known imports against the flow: (importer, imported) -> why it is still there.
+AGAINST_THE_FLOW = {
+    ("hpo.trial.objective", "hpo.run.devices"):
+        "GPU_ENV: the worker's physical GPU id, which run.devices puts in the worker's env",
+}
+
+
+def _wing(module: str) -> str:
+    """The wing a module lives in: hpo.<wing>..., "core" for hpo's flat modules."""
+    parts = module.split(".")
+    if parts[0] != "hpo":
+        return parts[0]
+    if len(parts) > 1 and (ROOT / "hpo" / parts[1]).is_dir():
+        return parts[1]
+    return "core"
+
+
+def _floor(wing: str) -> int:
+    floors = {w: i for i, row in enumerate(FLOORS) for w in row}
+    return floors.get(wing, len(FLOORS) + (wing != "core"))
+
+
+def _flow_faults(graph: dict[str, set[str]], allowed=AGAINST_THE_FLOW) -> list[str]:
+    """Imports up a floor or sideways between two wings of one floor (the hpo package's own
+    face, hpo/__init__, is above every floor)."""
+    faults = []
+    for module, deps in sorted(graph.items()):
+        if module == "hpo":
+            continue
+        known = {t for m, t in allowed if m == module}
+        for dep in sorted(deps):
+            if any(t == dep or t.startswith(dep + ".") for t in known):
+                continue  # a known import, or the package it runs first
+            a, b = _wing(module), _wing(dep)
+            if a != b and _floor(b) <= _floor(a):
+                way = "up" if _floor(b) < _floor(a) else "sideways"
+                faults.append(f"{module} imports {dep}: {way}, from {a} to {b}")
+    return faults
+
+
+def test_flow_faults_are_found():
+    """The rule itself, on a made-up graph: up and sideways caught, down and within a wing not."""
+    graph = {"hpo.trial.objective": {"hpo.train", "hpo.trial.checkpoint", "hpo.errors"},
+             "hpo.train._build": {"hpo.trial.objective"}, "hpo.study._loop": {"hpo.data"},
+             "hpo.errors": {"hpo.cli"}, "hpo.cli": {"hpo.run.api", "backbones"}}
+    assert _flow_faults(graph, allowed={}) == [
+        "hpo.errors imports hpo.cli: up, from core to cli",
+        "hpo.study._loop imports hpo.data: sideways, from study to data",
+        "hpo.train._build imports hpo.trial.objective: up, from train to trial"]
+
+
+def test_every_wing_of_hpo_is_on_a_floor():
+    wings = {p.name for p in (ROOT / "hpo").iterdir() if (p / "__init__.py").is_file()}
+    assert wings == {w for row in FLOORS for w in row}
+
+
+def test_wings_import_only_down_the_flow():
+    faults = _flow_faults(import_graph())
+    assert not faults, "\n".join(faults)
+    gone = [edge for edge in AGAINST_THE_FLOW if edge[1] not in import_graph()[edge[0]]]
+    assert not gone, f"no longer imported, strike from AGAINST_THE_FLOW: {gone}"
 
 
 def test_no_import_cycles():

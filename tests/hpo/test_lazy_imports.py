@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _PROBE = """
 import sys
-import hpo.api, hpo.objective, hpo.checkpoint, hpo.artifacts, hpo.cli
+import hpo.run.api, hpo.trial.objective, hpo.trial.checkpoint, hpo.trial.artifacts, hpo.cli
 print("before", "matplotlib" in sys.modules)
 from types import SimpleNamespace as N
-from hpo.figures import write_trial_figures
+from hpo.trial.figures import write_trial_figures
 m = N(epoch=0, train_loss=1.0, val_loss=1.0, val_acc=0.5, val_macro_f1=0.5,
       confusion=[[1, 0], [0, 1]])
 write_trial_figures(sys.argv[1], [m], ["a", "b"])

@@ -12,10 +12,10 @@ from optuna.trial import create_trial
 
 from hpo.attrs import ATTR_SPACE_YAML
 from hpo.metrics import per_class_recall
-from hpo.objective import Objective
 from hpo.report import write_full_report
 from hpo.space import parse_search_space
 from hpo.study import build_storage
+from hpo.trial.objective import Objective
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -9,13 +9,13 @@ from optuna.pruners import MedianPruner
 from optuna.trial import TrialState
 
 from hpo.algorithms import AlgorithmSpec, build_pruner
-from hpo.artifacts import ATTR_ARTIFACTS, artifact_store
 from hpo.cli import main
 from hpo.errors import SearchSpaceError
 from hpo.pruners import PAIRED_NOTE_ATTR, PairedPruner
-from hpo.record_store import attach_records, store_of, write_record
 from hpo.records import val_key
 from hpo.space import parse_search_space
+from hpo.trial.artifacts import ATTR_ARTIFACTS, artifact_store
+from hpo.trial.record_store import attach_records, store_of, write_record
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -29,7 +29,7 @@ def _study(tmp_path, *, record_location=True):
     study = optuna.create_study(study_name="p", storage=url, direction="maximize")
     location = str(tmp_path / "art")
     if record_location:
-        study.set_user_attr(ATTR_ARTIFACTS, location)  # what a run records (hpo.api)
+        study.set_user_attr(ATTR_ARTIFACTS, location)  # what a run records (hpo.run.api)
     return study, url, artifact_store(url, "p", location)
 
 
@@ -90,7 +90,7 @@ def test_keeps_a_trial_behind_by_noise_stops_one_truly_behind(rung):
 
 def test_another_process_reads_the_records_through_the_study_store(rung):
     """A worker builds its own pruner from the spec and opens the store the run recorded in
-    the study (as `hpo.api` does in every process): it sees the others' records."""
+    the study (as `hpo.run.api` does in every process): it sees the others' records."""
     study, url, store, ref, rng = rung
     noisy = _trial(study, store, _flip(ref, rng, up=6, down=9), finish=False)
     fresh = optuna.load_study(study_name="p", storage=url)

@@ -11,20 +11,20 @@ import numpy as np
 import optuna
 import pytest
 
-from hpo.artifacts import ATTR_ARTIFACTS, artifact_store
 from hpo.attrs import ATTR_SPACE_YAML
 from hpo.cli import main
-from hpo.console import summary_lines
 from hpo.errors import VcrHpoError
 from hpo.paired import default_comparison, describe_diff, p_worse, paired_interval
-from hpo.record_store import (
+from hpo.records import VALUE_STEP_ATTR, ValRecord, decode_record, encode_record, val_key
+from hpo.run.console import summary_lines
+from hpo.trial.artifacts import ATTR_ARTIFACTS, artifact_store
+from hpo.trial.record_store import (
     StoreRecords,
     load_record,
     record_steps,
     study_default_comparison,
     write_record,
 )
-from hpo.records import VALUE_STEP_ATTR, ValRecord, decode_record, encode_record, val_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -44,7 +44,7 @@ def _open(tmp_path, name="pairs", metric="val_acc", direction="maximize"):
     study.set_metric_names([metric])
     study.set_user_attr(ATTR_SPACE_YAML, SPACE)
     location = str(tmp_path / "art")
-    study.set_user_attr(ATTR_ARTIFACTS, location)  # what a run records (hpo.api)
+    study.set_user_attr(ATTR_ARTIFACTS, location)  # what a run records (hpo.run.api)
     return study, url, artifact_store(url, name, location)
 
 
@@ -178,9 +178,9 @@ def test_objective_writes_a_record_per_epoch_and_the_value_step(tmp_path):
     import torch
     import yaml
 
-    from hpo.isolation import IsolatedObjective
-    from hpo.objective import Objective
+    from hpo.run.isolation import IsolatedObjective
     from hpo.space import parse_search_space
+    from hpo.trial.objective import Objective
 
     torch.set_num_threads(1)
     doc = {"study": {"name": "pairs", "metrics": ["val_acc"],

@@ -29,11 +29,11 @@ from backbones import (
 from backbones.errors import ConfigError as BackboneConfigError
 from hpo.config import check_field
 from hpo.errors import UnknownNameError
-from hpo.heads import HEADS
-from hpo.losses import LOSSES, EpochAware
-from hpo.optim import OPTIMIZERS, SCHEDULERS
 from hpo.space import parse_search_space
 from hpo.train import build_state
+from hpo.train.heads import HEADS
+from hpo.train.losses import LOSSES, EpochAware
+from hpo.train.optim import OPTIMIZERS, SCHEDULERS
 
 FIXED = {"backbone": "resnet10t", "data": "synthetic", "synthetic_size": 20, "image_size": 32,
          "batch_size": 4, "epochs": 1, "device": "cpu", "amp": False, "channels_last": False}

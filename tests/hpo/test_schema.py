@@ -22,11 +22,11 @@ from hpo.algorithms import (
     check_algorithm_args,
 )
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
-from hpo.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 from hpo.names import STUDY_NAME
-from hpo.portfolio import PORTFOLIO_FILE
+from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import METRICS, PARAM_TYPES, schema
-from hpo.subepoch import STEP_ARGS
+from hpo.trial.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
+from hpo.trial.subepoch import STEP_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted(p for p in (ROOT / "search_spaces").glob("*.yaml") if p.name != PORTFOLIO_FILE)
@@ -179,7 +179,7 @@ def build_schema() -> dict:
                                               "then seconds"},
             "portfolio": {"type": ["integer", "null"], "minimum": 0,
                           "description": "shipped start-up portfolio entries enqueued after "
-                                         "trial 0, projected onto this space (hpo.portfolio); "
+                                         "trial 0, projected onto this space (hpo.run.portfolio); "
                                          "0 or null: off"},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null

@@ -34,7 +34,7 @@ def _assert_storm(report, rounds: int, url: str) -> None:
 
 
 # Runs fork from the pre-imported zygote (the installed script, a process of its own): a fresh
-# import per round costs 8-25 s on the shared 2 cores. tests/hpo/test_signals.py SIGKILLs fresh
+# import per round costs 8-25 s on the shared 2 cores. tests/hpo/study/test_signals.py SIGKILLs fresh
 # processes; `python bench/reliability.py --fresh` runs the storm that way.
 
 

@@ -108,7 +108,7 @@ def test_read_only_studies_folder(cli, campaign, fast_space, tmp_path, tmpfs):
     # a new study cannot be created: one line, exit 2, nothing anywhere
     got = cli.run(["run", "--space", space], tmp_path)
     assert got.code == 2 and len(got.err_lines) == 1, got.err
-    # caught by the write-location check before storage is touched (hpo.preflight)
+    # caught by the write-location check before storage is touched (hpo.run.preflight)
     assert "--storage: must be a folder this run can write" in got.err, got.err
     assert "Read-only file system" in got.err
     assert list(studies.iterdir()) == []
@@ -122,7 +122,7 @@ def test_read_only_studies_folder(cli, campaign, fast_space, tmp_path, tmpfs):
     _remount(studies, "ro")
     digest = _digest(studies / "rel.db")
     got = cli.run(["run", "--space", space, "--n-trials", "4"], tmp_path)
-    # refused before storage is opened: the study file's folder is not writable (hpo.preflight)
+    # refused before storage is opened: the study file's folder is not writable (hpo.run.preflight)
     assert got.code == 2 and len(got.err_lines) == 1, got.err
     assert "--storage: must be a folder this run can write" in got.err, got.err
     assert "Read-only file system" in got.err

@@ -1,0 +1,318 @@
+"""Where a study's files live: Optuna artifact stores (folder, S3, GCS) and thin helpers.
+
+One store per study. By default a folder beside the study: `studies/<study>-artifacts/` for
+`sqlite:///studies/<study>.db` (the folder of the SQLite file), `studies/<study>-artifacts/`
+in the current folder for server databases. `--artifacts LOCATION` picks another folder,
+`s3://bucket/prefix` (extra `s3`: boto3) or `gs://bucket/prefix` (extra `gcs`). The location
+a run used is stored in the study (user attr `artifacts`), so `best`, `dashboard` and `train`
+find it without the flag.
+
+    store = artifact_store("sqlite:///studies/demo.db", "demo")
+    artifact_id = upload(trial, store, "confusion.png")
+    for meta in list_trial_artifacts(trial):
+        download(store, meta.artifact_id, f"out/{meta.filename}")
+
+Files are written to a temporary name and renamed, so a process killed mid-write never leaves
+a truncated file under the real name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import ArtifactMeta, Boto3ArtifactStore, GCSArtifactStore
+
+#: Optuna's ArtifactStore protocol (open_reader, write, remove); its class is private.
+ArtifactStore = Any
+
+__all__ = [
+    "ATTR_ARTIFACTS",
+    "artifact_store",
+    "check_location",
+    "default_location",
+    "download",
+    "find_artifact",
+    "list_trial_artifacts",
+    "record_location",
+    "study_location",
+    "upload",
+]
+
+#: Study user attr holding the artifact location a run used.
+ATTR_ARTIFACTS = "artifacts"
+#: Suffixes mimetypes guesses wrongly (.pt is not a "snesdev page table").
+_BINARY = {".pt", ".pth", ".ckpt", ".npz", ".safetensors"}
+
+# scheme -> (import name, extra, Optuna store)
+_CLOUD = {
+    "s3": ("boto3", "s3"),
+    "gs": ("google.cloud.storage", "gcs"),
+}
+
+
+def default_location(storage_url: str, study_name: str) -> str:
+    """The folder beside the study: `<folder of the SQLite file>/<study>-artifacts`, or
+    `studies/<study>-artifacts` for a server database."""
+    from ..study import sqlite_path
+
+    try:
+        path = sqlite_path(storage_url)
+    except Exception:  # noqa: BLE001 (not a database URL: checked elsewhere)
+        path = None
+    folder = path.parent if path is not None else Path("studies")
+    return str(folder / f"{study_name}-artifacts")
+
+
+def _split_cloud(location: str) -> tuple[str, str, str] | None:
+    scheme, sep, rest = location.partition("://")
+    if not sep or scheme not in _CLOUD:
+        return None
+    bucket, _, prefix = rest.partition("/")
+    return scheme, bucket, prefix.strip("/")
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package (google) is missing
+        return False
+
+
+def check_location(location: str, *, where: str = "--artifacts") -> str:
+    """Check an artifact location without creating anything. Returns it (a folder path as given).
+
+    Raises:
+        ConfigError: an unknown URL scheme, a bucket URL without a bucket, a missing extra
+            (boto3, google-cloud-storage), or a path that is a file.
+    """
+    text = str(location).strip()
+    if not text:
+        raise ConfigError(f"{where}: must name a folder, s3://bucket/prefix or gs://bucket/prefix, "
+                          f"got {location!r}. Give e.g. studies/demo-artifacts")
+    cloud = _split_cloud(text)
+    if cloud is not None:
+        scheme, bucket, _ = cloud
+        module, extra = _CLOUD[scheme]
+        if not bucket:
+            raise ConfigError(f"{where}: {scheme}:// needs a bucket, got {text!r}. "
+                              f"Write {scheme}://BUCKET/PREFIX")
+        if not _has_module(module):
+            raise ConfigError(f"{where}: {scheme}:// artifacts need {module}, got {text!r}. "
+                              f'Run: pip install -e ".[{extra}]"')
+        return text
+    if "://" in text:
+        scheme = text.partition("://")[0]
+        if scheme != "file":
+            raise ConfigError(f"{where}: unsupported location scheme {scheme!r}, got {text!r}. "
+                              "Give a folder, s3://bucket/prefix or gs://bucket/prefix")
+        text = text[len("file://"):]
+    if Path(text).exists() and not Path(text).is_dir():
+        raise ConfigError(f"{where}: must be a folder, got the file {text!r}. "
+                          "Give a folder path (it is created on first use)")
+    return text
+
+
+class _FolderStore:
+    """Optuna's FileSystemArtifactStore, with atomic writes and the folder created on demand."""
+
+    def __init__(self, base: str | os.PathLike) -> None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        self.base_path = Path(base)
+        self._inner = FileSystemArtifactStore(self.base_path)
+
+    def _path(self, artifact_id: str) -> Path:
+        # the inner store's check: relative ids that stay inside the folder
+        root = os.path.abspath(self.base_path)
+        path = self.base_path / artifact_id
+        if os.path.isabs(artifact_id) or os.path.commonpath([root, os.path.abspath(path)]) != root:
+            raise ValueError(f"Invalid artifact_id: {artifact_id}")
+        return path
+
+    def open_reader(self, artifact_id: str) -> IO[bytes]:
+        return self._inner.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: IO[bytes]) -> None:
+        path = self._path(artifact_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(content_body, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def remove(self, artifact_id: str) -> None:
+        self._inner.remove(self._path(artifact_id).relative_to(self.base_path).as_posix())
+
+    def __repr__(self) -> str:
+        return f"FolderArtifactStore({str(self.base_path)!r})"
+
+
+class _PrefixedStore:
+    """A bucket store whose artifact ids live under `prefix/` (Optuna's take a bucket only)."""
+
+    def __init__(self, inner: Any, prefix: str, url: str) -> None:
+        self._inner, self._prefix, self.url = inner, prefix, url
+
+    def _key(self, artifact_id: str) -> str:
+        return f"{self._prefix}/{artifact_id}" if self._prefix else artifact_id
+
+    def open_reader(self, artifact_id: str) -> IO[bytes]:
+        return self._inner.open_reader(self._key(artifact_id))
+
+    def write(self, artifact_id: str, content_body: IO[bytes]) -> None:
+        self._inner.write(self._key(artifact_id), content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self._inner.remove(self._key(artifact_id))
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.url!r})"
+
+
+def artifact_store(storage_url: str, study_name: str, location: str | None = None) -> ArtifactStore:
+    """The artifact store of a study: `location` (a folder, s3:// or gs://), else beside it.
+
+    Nothing is created until the first write.
+
+    Raises:
+        ConfigError: see `check_location`.
+    """
+    where = "--artifacts"
+    location = check_location(location if location is not None
+                              else default_location(storage_url, study_name), where=where)
+    cloud = _split_cloud(location)
+    if cloud is None:
+        return _FolderStore(location)
+    scheme, bucket, prefix = cloud
+    inner: Boto3ArtifactStore | GCSArtifactStore
+    if scheme == "s3":
+        from optuna.artifacts import Boto3ArtifactStore
+
+        inner = Boto3ArtifactStore(bucket)
+    else:
+        from optuna.artifacts import GCSArtifactStore
+
+        inner = GCSArtifactStore(bucket)
+    return _PrefixedStore(inner, prefix, location)
+
+
+def study_location(study: optuna.Study, storage_url: str, location: str | None = None) -> str:
+    """The location to use for `study`: the flag, else the one recorded by a run, else beside it."""
+    if location is not None:
+        return check_location(location)
+    recorded = study.user_attrs.get(ATTR_ARTIFACTS)
+    return str(recorded) if recorded else default_location(storage_url, study.study_name)
+
+
+def record_location(study: optuna.Study, location: str) -> None:
+    """Store the location in the study (once per change) so later commands find it."""
+    if study.user_attrs.get(ATTR_ARTIFACTS) != location:
+        study.set_user_attr(ATTR_ARTIFACTS, location)
+
+
+def upload(
+    trial_or_study: Any,
+    store: ArtifactStore,
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+    mimetype: str | None = None,
+) -> str:
+    """Upload the file `path` as an artifact of a running trial or a study; returns its id.
+
+    Args:
+        name: the file name shown in the dashboard (default: the file's own).
+        mimetype: default guessed from the name (`.pt`: application/octet-stream).
+        storage: needed only for a FrozenTrial (a finished trial cannot take artifacts: Optuna
+            refuses to change it; upload while it runs, or to the study).
+    """
+    from optuna.artifacts import upload_artifact
+
+    path = Path(path)
+    if mimetype is None and Path(name or path.name).suffix in _BINARY:
+        mimetype = "application/octet-stream"
+    if name is None or name == path.name:
+        return upload_artifact(artifact_store=store, file_path=str(path),
+                               study_or_trial=trial_or_study, storage=storage, mimetype=mimetype)
+    with tempfile.TemporaryDirectory(prefix="vcr-hpo-upload-") as tmp:
+        named = Path(tmp) / name
+        try:
+            os.link(path, named)
+        except OSError:
+            shutil.copyfile(path, named)
+        return upload_artifact(artifact_store=store, file_path=str(named),
+                               study_or_trial=trial_or_study, storage=storage, mimetype=mimetype)
+
+
+def download(store: ArtifactStore, artifact_id: str, dest: str | os.PathLike) -> Path:
+    """Write the artifact to `dest` (its folder is created; an existing file is replaced)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        with store.open_reader(artifact_id) as reader, open(tmp, "wb") as f:
+            shutil.copyfileobj(reader, f)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def list_trial_artifacts(
+    trial_or_study: Any, *, storage: optuna.storages.BaseStorage | None = None
+) -> list[ArtifactMeta]:
+    """The artifacts of a trial (Trial or FrozenTrial) or a study, in upload order.
+
+    Unlike `optuna.artifacts.get_all_artifact_meta` this skips entries deleted the dashboard's
+    way (metadata set to null).
+    """
+    import optuna
+    from optuna.artifacts import ArtifactMeta
+
+    from ..study import _optuna
+
+    if isinstance(trial_or_study, optuna.Study):
+        db = storage or _optuna.storage_of(trial_or_study)
+        attrs = db.get_study_system_attrs(_optuna.study_id(trial_or_study))
+    elif isinstance(trial_or_study, optuna.Trial):
+        db = storage or _optuna.storage_of(trial_or_study.study)
+        attrs = db.get_trial_system_attrs(_optuna.trial_id(trial_or_study))
+    elif storage is not None:
+        attrs = storage.get_trial_system_attrs(_optuna.trial_id(trial_or_study))
+    else:
+        attrs = trial_or_study.system_attrs  # a FrozenTrial carries its own (as loaded)
+    out = []
+    for key, raw in attrs.items():
+        if not key.startswith(_optuna.ARTIFACT_ATTR_PREFIX):
+            continue
+        meta = json.loads(raw) if isinstance(raw, str) else raw
+        if not meta:
+            continue
+        out.append(ArtifactMeta(artifact_id=meta["artifact_id"], filename=meta["filename"],
+                                mimetype=meta["mimetype"], encoding=meta["encoding"]))
+    return out
+
+
+def find_artifact(trial_or_study: Any, filename: str, **kw: Any) -> ArtifactMeta | None:
+    """The latest artifact of that file name, None when there is none."""
+    found = [m for m in list_trial_artifacts(trial_or_study, **kw) if m.filename == filename]
+    return found[-1] if found else None
