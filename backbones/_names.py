@@ -72,6 +72,23 @@ def _top_level_calls(tree: ast.Module) -> Iterable[ast.Call]:
 
 
 @functools.cache
+def _source_path(module: str) -> str | None:
+    """The file of `module`, found without importing its parent packages (`find_spec` of a
+    submodule imports them: `hpo.train`'s would load torch): the top package's spec, then the
+    folders below it."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not rest:
+        return spec.origin if spec is not None else None
+    loaded = sys.modules.get(top)  # its __path__ as it is now (a plug-in folder may be added)
+    for root in getattr(loaded, "__path__", None) or spec.submodule_search_locations or ():
+        base = Path(root).joinpath(*rest)
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return str(path)
+    return None
+
+
 def scan_registrations(module: str, call: str) -> tuple[Registration, ...] | None:
     """The `call(names, **keywords)` registrations at `module`'s top level, read from its source.
 
@@ -82,8 +99,7 @@ def scan_registrations(module: str, call: str) -> tuple[Registration, ...] | Non
     Raises:
         ConfigError: a registration whose names are not literal strings.
     """
-    spec = importlib.util.find_spec(module)
-    origin = spec.origin if spec is not None else None
+    origin = _source_path(module)
     if origin is None or not origin.endswith(".py") or not Path(origin).is_file():
         return None
     source = Path(origin).read_text(encoding="utf-8")
