@@ -63,14 +63,9 @@ _CLOUD = {
 def default_location(storage_url: str, study_name: str) -> str:
     """The folder beside the study: `<folder of the SQLite file>/<study>-artifacts`, or
     `studies/<study>-artifacts` for a server database."""
-    from .study import sqlite_path
+    from .study import artifacts_home
 
-    try:
-        path = sqlite_path(storage_url)
-    except Exception:  # noqa: BLE001 (not a database URL: checked elsewhere)
-        path = None
-    folder = path.parent if path is not None else Path("studies")
-    return str(folder / f"{study_name}-artifacts")
+    return str(artifacts_home(storage_url) / f"{study_name}-artifacts")
 
 
 def _split_cloud(location: str) -> tuple[str, str, str] | None:

@@ -69,43 +69,16 @@ def check_data(data: str, *, where: str = "data", decode: bool = True) -> int:
     return check_images_decode(data, where=where) if decode else 0
 
 
-def _driver_fix(backend: str) -> str:
-    return {
-        "postgresql": 'Run: pip install -e ".[postgres]" (psycopg2)',
-        "mysql": "Run: pip install pymysql and write mysql+pymysql://..., or pip install mysqlclient",
-    }.get(backend, f"Install the SQLAlchemy driver for {backend}")
-
-
 def check_storage_driver(url: str, *, where: str = "--storage") -> None:
-    """The database driver (DBAPI module) of a storage URL can be imported here.
+    """What a client of the storage URL's backend needs imports here: its database driver (DBAPI
+    module), or grpcio for a `grpc://` proxy (which holds the driver itself).
 
     Raises:
-        ConfigError: the driver is missing or unknown to SQLAlchemy.
+        ConfigError: an unknown scheme, or the driver is missing or unknown to SQLAlchemy.
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from .study import storage_backend
 
-    from .study._grpc import is_grpc_url, require_grpc
-    from .study._storage import postgres_driver
-
-    if is_grpc_url(url):  # the proxy holds the database driver; here only grpcio is needed
-        require_grpc(where)
-        return
-
-    try:
-        parsed = make_url(postgres_driver(url))
-        dialect = parsed.get_dialect()
-        dialect.import_dbapi()
-    except NoSuchModuleError as exc:
-        raise ConfigError(f"{where}: unknown database driver, got {url!r} ({exc}). "
-                          "Use sqlite:///... or postgresql://...") from None
-    except (ArgumentError, ValueError):
-        raise ConfigError(f"{where}: not a database URL, got {url!r}. "
-                          "Use sqlite:///studies/NAME.db or postgresql://user@host:5432/db") from None
-    except ImportError as exc:
-        shown = parsed.render_as_string(hide_password=True)
-        raise ConfigError(f"{where}: the database driver is not installed, got {shown!r} "
-                          f"({exc}). {_driver_fix(parsed.get_backend_name())}") from None
+    storage_backend(url, where=where).check_client(url, where)
 
 
 def weight_backbones(space: SearchSpace | None, cfg: TrainConfig) -> list[tuple[str, str]]:

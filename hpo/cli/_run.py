@@ -97,7 +97,7 @@ def _run_overrides(ns: argparse.Namespace) -> dict[str, object]:
 def _cmd_run(ns: argparse.Namespace) -> int:
     from ..api import grid_note, plan_devices, plan_run, run_study
     from ..console import summary_lines
-    from ..study import RunInterrupted
+    from ..study import RunInterrupted, storage_backend
 
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
                     timeout=ns.timeout, overrides=_run_overrides(ns), artifacts=ns.artifacts,
@@ -116,7 +116,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         from ..portfolio import describe as describe_portfolio
 
         print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
-    if len(placements) > 1 and plan.url.startswith("sqlite"):
+    if len(placements) > 1 and not storage_backend(plan.url).many_machines:
         print(f"warning: {len(placements)} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)
     hint = _RESUME_HINT + _resume_command(ns, plan.url, plan.study_name)

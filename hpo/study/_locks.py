@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import optuna
 
+from ..errors import ConfigError
 from . import _optuna
-from ._urls import sqlite_path
 
 #: advisory-lock key of Optuna's table creation (study ids, the claim locks' keys, start at 1)
 _PG_SCHEMA_KEY = 0
@@ -19,7 +19,7 @@ _PG_SCHEMA_KEY = 0
 def schema_lock(url: str) -> Iterator[None]:
     """PostgreSQL: one process at a time creates Optuna's tables. Several machines starting on a
     new database otherwise race on CREATE TYPE and all but one fail with a UniqueViolation."""
-    if not url.startswith("postgresql"):
+    if _lock_of(url) != "advisory":
         yield
         return
     import sqlalchemy as sa
@@ -31,8 +31,6 @@ def schema_lock(url: str) -> Iterator[None]:
             yield
     finally:
         engine.dispose()
-
-
 
 
 _PG_LOCK_NAMESPACE = 0x56435248  # "VCRH": keeps our advisory locks apart from other users'
@@ -50,8 +48,11 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
     if not has_claim_lock(storage):
         yield
         return
-    path = sqlite_path(storage.url)
-    if path is not None:
+    if _lock_of(storage.url) == "flock":
+        from ._backends import sqlite_path
+
+        path = sqlite_path(storage.url)
+        assert path is not None  # has_claim_lock: a flock backend with its file
         with open(path.with_name(path.name + "-lock"), "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -68,7 +69,20 @@ def has_claim_lock(storage) -> bool:
     storage = _optuna.unwrap_storage(storage)
     if not isinstance(storage, optuna.storages.RDBStorage):
         return False
-    return sqlite_path(storage.url) is not None or storage.engine.dialect.name == "postgresql"
+    from ._backends import sqlite_path
+
+    lock = _lock_of(storage.url)
+    return lock == "advisory" or (lock == "flock" and sqlite_path(storage.url) is not None)
+
+
+def _lock_of(url: str) -> str | None:
+    """The lock kind of the URL's backend (`_backends` table); None for unknown URLs."""
+    from ._backends import storage_backend
+
+    try:
+        return storage_backend(url).lock
+    except ConfigError:
+        return None
 
 
 @contextmanager

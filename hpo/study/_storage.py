@@ -1,9 +1,13 @@
-"""Building the storage: heartbeat settings, SQLite busy timeout, database drivers, gRPC proxies."""
+"""Building an RDB storage: heartbeat settings, SQLite busy timeout, the PostgreSQL driver.
+
+Which storage a URL gets is `_backends`' table; this module builds the SQLAlchemy ones.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -29,47 +33,21 @@ def postgres_driver(url: str) -> str:
     return url
 
 
-def build_storage(
+def build_rdb_storage(
     url: str,
+    engine_kwargs: Mapping[str, Any],
     *,
-    heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
-    grace_period: int | None = GRACE_PERIOD,
-) -> optuna.storages.BaseStorage:
-    """The storage vcr-hpo uses: heartbeat + stale-trial retry, SQLite busy timeout, pre-ping.
-
-    Args:
-        url: an SQLAlchemy URL (`sqlite:///path.db`, `postgresql://user@host/db`), or
-            `grpc://host:port` for a `vcr-hpo storage-proxy` (heartbeats as trial attributes).
-        heartbeat_interval: seconds; None turns heartbeats off.
-        grace_period: seconds after the last heartbeat before a RUNNING trial counts as stale.
+    heartbeat_interval: int | None,
+    grace_period: int | None,
+) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeat + stale-trial retry, the backend's engine settings, and
+    PostgreSQL's tables created by one process at a time (`build_storage` calls it, after the
+    backend's driver check).
 
     Raises:
-        ConfigError: the URL is not one Optuna's RDB storage accepts.
+        ConfigError: the database cannot be opened.
     """
-    if url.startswith("grpc://"):
-        from ._grpc import build_grpc_storage
-
-        return build_grpc_storage(url, heartbeat_interval=heartbeat_interval,
-                                  grace_period=grace_period, max_retry=MAX_RETRY)
     url = postgres_driver(url)
-    if url.startswith("sqlite"):
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    elif url.startswith(("postgresql", "mysql")):
-        engine_kwargs = {"pool_pre_ping": True}
-        import importlib.util
-
-        if url.startswith("postgresql") and not any(
-            importlib.util.find_spec(m) for m in ("psycopg2", "psycopg")
-        ):
-            raise ConfigError(
-                f"--storage: no PostgreSQL driver installed, got {url!r}. "
-                'Run: pip install -e ".[postgres]"'
-            )
-    else:
-        raise ConfigError(
-            f"--storage: unsupported storage URL, got {url!r}. "
-            "Use sqlite:///path.db, postgresql://user:pass@host:port/db or grpc://host:port"
-        )
     import sqlalchemy.exc
 
     callback = None
@@ -82,7 +60,7 @@ def build_storage(
             with schema_lock(url):
                 return optuna.storages.RDBStorage(
                     url,
-                    engine_kwargs=engine_kwargs,
+                    engine_kwargs=dict(engine_kwargs),
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=callback,
