@@ -202,13 +202,13 @@ def check_writable_folder(path: str | os.PathLike, *, where: str, fix: str) -> N
 def check_run_locations(url: str, study_name: str, artifacts: str | None) -> None:
     """Every folder a run writes can be written, before the study is created: the SQLite file's
     folder (and the file, when it exists), the artifact store's folder and its `checkpoints/`
-    (local stores only), and the data cache when `$VCR_HPO_CACHE` names one (the default cache
+    (a bucket: a probe object written and removed, `check_bucket`), and the data cache when `$VCR_HPO_CACHE` names one (the default cache
     falls back to a private copy when it cannot be written).
 
     Raises:
         ConfigError: the first location that cannot be written, one line.
     """
-    from .artifacts import default_location
+    from .artifacts import check_bucket, default_location
     from .study import sqlite_path
 
     db = sqlite_path(url)
@@ -223,7 +223,9 @@ def check_run_locations(url: str, study_name: str, artifacts: str | None) -> Non
                 raise ConfigError(f"--storage: the SQLite file must be writable, got {url!r} "
                                   f"({exc.strerror or exc}). {fix}") from None
     location = artifacts if artifacts is not None else default_location(url, study_name)
-    if "://" not in location:  # s3:// or gs:// (check_location has turned file:// into a path)
+    if "://" in location:  # a bucket (check_location has turned file:// into a path)
+        check_bucket(location, where="--artifacts")
+    else:
         where = "--artifacts" if artifacts is not None else f"--artifacts (default {location})"
         fix = "Give --artifacts FOLDER in a folder you can write, or s3:// or gs://"
         check_writable_folder(location, where=where, fix=fix)
