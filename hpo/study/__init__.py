@@ -12,13 +12,13 @@ from ._backends import (
     artifacts_home,
     build_storage,
     check_storage_url,
+    claim_lock,
     default_storage_url,
     sqlite_path,
     storage_backend,
 )
 from ._claims import claim_trial, requeue_interrupted
 from ._errors import DatabaseLockedError, translate_storage_errors
-from ._locks import claim_lock
 from ._loop import (
     FixedInputError,
     RunOutcome,

@@ -10,7 +10,8 @@ and whether `vcr-hpo storage-proxy` may serve it. A new backend is one row here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError
 from ..names import check_study_name
+from . import _optuna
+from ._locks import advisory_lock, file_lock, schema_lock
 from ._storage import (
     GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
@@ -36,7 +39,9 @@ __all__ = [
     "artifacts_home",
     "build_storage",
     "check_storage_url",
+    "claim_lock",
     "default_storage_url",
+    "has_claim_lock",
     "sqlite_path",
     "storage_backend",
 ]
@@ -142,7 +147,8 @@ def _build_rdb(url: str, heartbeat_interval: int | None, grace_period: int | Non
     backend = storage_backend(url)
     backend.check_client(url, "--storage")  # a missing driver is one line, not an ImportError
     return build_rdb_storage(url, backend.engine_kwargs,
-                             heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                             schema_lock=schema_lock if backend.lock == "advisory" else None)
 
 
 def _check_grpc_url(url: str, where: str) -> None:
@@ -262,3 +268,39 @@ def build_storage(
         ConfigError: an unknown scheme, a missing driver, or a database that cannot be opened.
     """
     return storage_backend(url).build(url, heartbeat_interval, grace_period)
+
+
+@contextmanager
+def claim_lock(study: optuna.Study) -> Iterator[None]:
+    """Serialise "count the trials, then start one" across workers, so n_trials is exact.
+
+    By the backend's `lock`: SQLite (one machine) an flock on `<db>-lock` beside the file,
+    PostgreSQL (many machines) a session advisory lock keyed by the study. Other storages (a gRPC
+    proxy, MySQL): no lock; `claim_trial` keeps n_trials exact there without one (`_lockfree`).
+    """
+    storage = _optuna.unwrap_storage(study)
+    if not has_claim_lock(storage):
+        yield
+        return
+    path = sqlite_path(storage.url)
+    if path is not None:
+        with file_lock(path):
+            yield
+    else:
+        with advisory_lock(storage.engine, _optuna.study_id(study)):
+            yield
+
+
+def has_claim_lock(storage: Any) -> bool:
+    """Whether `claim_lock` really locks for this storage (its backend has a lock: an SQLite file
+    or PostgreSQL)."""
+    import optuna
+
+    storage = _optuna.unwrap_storage(storage)
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return False
+    try:
+        lock = storage_backend(storage.url).lock
+    except ConfigError:
+        return False
+    return lock == "advisory" or (lock == "flock" and sqlite_path(storage.url) is not None)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import optuna
 
 from ..errors import ConfigError
-from ._locks import schema_lock
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 GRACE_PERIOD = 30  # a RUNNING trial without a heartbeat for this long is stale (FAIL, retried)
@@ -39,10 +39,13 @@ def build_rdb_storage(
     *,
     heartbeat_interval: int | None,
     grace_period: int | None,
+    schema_lock: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage with heartbeat + stale-trial retry, the backend's engine settings, and
-    PostgreSQL's tables created by one process at a time (`build_storage` calls it, after the
-    backend's driver check).
+    """Optuna's RDB storage with heartbeat + stale-trial retry and the backend's engine settings
+    (`build_storage` calls it, after the backend's driver check).
+
+    Args:
+        schema_lock: held while Optuna creates its tables (PostgreSQL: one process at a time).
 
     Raises:
         ConfigError: the database cannot be opened.
@@ -57,7 +60,7 @@ def build_rdb_storage(
         if heartbeat_interval is not None:
             callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         try:
-            with schema_lock(url):
+            with schema_lock(url) if schema_lock is not None else nullcontext():
                 return optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=dict(engine_kwargs),
