@@ -79,14 +79,15 @@ def storages(ns: argparse.Namespace) -> list[str]:
     """The URLs a reading command looks in: --storage, else studies/<study-name>.db, else studies/*.db."""
     from pathlib import Path
 
-    from ..study import check_storage_url, default_storage_url
+    from ..study import check_storage_url, default_storage_url, sqlite_path
 
     if ns.storage:
         return [check_storage_url(ns.storage)]
     if ns.study_name:
         url = default_storage_url(ns.study_name)
-        if not Path(f"studies/{ns.study_name}.db").is_file():
-            raise ConfigError(f"--study-name: no file studies/{ns.study_name}.db, got "
+        path = sqlite_path(url)
+        if path is None or not path.is_file():
+            raise ConfigError(f"--study-name: no file {path}, got "
                               f"{ns.study_name!r}. Pass --storage URL or run the study first")
         return [url]
     files = sorted(Path("studies").glob("*.db"))

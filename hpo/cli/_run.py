@@ -95,7 +95,7 @@ def _run_overrides(ns: argparse.Namespace) -> tuple[dict[str, object], dict[str,
 def _cmd_run(ns: argparse.Namespace) -> int:
     from ..run.api import grid_note, plan_run, run_study
     from ..run.console import summary_lines
-    from ..study import RunInterrupted
+    from ..study import RunInterrupted, storage_backend
 
     overrides, flags = _run_overrides(ns)
     plan = plan_run(ns.space, storage=ns.storage, study_name=ns.study_name, n_trials=ns.n_trials,
@@ -116,7 +116,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         from ..run.portfolio import describe as describe_portfolio
 
         print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
-    if plan.workers > 1 and plan.url.startswith("sqlite"):
+    if plan.workers > 1 and not storage_backend(plan.url).many_machines:
         print(f"warning: {plan.workers} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)
     hint = _RESUME_HINT + _resume_command(ns, plan.url, plan.study_name)

@@ -69,43 +69,16 @@ def check_data(data: str, *, where: str = "data", decode: bool = True) -> int:
     return check_images_decode(data, where=where) if decode else 0
 
 
-def _driver_fix(backend: str) -> str:
-    return {
-        "postgresql": 'Run: pip install -e ".[postgres]" (psycopg2)',
-        "mysql": "Run: pip install pymysql and write mysql+pymysql://..., or pip install mysqlclient",
-    }.get(backend, f"Install the SQLAlchemy driver for {backend}")
-
-
 def check_storage_driver(url: str, *, where: str = "--storage") -> None:
-    """The database driver (DBAPI module) of a storage URL can be imported here.
+    """What a client of the storage URL's backend needs imports here: its database driver (DBAPI
+    module), or grpcio for a `grpc://` proxy (which holds the driver itself).
 
     Raises:
-        ConfigError: the driver is missing or unknown to SQLAlchemy.
+        ConfigError: an unknown scheme, or the driver is missing or unknown to SQLAlchemy.
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from ..study import storage_backend
 
-    from ..study._grpc import is_grpc_url, require_grpc
-    from ..study._storage import postgres_driver
-
-    if is_grpc_url(url):  # the proxy holds the database driver; here only grpcio is needed
-        require_grpc(where)
-        return
-
-    try:
-        parsed = make_url(postgres_driver(url))
-        dialect = parsed.get_dialect()
-        dialect.import_dbapi()
-    except NoSuchModuleError as exc:
-        raise ConfigError(f"{where}: unknown database driver, got {url!r} ({exc}). "
-                          "Use sqlite:///... or postgresql://...") from None
-    except (ArgumentError, ValueError):
-        raise ConfigError(f"{where}: not a database URL, got {url!r}. "
-                          "Use sqlite:///studies/NAME.db or postgresql://user@host:5432/db") from None
-    except ImportError as exc:
-        shown = parsed.render_as_string(hide_password=True)
-        raise ConfigError(f"{where}: the database driver is not installed, got {shown!r} "
-                          f"({exc}). {_driver_fix(parsed.get_backend_name())}") from None
+    storage_backend(url, where=where).check_client(url, where)
 
 
 def weight_backbones(space: SearchSpace | None, cfg: TrainConfig) -> list[tuple[str, str]]:
@@ -229,14 +202,14 @@ def check_writable_folder(path: str | os.PathLike, *, where: str, fix: str) -> N
 def check_run_locations(url: str, study_name: str, artifacts: str | None) -> None:
     """Every folder a run writes can be written, before the study is created: the SQLite file's
     folder (and the file, when it exists), the artifact store's folder and its `checkpoints/`
-    (local stores only), and the data cache when `$VCR_HPO_CACHE` names one (the default cache
+    (a bucket: a probe object written and removed, `check_bucket`), and the data cache when `$VCR_HPO_CACHE` names one (the default cache
     falls back to a private copy when it cannot be written).
 
     Raises:
         ConfigError: the first location that cannot be written, one line.
     """
     from ..study import sqlite_path
-    from ..trial.artifacts import default_location
+    from ..trial.artifacts import check_bucket, default_location
 
     db = sqlite_path(url)
     if db is not None:
@@ -250,7 +223,9 @@ def check_run_locations(url: str, study_name: str, artifacts: str | None) -> Non
                 raise ConfigError(f"--storage: the SQLite file must be writable, got {url!r} "
                                   f"({exc.strerror or exc}). {fix}") from None
     location = artifacts if artifacts is not None else default_location(url, study_name)
-    if "://" not in location:  # s3:// or gs:// (check_location has turned file:// into a path)
+    if "://" in location:  # a bucket (check_location has turned file:// into a path)
+        check_bucket(location, where="--artifacts")
+    else:
         where = "--artifacts" if artifacts is not None else f"--artifacts (default {location})"
         fix = "Give --artifacts FOLDER in a folder you can write, or s3:// or gs://"
         check_writable_folder(location, where=where, fix=fix)

@@ -1,5 +1,5 @@
-"""Studies: storage, URL rules, locks and claims, resume, status queries, the trial loop, and
-the storage proxy (`_proxy`, `vcr-hpo storage-proxy`).
+"""Studies: storage backends by URL scheme, locks and claims, resume, status queries, the trial
+loop, and the storage proxy (`_proxy`, `vcr-hpo storage-proxy`).
 
 A package of private modules by concern (as Optuna's `storages/_rdb/`); this module re-exports
 the names other modules and the tests import, and nothing else. Optuna's private names are used
@@ -8,9 +8,18 @@ only in `_optuna.py`.
 
 from __future__ import annotations
 
+from ._backends import (
+    STORAGE_BACKENDS,
+    artifacts_home,
+    build_storage,
+    check_storage_url,
+    claim_lock,
+    default_storage_url,
+    sqlite_path,
+    storage_backend,
+)
 from ._claims import claim_trial, requeue_interrupted
 from ._errors import DatabaseLockedError, translate_storage_errors
-from ._locks import claim_lock
 from ._loop import (
     FixedInputError,
     RunOutcome,
@@ -39,18 +48,19 @@ from ._resume import (
     space_diff,
 )
 from ._signals import RunInterrupted, interrupt_on_signals
-from ._storage import GRACE_PERIOD, build_storage
+from ._storage import GRACE_PERIOD
 from ._threads import busy_cores, cpu_threads
-from ._urls import check_storage_url, default_storage_url, sqlite_path
 
 __all__ = [
     "GRACE_PERIOD",
+    "STORAGE_BACKENDS",
     "DatabaseLockedError",
     "FixedInputError",
     "RunInterrupted",
     "RunOutcome",
     "SpaceChangedError",
     "TooManyFailuresError",
+    "artifacts_home",
     "build_storage",
     "busy_cores",
     "check_storage_url",
@@ -74,6 +84,7 @@ __all__ = [
     "space_diff",
     "sqlite_path",
     "stale_running",
+    "storage_backend",
     "study_id",
     "study_status",
     "top_trial_ids",

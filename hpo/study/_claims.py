@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from ..attrs import ATTR_REQUEUED, FAIL_REASON, RETRY_OF
 from . import _optuna
-from ._locks import claim_lock, has_claim_lock
+from ._backends import claim_lock, has_claim_lock
 from ._queries import count_states, finished_count, interrupted_numbers, rdb_storage
 from ._storage import HEARTBEAT_INTERVAL
 

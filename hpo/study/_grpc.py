@@ -26,10 +26,6 @@ ATTR_BEAT = "vcr-hpo:heartbeat"  # trial system attr {"trial": id, "t": unix tim
 GRPC_FIX = 'Run: pip install -e ".[grpc]" (grpcio and protobuf)'
 
 
-def is_grpc_url(url: str) -> bool:
-    return url.startswith(GRPC_SCHEME)
-
-
 def parse_grpc_url(url: str, *, where: str = "--storage") -> tuple[str, int]:
     """`grpc://host:port` -> (host, port), checked without connecting.
 
@@ -143,8 +139,12 @@ def clear_beat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
     storage.set_trial_system_attr(trial_id, ATTR_BEAT, {"trial": trial_id, "t": None})
 
 
+#: seconds `build_grpc_storage` waits for the proxy to answer
+CONNECT_TIMEOUT = 20.0
+
+
 def build_grpc_storage(url: str, *, heartbeat_interval: int | None, grace_period: int | None,
-                       max_retry: int, connect_timeout: float = 20.0):
+                       max_retry: int, connect_timeout: float | None = None):
     """A `HeartbeatGrpcStorage` for `grpc://host:port`, after the proxy answered.
 
     Raises:
@@ -154,6 +154,8 @@ def build_grpc_storage(url: str, *, heartbeat_interval: int | None, grace_period
 
     host, port = parse_grpc_url(url)
     require_grpc()
+    if connect_timeout is None:
+        connect_timeout = CONNECT_TIMEOUT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = None

@@ -1,78 +1,48 @@
-"""Cross-process locks: the SQLite flock and PostgreSQL advisory locks (schema, claims)."""
+"""Cross-process lock primitives: the flock beside an SQLite file and PostgreSQL advisory locks.
+
+Which lock a storage gets is its backend's `lock` (`_backends`: `claim_lock`, `build_storage`).
+"""
 
 from __future__ import annotations
 
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import optuna
-
-from . import _optuna
-from ._urls import sqlite_path
+from pathlib import Path
 
 #: advisory-lock key of Optuna's table creation (study ids, the claim locks' keys, start at 1)
 _PG_SCHEMA_KEY = 0
+_PG_LOCK_NAMESPACE = 0x56435248  # "VCRH": keeps our advisory locks apart from other users'
 
 
 @contextmanager
 def schema_lock(url: str) -> Iterator[None]:
     """PostgreSQL: one process at a time creates Optuna's tables. Several machines starting on a
     new database otherwise race on CREATE TYPE and all but one fail with a UniqueViolation."""
-    if not url.startswith("postgresql"):
-        yield
-        return
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
     engine = sa.create_engine(url, poolclass=NullPool)
     try:
-        with _pg_advisory_lock(engine, _PG_SCHEMA_KEY):
+        with advisory_lock(engine, _PG_SCHEMA_KEY):
             yield
     finally:
         engine.dispose()
 
 
-
-
-_PG_LOCK_NAMESPACE = 0x56435248  # "VCRH": keeps our advisory locks apart from other users'
-
-
 @contextmanager
-def claim_lock(study: optuna.Study) -> Iterator[None]:
-    """Serialise "count the trials, then start one" across workers, so n_trials is exact.
-
-    SQLite (one machine): an flock on `<db>-lock` beside the file. PostgreSQL (many machines): a
-    session advisory lock keyed by the study. Other storages (a gRPC proxy, MySQL): no lock;
-    `claim_trial` keeps n_trials exact there without one (`_lockfree`).
-    """
-    storage = _optuna.unwrap_storage(study)
-    if not has_claim_lock(storage):
-        yield
-        return
-    path = sqlite_path(storage.url)
-    if path is not None:
-        with open(path.with_name(path.name + "-lock"), "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-    else:
-        with _pg_advisory_lock(storage.engine, _optuna.study_id(study)):
+def file_lock(db: Path) -> Iterator[None]:
+    """An exclusive flock on `<db>-lock` beside the SQLite file (one machine)."""
+    with open(db.with_name(db.name + "-lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
             yield
-
-
-def has_claim_lock(storage) -> bool:
-    """Whether `claim_lock` really locks for this storage (SQLite file or PostgreSQL)."""
-    storage = _optuna.unwrap_storage(storage)
-    if not isinstance(storage, optuna.storages.RDBStorage):
-        return False
-    return sqlite_path(storage.url) is not None or storage.engine.dialect.name == "postgresql"
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextmanager
-def _pg_advisory_lock(engine, key: int) -> Iterator[None]:
+def advisory_lock(engine, key: int) -> Iterator[None]:
     """A PostgreSQL session advisory lock (namespace "VCRH", `key`), held on its own connection."""
     import sqlalchemy as sa
 

@@ -23,12 +23,13 @@ def check_proxy_args(storage: str, host: str, port: int, threads: int) -> None:
     Raises:
         ConfigError: a gRPC or in-memory storage behind the proxy, a bad port or thread count.
     """
+    from . import STORAGE_BACKENDS, check_storage_url, storage_backend
     from ._grpc import require_grpc
-    from ._urls import check_storage_url
 
-    if storage.startswith("grpc://"):
+    if not storage_backend(storage).behind_proxy:
+        served = ", ".join(b.example for b in STORAGE_BACKENDS.values() if b.behind_proxy)
         raise ConfigError(f"--storage: the proxy serves a database, not another proxy, got "
-                          f"{storage!r}. Give postgresql://user@host:5432/db (or sqlite:///FILE)")
+                          f"{storage!r}. Give one of {served}")
     check_storage_url(storage)
     if not 0 < port < 65536:
         raise ConfigError(f"--port: must lie in [1, 65535], got {port}. Choose a free port "
@@ -53,7 +54,7 @@ def serve_storage_proxy(storage: str, *, host: str = "127.0.0.1", port: int = DE
 
     import optuna
 
-    from ._storage import build_storage
+    from . import build_storage
 
     check_proxy_args(storage, host, port, threads)
     db = build_storage(storage, heartbeat_interval=None, grace_period=None)

@@ -22,7 +22,7 @@ from ..attrs import (
 )
 from ..errors import ConfigError
 from . import _optuna
-from ._locks import claim_lock
+from ._backends import claim_lock
 from ._queries import count_states, get_study_id
 
 # A budget is not part of what a trial means: raising n_trials or the timeout is a top-up.

@@ -1,15 +1,19 @@
-"""Building the storage: heartbeat settings, SQLite busy timeout, database drivers, gRPC proxies."""
+"""Building an RDB storage: heartbeat settings, SQLite busy timeout, the PostgreSQL driver.
+
+Which storage a URL gets is `_backends`' table; this module builds the SQLAlchemy ones.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import optuna
 
 from ..errors import ConfigError
-from ._locks import schema_lock
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 GRACE_PERIOD = 30  # a RUNNING trial without a heartbeat for this long is stale (FAIL, retried)
@@ -29,47 +33,24 @@ def postgres_driver(url: str) -> str:
     return url
 
 
-def build_storage(
+def build_rdb_storage(
     url: str,
+    engine_kwargs: Mapping[str, Any],
     *,
-    heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
-    grace_period: int | None = GRACE_PERIOD,
-) -> optuna.storages.BaseStorage:
-    """The storage vcr-hpo uses: heartbeat + stale-trial retry, SQLite busy timeout, pre-ping.
+    heartbeat_interval: int | None,
+    grace_period: int | None,
+    schema_lock: Callable[[str], AbstractContextManager[None]] | None = None,
+) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeat + stale-trial retry and the backend's engine settings
+    (`build_storage` calls it, after the backend's driver check).
 
     Args:
-        url: an SQLAlchemy URL (`sqlite:///path.db`, `postgresql://user@host/db`), or
-            `grpc://host:port` for a `vcr-hpo storage-proxy` (heartbeats as trial attributes).
-        heartbeat_interval: seconds; None turns heartbeats off.
-        grace_period: seconds after the last heartbeat before a RUNNING trial counts as stale.
+        schema_lock: held while Optuna creates its tables (PostgreSQL: one process at a time).
 
     Raises:
-        ConfigError: the URL is not one Optuna's RDB storage accepts.
+        ConfigError: the database cannot be opened.
     """
-    if url.startswith("grpc://"):
-        from ._grpc import build_grpc_storage
-
-        return build_grpc_storage(url, heartbeat_interval=heartbeat_interval,
-                                  grace_period=grace_period, max_retry=MAX_RETRY)
     url = postgres_driver(url)
-    if url.startswith("sqlite"):
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    elif url.startswith(("postgresql", "mysql")):
-        engine_kwargs = {"pool_pre_ping": True}
-        import importlib.util
-
-        if url.startswith("postgresql") and not any(
-            importlib.util.find_spec(m) for m in ("psycopg2", "psycopg")
-        ):
-            raise ConfigError(
-                f"--storage: no PostgreSQL driver installed, got {url!r}. "
-                'Run: pip install -e ".[postgres]"'
-            )
-    else:
-        raise ConfigError(
-            f"--storage: unsupported storage URL, got {url!r}. "
-            "Use sqlite:///path.db, postgresql://user:pass@host:port/db or grpc://host:port"
-        )
     import sqlalchemy.exc
 
     callback = None
@@ -79,10 +60,10 @@ def build_storage(
         if heartbeat_interval is not None:
             callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         try:
-            with schema_lock(url):
+            with schema_lock(url) if schema_lock is not None else nullcontext():
                 return optuna.storages.RDBStorage(
                     url,
-                    engine_kwargs=engine_kwargs,
+                    engine_kwargs=dict(engine_kwargs),
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=callback,

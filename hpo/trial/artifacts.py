@@ -19,11 +19,16 @@ a truncated file under the real name.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -37,7 +42,9 @@ ArtifactStore = Any
 
 __all__ = [
     "ATTR_ARTIFACTS",
+    "BUCKET_STORES",
     "artifact_store",
+    "check_bucket",
     "check_location",
     "default_location",
     "download",
@@ -53,29 +60,80 @@ ATTR_ARTIFACTS = "artifacts"
 #: Suffixes mimetypes guesses wrongly (.pt is not a "snesdev page table").
 _BINARY = {".pt", ".pth", ".ckpt", ".npz", ".safetensors"}
 
-# scheme -> (import name, extra, Optuna store)
-_CLOUD = {
-    "s3": ("boto3", "s3"),
-    "gs": ("google.cloud.storage", "gcs"),
-}
+#: seconds a preflight probe of a bucket waits to connect and for an answer
+PROBE_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class BucketStore:
+    """One kind of bucket an artifact location may name, by URL scheme (`s3://bucket/prefix`)."""
+
+    scheme: str
+    #: the client library it needs, and the extra that installs it
+    module: str
+    extra: str
+    #: Optuna's store for a bucket (ids under the prefix are added by `_PrefixedStore`)
+    open: Callable[[str], Any]
+    #: preflight: write an empty object under `key` in the bucket and remove it, with short
+    #: timeouts and no retries; raises what the client raises
+    probe: Callable[[str, str], None]
+    #: what to check when the probe fails
+    fix: str
+
+
+def _open_s3(bucket: str) -> Boto3ArtifactStore:
+    from optuna.artifacts import Boto3ArtifactStore
+
+    return Boto3ArtifactStore(bucket)
+
+
+def _probe_s3(bucket: str, key: str) -> None:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(connect_timeout=PROBE_TIMEOUT,
+                                              read_timeout=PROBE_TIMEOUT,
+                                              retries={"total_max_attempts": 1}))
+    client.put_object(Bucket=bucket, Key=key, Body=b"")
+    client.delete_object(Bucket=bucket, Key=key)
+
+
+def _open_gcs(bucket: str) -> GCSArtifactStore:
+    from optuna.artifacts import GCSArtifactStore
+
+    return GCSArtifactStore(bucket)
+
+
+def _probe_gcs(bucket: str, key: str) -> None:
+    from google.cloud import storage
+
+    blob = storage.Client().bucket(bucket).blob(key)
+    blob.upload_from_string(b"", timeout=PROBE_TIMEOUT, retry=None)
+    blob.delete(timeout=PROBE_TIMEOUT, retry=None)
+
+
+#: The buckets an artifact location may name, by URL scheme (a folder or file:// otherwise).
+BUCKET_STORES: Mapping[str, BucketStore] = MappingProxyType({b.scheme: b for b in (
+    BucketStore("s3", "boto3", "s3", _open_s3, _probe_s3,
+                "Create the bucket, or check boto3's credentials and $AWS_ENDPOINT_URL_S3"),
+    BucketStore("gs", "google.cloud.storage", "gcs", _open_gcs, _probe_gcs,
+                "Create the bucket, or check the Google credentials (gcloud auth "
+                "application-default login) and $STORAGE_EMULATOR_HOST"),
+)})
+_FORMS = "a folder, file://FOLDER, " + ", ".join(f"{s}://bucket/prefix" for s in BUCKET_STORES)
 
 
 def default_location(storage_url: str, study_name: str) -> str:
     """The folder beside the study: `<folder of the SQLite file>/<study>-artifacts`, or
     `studies/<study>-artifacts` for a server database."""
-    from ..study import sqlite_path
+    from ..study import artifacts_home
 
-    try:
-        path = sqlite_path(storage_url)
-    except Exception:  # noqa: BLE001 (not a database URL: checked elsewhere)
-        path = None
-    folder = path.parent if path is not None else Path("studies")
-    return str(folder / f"{study_name}-artifacts")
+    return str(artifacts_home(storage_url) / f"{study_name}-artifacts")
 
 
 def _split_cloud(location: str) -> tuple[str, str, str] | None:
     scheme, sep, rest = location.partition("://")
-    if not sep or scheme not in _CLOUD:
+    if not sep or scheme not in BUCKET_STORES:
         return None
     bucket, _, prefix = rest.partition("/")
     return scheme, bucket, prefix.strip("/")
@@ -97,12 +155,12 @@ def check_location(location: str, *, where: str = "--artifacts") -> str:
     """
     text = str(location).strip()
     if not text:
-        raise ConfigError(f"{where}: must name a folder, s3://bucket/prefix or gs://bucket/prefix, "
-                          f"got {location!r}. Give e.g. studies/demo-artifacts")
+        raise ConfigError(f"{where}: must name {_FORMS}, got {location!r}. "
+                          "Give e.g. studies/demo-artifacts")
     cloud = _split_cloud(text)
     if cloud is not None:
         scheme, bucket, _ = cloud
-        module, extra = _CLOUD[scheme]
+        module, extra = BUCKET_STORES[scheme].module, BUCKET_STORES[scheme].extra
         if not bucket:
             raise ConfigError(f"{where}: {scheme}:// needs a bucket, got {text!r}. "
                               f"Write {scheme}://BUCKET/PREFIX")
@@ -114,7 +172,7 @@ def check_location(location: str, *, where: str = "--artifacts") -> str:
         scheme = text.partition("://")[0]
         if scheme != "file":
             raise ConfigError(f"{where}: unsupported location scheme {scheme!r}, got {text!r}. "
-                              "Give a folder, s3://bucket/prefix or gs://bucket/prefix")
+                              f"Give {_FORMS}")
         text = text[len("file://"):]
     if Path(text).exists() and not Path(text).is_dir():
         raise ConfigError(f"{where}: must be a folder, got the file {text!r}. "
@@ -173,7 +231,11 @@ class _PrefixedStore:
         return f"{self._prefix}/{artifact_id}" if self._prefix else artifact_id
 
     def open_reader(self, artifact_id: str) -> IO[bytes]:
-        return self._inner.open_reader(self._key(artifact_id))
+        reader = self._inner.open_reader(self._key(artifact_id))
+        if reader.seekable():
+            return reader
+        with reader:  # boto3's body is a stream: torch.load (checkpoints, weights) needs seek
+            return io.BytesIO(reader.read())
 
     def write(self, artifact_id: str, content_body: IO[bytes]) -> None:
         self._inner.write(self._key(artifact_id), content_body)
@@ -200,16 +262,31 @@ def artifact_store(storage_url: str, study_name: str, location: str | None = Non
     if cloud is None:
         return _FolderStore(location)
     scheme, bucket, prefix = cloud
-    inner: Boto3ArtifactStore | GCSArtifactStore
-    if scheme == "s3":
-        from optuna.artifacts import Boto3ArtifactStore
+    return _PrefixedStore(BUCKET_STORES[scheme].open(bucket), prefix, location)
 
-        inner = Boto3ArtifactStore(bucket)
-    else:
-        from optuna.artifacts import GCSArtifactStore
 
-        inner = GCSArtifactStore(bucket)
-    return _PrefixedStore(inner, prefix, location)
+def check_bucket(location: str, *, where: str = "--artifacts") -> None:
+    """A bucket location answers and takes a write, before the study exists: an empty probe
+    object under the prefix is written and removed at once (nothing stays behind). A folder is
+    not checked here (`hpo.run.preflight.check_writable_folder` does that).
+
+    Raises:
+        ConfigError: no such bucket, no endpoint answering, no credentials or no permission,
+            one line with the client's reason.
+    """
+    cloud = _split_cloud(location)
+    if cloud is None:
+        return
+    scheme, bucket, prefix = cloud
+    kind = BUCKET_STORES[scheme]
+    key = (f"{prefix}/" if prefix else "") + f".vcr-hpo-write-check-{uuid.uuid4().hex}"
+    try:
+        kind.probe(bucket, key)
+    except Exception as exc:  # noqa: BLE001 (boto3, google-cloud, network: all one line)
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+        raise ConfigError(f"{where}: must be a bucket this run can write, got {location!r} "
+                          f"({reason}). {kind.fix}, or give a folder") from None
 
 
 def study_location(study: optuna.Study, storage_url: str, location: str | None = None) -> str:
