@@ -421,3 +421,13 @@ def test_a_listing_of_a_folder_changed_just_now_is_not_kept(tmp_path, monkeypatc
     source_items(str(root), "data")
     source_items(str(root), "data")
     assert len(listings) == 2
+
+
+def test_the_data_check_lists_a_folder_once(tmp_path, monkeypatch):
+    """Even a folder that changed just now (no listing kept): one listing checks and decodes."""
+    from hpo.preflight import check_data
+
+    root = _folder(tmp_path / "images")
+    listings = _count_listings(monkeypatch)
+    assert check_data(str(root)) == 12
+    assert listings == [root]
