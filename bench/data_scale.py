@@ -308,26 +308,28 @@ KINDS = {  # what one epoch of our batches delivers
 def our_epoch(args: argparse.Namespace, folder: Path, kind: str) -> tuple[float, int]:
     """One epoch of the trainer's own batches (hpo.train._loop: epoch_order, TrainBatches).
 
-    uint8: the rows gathered, what a GPU trial copies to the device (which then converts);
+    uint8: the rows gathered as a GPU trial gathers them for the device (which then converts);
     float: TrainBatches on the CPU with augment off; augmented: with augment on (the default).
     """
     import torch
 
     from hpo.data import load_dataset
-    from hpo.train._loop import TrainBatches, epoch_order
+    from hpo.train._loop import HostBatches, TrainBatches, epoch_order
 
     data = load_dataset(_cfg(args, str(folder)))  # mapped: in-process after the first call
     n = len(data.train_labels)
     order_gen = torch.Generator().manual_seed(0)
     augment_gen = torch.Generator().manual_seed(1) if kind == "augmented" else None
-    batches = TrainBatches(data.train_images, data.train_labels, args.batch, torch.device("cpu"),
+    cpu = torch.device("cpu")
+    batches = TrainBatches(data.train_images, data.train_labels, args.batch, cpu,
                            augment_gen=augment_gen)
+    rows = HostBatches(data.train_images, args.batch, cpu)  # a GPU trial's gather (+ one copy)
     t0 = time.perf_counter()
     order = epoch_order(n, n, None, order_gen)
     for s in range(0, n, args.batch):
         idx = order[s : s + args.batch]
         if kind == "uint8":
-            x, y = data.train_images[idx], data.train_labels[idx]
+            x, y = rows.take(idx), data.train_labels[idx]
         else:
             x, y = batches.take(idx)
     del x, y
