@@ -308,7 +308,8 @@ KINDS = {  # what one epoch of our batches delivers
 def our_epoch(args: argparse.Namespace, folder: Path, kind: str) -> tuple[float, int]:
     """One epoch of the trainer's own batches (hpo.train._loop: epoch_order, TrainBatches).
 
-    uint8: the rows gathered as a GPU trial gathers them for the device (which then converts);
+    uint8: the rows gathered into a host buffer as a GPU trial does before its copy to the device
+    (which then converts);
     float: TrainBatches on the CPU with augment off; augmented: with augment on (the default).
     """
     import torch
@@ -323,13 +324,13 @@ def our_epoch(args: argparse.Namespace, folder: Path, kind: str) -> tuple[float,
     cpu = torch.device("cpu")
     batches = TrainBatches(data.train_images, data.train_labels, args.batch, cpu,
                            augment_gen=augment_gen)
-    rows = HostBatches(data.train_images, args.batch, cpu)  # a GPU trial's gather (+ one copy)
+    rows = HostBatches(data.train_images, args.batch, cpu)  # a GPU trial's gather, to the host
     t0 = time.perf_counter()
     order = epoch_order(n, n, None, order_gen)
     for s in range(0, n, args.batch):
         idx = order[s : s + args.batch]
         if kind == "uint8":
-            x, y = rows.take(idx), data.train_labels[idx]
+            x, y = rows.gather(idx), data.train_labels[idx]
         else:
             x, y = batches.take(idx)
     del x, y

@@ -49,14 +49,20 @@ class HostBatches:
         self.events: list = [None, None]
         self.turn = 0
 
-    def take(self, idx: torch.Tensor) -> torch.Tensor:
-        """`source[idx]` on the device."""
-        k, self.turn = self.turn, self.turn ^ 1
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """`source[idx]` in the next host buffer (free once its last copy has left it)."""
+        k = self.turn
         if self.events[k] is not None:
             self.events[k].synchronize()
         buf = self.buffers[k][: len(idx)]
         # NumPy's take copies whole rows; torch.index_select on uint8 goes element by element
         np.take(self.source.numpy(), idx.numpy(), axis=0, out=buf.numpy())
+        return buf
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """`source[idx]` on the device."""
+        buf = self.gather(idx)
+        k, self.turn = self.turn, self.turn ^ 1
         if self.device.type != "cuda":
             return buf.to(self.device, copy=True)  # the buffer is refilled two batches later
         x = buf.to(self.device, non_blocking=True)
