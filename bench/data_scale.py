@@ -17,16 +17,18 @@ own code (hpo.data.load_dataset, the `vcr-hpo run` command, hpo.train's normalis
    (anonymous) memory grown since their imports (a private copy of the set would show there).
    Beside it: the sum of the readers' PSS of the mapping (/proc/PID/smaps: each shared page
    divided among the processes that map it) and of their whole PSS (smaps_rollup, torch included).
-5. one epoch of batches, images/s, on the same files: ours = batches gathered from the mapped
-   cache (warm, the set loaded once in this process) in a shuffled order, as hpo.train's loop
-   does, as uint8 (what a GPU trial copies to the device, which then converts) and then through
-   hpo.train's normalise (a CPU trial, augment off), torch threads = cores; theirs = torchvision
+5. one epoch of batches, images/s, on the same files: ours = the trainer's own batches
+   (hpo.train._loop: epoch_order, TrainBatches) from the mapped cache (warm, the set loaded once
+   in this process) in a shuffled order, as uint8 rows (what a GPU trial copies to the device,
+   which then converts), as the float normalised batch a CPU trial reads with augment off, and
+   with augment on (the default), torch threads = cores; theirs = torchvision
    ImageFolder + DataLoader(num_workers = cores, shuffle) with Resize((S, S)) + PILToTensor
    (uint8) or + ToTensor + Normalize (float). Not included: model compute (neither side), our
    cache build (1.); included on their side: worker start-up (paid every epoch unless
    persistent_workers) and the JPEG decode and resize that every epoch repeats.
 
-Develop with --images 2000; the committed run is the 50,000 one:
+Develop with --images 2000 (--epoch-only: section 5 alone, --repeats N: N interleaved epochs
+of each); the committed run is the 50,000 one:
 
     nice -n 10 python bench/data_scale.py --images 50000 | tee bench/results/data_scale.txt
 """
@@ -231,16 +233,16 @@ def first_batch(args: argparse.Namespace, run_argv: list[str]) -> None:
 
     hpo.data.check_images_decode = timed("preflight_s", hpo.data.check_images_decode)
     load._laid_out = timed("load_s", load._laid_out)
-    normalise = loop.normalise
+    take = loop.TrainBatches.take
 
-    def first(x):
-        out = normalise(x)
+    def first(self, idx):
+        out = take(self, idx)
         marks["first_batch_s"] = time.time() - args.t0
         print(json.dumps(marks), flush=True)
         os._exit(0)  # the wait is measured; the trial need not finish
         return out
 
-    loop.normalise = first
+    loop.TrainBatches.take = first
     sys.exit(main(run_argv))
 
 
@@ -297,28 +299,46 @@ def memory_round(args: argparse.Namespace, folder: Path, env: dict, n: int, file
     }
 
 
-def our_epoch(args: argparse.Namespace, folder: Path, floats: bool) -> tuple[float, int]:
+KINDS = {  # what one epoch of our batches delivers
+    "uint8": "uint8",
+    "float": "float, normalised",
+    "augmented": "float, augmented + normalised",
+}
+
+
+def our_epoch(args: argparse.Namespace, folder: Path, kind: str) -> tuple[float, int]:
+    """One epoch of the trainer's own batches (hpo.train._loop: epoch_order, TrainBatches).
+
+    uint8: the rows gathered into a host buffer as a GPU trial does before its copy to the device
+    (which then converts);
+    float: TrainBatches on the CPU with augment off; augmented: with augment on (the default).
+    """
     import torch
 
     from hpo.data import load_dataset
-    from hpo.train import normalise
+    from hpo.train._loop import HostBatches, TrainBatches, epoch_order
 
     data = load_dataset(_cfg(args, str(folder)))  # mapped: in-process after the first call
-    gen = torch.Generator().manual_seed(0)
     n = len(data.train_labels)
+    order_gen = torch.Generator().manual_seed(0)
+    augment_gen = torch.Generator().manual_seed(1) if kind == "augmented" else None
+    cpu = torch.device("cpu")
+    batches = TrainBatches(data.train_images, data.train_labels, args.batch, cpu,
+                           augment_gen=augment_gen)
+    rows = HostBatches(data.train_images, args.batch, cpu)  # a GPU trial's gather, to the host
     t0 = time.perf_counter()
-    order = torch.randperm(n, generator=gen)
+    order = epoch_order(n, n, None, order_gen)
     for s in range(0, n, args.batch):
         idx = order[s : s + args.batch]
-        x = data.train_images[idx]  # the trainer's gather (hpo.train._loop), uint8
-        y = data.train_labels[idx]
-        if floats:
-            x = normalise(x)  # what a CPU trial does next (augment off)
+        if kind == "uint8":
+            x, y = rows.gather(idx), data.train_labels[idx]
+        else:
+            x, y = batches.take(idx)
     del x, y
     return time.perf_counter() - t0, n
 
 
-def their_epoch(args: argparse.Namespace, folder: Path, floats: bool, workers: int) -> tuple[float, int]:
+def their_epoch(args: argparse.Namespace, folder: Path, kind: str, workers: int) -> tuple[float, int]:
     import torch
     from torchvision import datasets, transforms
 
@@ -326,7 +346,7 @@ def their_epoch(args: argparse.Namespace, folder: Path, floats: bool, workers: i
     steps = [transforms.Resize((s, s))]
     steps += ([transforms.ToTensor(),
                transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
-              if floats else [transforms.PILToTensor()])
+              if kind != "uint8" else [transforms.PILToTensor()])
     t0 = time.perf_counter()
     ds = datasets.ImageFolder(str(folder), transform=transforms.Compose(steps))
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True,
@@ -334,6 +354,32 @@ def their_epoch(args: argparse.Namespace, folder: Path, floats: bool, workers: i
     for x, y in loader:
         pass
     return time.perf_counter() - t0, len(ds)
+
+
+def epoch_rows(args: argparse.Namespace, folder: Path) -> None:
+    """Section 5: ours and torchvision's, interleaved per kind and repeat; median ratios."""
+    import statistics
+
+    rows, ratios = [], {k: [] for k in KINDS}
+    theirs: dict[str, tuple[float, int]] = {}
+    for rep in range(args.repeats):
+        for kind, label in KINDS.items():
+            s, n = our_epoch(args, folder, kind)
+            rows.append([f"ours: trainer's batches, {label}", rep, n, round(s, 1), round(n / s)])
+            their_kind = "float" if kind == "augmented" else kind  # ToTensor + Normalize
+            if their_kind not in theirs or kind == their_kind:
+                theirs[their_kind] = their_epoch(args, folder, their_kind, args.cores)
+                ts, tn = theirs[their_kind]
+                rows.append([f"torchvision, {args.cores} workers: {KINDS[their_kind]}", rep, tn,
+                             round(ts, 1), round(tn / ts)])
+            ts, tn = theirs[their_kind]
+            ratios[kind].append((n / s) / (tn / ts))
+    C.print_table(["one epoch of batches", "repeat", "images", "seconds", "images_per_s"], rows)
+    for kind, label in KINDS.items():
+        vs = "ToTensor + Normalize" if kind == "augmented" else label
+        print(f"# ratio ours / torchvision ({label} vs {vs}): "
+              f"{statistics.median(ratios[kind]):.1f}x median of "
+              f"{', '.join(f'{r:.1f}' for r in ratios[kind])} (goal >= 3x)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="epochs of each kind, ours and torchvision's interleaved (section 5)")
+    p.add_argument("--epoch-only", action="store_true",
+                   help="only section 5 (the cache is built in this process first)")
     p.add_argument("--reader", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--first-batch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -379,6 +429,19 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vcr-scale-"))
     cache = work / "cache"
     env = {**os.environ, "VCR_HPO_CACHE": str(cache)}
+    if args.epoch_only:
+        os.environ["VCR_HPO_CACHE"] = str(cache)
+        try:
+            from hpo.data import load_dataset
+
+            t0 = time.perf_counter()
+            load_dataset(_cfg(args, str(folder)))
+            print(f"# cache built in this process in {time.perf_counter() - t0:.0f} s")
+            epoch_rows(args, folder)
+            print(f"# {C.load_text()} after the run")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         # 1-2. the first trial's wait, cold then warm
         cold = run_wait(args, folder, work, "cold", env)
@@ -417,21 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         sys.stdout.flush()
         # 5. one epoch
-        rows, rates = [], {}
-        for floats in (False, True):
-            kind = "float, normalised" if floats else "uint8"
-            s, n = our_epoch(args, folder, floats)
-            rates[("ours", floats)] = n / s
-            rows.append([f"ours: mapped cache, {kind}", n, round(s, 1), round(n / s)])
-            s, n = their_epoch(args, folder, floats, args.cores)
-            rates[("theirs", floats)] = n / s
-            rows.append([f"torchvision, {args.cores} workers: {kind}", n, round(s, 1),
-                         round(n / s)])
-        C.print_table(["one epoch of batches", "images", "seconds", "images_per_s"], rows)
-        for floats in (False, True):
-            kind = "float, normalised" if floats else "uint8"
-            print(f"# ratio ours / torchvision ({kind}): "
-                  f"{rates[('ours', floats)] / rates[('theirs', floats)]:.1f}x (goal >= 3x)")
+        epoch_rows(args, folder)
         print(f"# {C.load_text()} after the run")
     finally:
         shutil.rmtree(work, ignore_errors=True)

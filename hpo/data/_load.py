@@ -20,7 +20,7 @@ import torch
 
 from ..errors import ConfigError
 from . import _cache as _data_cache
-from ._sources import IMAGE_EXTENSIONS, Item, check_data_source, source_items
+from ._sources import IMAGE_EXTENSIONS, Item, check_data_source, forget_listings, source_items
 from ._synthetic import (
     COLOUR_CLASSES,
     _class_sequence,
@@ -87,8 +87,10 @@ _MEMORY: OrderedDict[str, _Laid] = OrderedDict()
 
 
 def clear_memory_cache() -> None:
-    """Forget the datasets decoded in this process (the on-disk cache stays)."""
+    """Forget the datasets decoded and the folders listed in this process (the on-disk cache
+    stays)."""
     _MEMORY.clear()
+    forget_listings()
 
 
 def cache_dir() -> Path | None:

@@ -6,13 +6,18 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
 from ._synthetic import is_synthetic, parse_synthetic
 
-__all__ = ["IMAGE_EXTENSIONS", "Item", "check_data_source", "is_image", "source_items"]
+__all__ = [
+    "IMAGE_EXTENSIONS", "Item", "check_data_source", "forget_listings", "is_image", "source_items",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
@@ -41,11 +46,38 @@ def _class_dirs(root: Path, where: str) -> list[Path]:
         ) from None
 
 
-def _folder_items(root: Path, split: str | None, where: str) -> list[Item]:
+def _image_files(folder: Path, read: list[Path]) -> list[Path]:
+    """The image files under `folder`, recursively, sorted: what `sorted(folder.rglob("*"))`
+    filtered by `is_file` and `is_image` gives (symlinked folders not entered, unreadable ones
+    skipped), from directory entries instead of a stat per file. Appends each folder read to
+    `read`."""
+    found: list[Path] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as entries:
+                listed = list(entries)
+        except PermissionError:
+            continue
+        read.append(d)
+        for e in listed:
+            try:
+                if e.is_dir() and not e.is_symlink():
+                    stack.append(d / e.name)
+                elif e.is_file() and is_image(Path(e.name)):
+                    found.append(d / e.name)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def _folder_items(root: Path, split: str | None, where: str, read: list[Path]) -> list[Item]:
     items: list[Item] = []
     empty: list[str] = []
+    read.append(root)
     for d in _class_dirs(root, where):
-        files = sorted(p for p in d.rglob("*") if p.is_file() and is_image(p))
+        files = _image_files(d, read)
         if not files:
             empty.append(d.name)
         items += [Item(p, d.name, split) for p in files]
@@ -58,7 +90,56 @@ def _folder_items(root: Path, split: str | None, where: str) -> list[Item]:
     return items
 
 
+# A listing is reused while no folder it read has changed. A folder's mtime changes when an entry
+# is added, removed or renamed, but only in steps of the file system's clock tick: a listing is
+# kept only when every folder it read last changed this long before the listing began.
+_SETTLED_NS = 2_000_000_000
+_LISTINGS: OrderedDict[str, tuple[tuple[tuple[str, int, int, int], ...], list[Item]]] = (
+    OrderedDict()
+)
+_LISTING_SLOTS = 4
+
+
+def _stamps(folders: list[Path]) -> tuple[tuple[str, int, int, int], ...] | None:
+    """(path, mtime_ns, ctime_ns, inode) of each folder; None when one is gone."""
+    out = []
+    for d in folders:
+        try:
+            st = os.stat(d)
+        except OSError:
+            return None
+        out.append((str(d), st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(out)
+
+
 def _imagefolder_items(root: Path, where: str) -> list[Item]:
+    """`_list_imagefolder`, reused from this process's last listing of `root` when every folder
+    it read is unchanged (the preflight's listing serves the trial's load)."""
+    key = os.path.abspath(root)
+    kept = _LISTINGS.get(key)
+    if kept is not None and _stamps([Path(f[0]) for f in kept[0]]) == kept[0]:
+        _LISTINGS.move_to_end(key)
+        return list(kept[1])
+    started = time.time_ns()
+    read: list[Path] = []
+    items = _list_imagefolder(root, where, read)
+    stamps = _stamps(read)
+    if stamps is not None and all(s[1] < started - _SETTLED_NS for s in stamps):
+        _LISTINGS[key] = (stamps, items)
+        while len(_LISTINGS) > _LISTING_SLOTS:
+            _LISTINGS.popitem(last=False)
+    else:
+        _LISTINGS.pop(key, None)
+    return list(items)
+
+
+def forget_listings() -> None:
+    """Forget the folder listings kept in this process."""
+    _LISTINGS.clear()
+
+
+def _list_imagefolder(root: Path, where: str, read: list[Path]) -> list[Item]:
+    """The items of an ImageFolder directory; every folder read is appended to `read`."""
     train, val = root / "train", root / "val"
     try:
         has_train, has_val = train.is_dir(), val.is_dir()
@@ -68,11 +149,12 @@ def _imagefolder_items(root: Path, where: str) -> list[Item]:
             "Check the path and its permissions"
         ) from None
     if has_train:
-        items = _folder_items(train, "train" if has_val else None, where)
+        read.append(root)
+        items = _folder_items(train, "train" if has_val else None, where, read)
         if has_val:
-            items += _folder_items(val, "val", where)
+            items += _folder_items(val, "val", where, read)
         return items
-    return _folder_items(root, None, where)
+    return _folder_items(root, None, where, read)
 
 
 def _manifest_items(path: Path, where: str) -> list[Item]:

@@ -65,8 +65,10 @@ def check_data(data: str, *, where: str = "data", decode: bool = True) -> int:
         return 0
     from ..data import check_data_source, check_images_decode
 
+    if decode:  # lists the source once, with the same checks as check_data_source
+        return check_images_decode(data, where=where)
     check_data_source(data, where=where)
-    return check_images_decode(data, where=where) if decode else 0
+    return 0
 
 
 def check_storage_driver(url: str, *, where: str = "--storage") -> None:

@@ -7,17 +7,18 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..config import TrainConfig
 from ..data import DatasetSplits
 from ..errors import ConfigError
-from ._augment import augment, normalise
+from ._augment import prepare_batch
 from ._build import build_state
 from ._evaluate import evaluate_images, measure_latency
 from ._state import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, TrainState
 
-__all__ = ["finish", "train_epoch", "train_model", "validate"]
+__all__ = ["TrainBatches", "finish", "train_epoch", "train_model", "validate"]
 
 Monitor = Literal["val_acc", "val_macro_f1", "val_loss"]
 _CUDA_CHECK_EVERY = 8  # steps between loss checks on CUDA (each check waits for the GPU)
@@ -48,19 +49,70 @@ class HostBatches:
         self.events: list = [None, None]
         self.turn = 0
 
-    def take(self, idx: torch.Tensor) -> torch.Tensor:
-        """`source[idx]` on the device."""
-        k, self.turn = self.turn, self.turn ^ 1
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """`source[idx]` in the next host buffer (free once its last copy has left it)."""
+        k = self.turn
         if self.events[k] is not None:
             self.events[k].synchronize()
         buf = self.buffers[k][: len(idx)]
-        torch.index_select(self.source, 0, idx, out=buf)
+        # NumPy's take copies whole rows; torch.index_select on uint8 goes element by element
+        np.take(self.source.numpy(), idx.numpy(), axis=0, out=buf.numpy())
+        return buf
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """`source[idx]` on the device."""
+        buf = self.gather(idx)
+        k, self.turn = self.turn, self.turn ^ 1
         if self.device.type != "cuda":
             return buf.to(self.device, copy=True)  # the buffer is refilled two batches later
         x = buf.to(self.device, non_blocking=True)
         self.events[k] = torch.cuda.Event()
         self.events[k].record()
         return x
+
+
+class TrainBatches:
+    """The batches a training step reads: gathered, augmented (when asked) and normalised.
+
+    On the CPU each image goes from the (mapped) cache straight into one of two reused float
+    buffers (`prepare_batch`); with host data on CUDA the uint8 rows are gathered into pinned
+    buffers (`HostBatches`), copied, and augmented and normalised on the device, channels-last
+    when the model is. A batch stays intact until two more have been taken.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch: int,
+        device: torch.device,
+        *,
+        augment_gen: torch.Generator | None,
+        channels_last: bool = False,
+    ) -> None:
+        self.images, self.labels, self.device = images, labels, device
+        self.gen, self.channels_last = augment_gen, channels_last
+        self.cpu = device.type == "cpu" and images.device.type == "cpu"
+        self.host = (HostBatches(images, batch, device)
+                     if device.type == "cuda" and images.device.type == "cpu" else None)
+        shape = (batch, *images.shape[1:])
+        self.buffers = [torch.empty(shape) for _ in range(2)] if self.cpu else []
+        self.turn = 0
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float images, labels) of the rows `idx`, on the device; augmented when a generator
+        was given."""
+        y = self.labels[idx.to(self.labels.device)]
+        augment = self.gen is not None
+        if self.cpu:
+            out, self.turn = self.buffers[self.turn][: len(idx)], self.turn ^ 1
+            return prepare_batch(self.images, idx, self.gen, augment=augment, out=out), y
+        if self.host is not None:
+            x = self.host.take(idx)
+        else:
+            x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
+        return prepare_batch(x, None, self.gen, augment=augment,
+                             channels_last=self.channels_last), y
 
 
 def _fit_epoch(
@@ -77,15 +129,11 @@ def _fit_epoch(
     order = epoch_order(len(d.train_y), d.steps * d.batch, d.sample_weights, s.order_gen)
     running = torch.zeros((), device=device, dtype=torch.float64)
     last_lr = s.optimizer.param_groups[0]["lr"]
-    host = (HostBatches(d.train_x, d.batch, device)
-            if device.type == "cuda" and d.train_x.device.type == "cpu" else None)
+    batches = TrainBatches(d.train_x, d.train_y, d.batch, device,
+                           augment_gen=s.augment_gen if cfg.augment else None,
+                           channels_last=s.channels_last)
     for step in range(d.steps):
-        idx = order[step * d.batch : (step + 1) * d.batch]
-        x = host.take(idx) if host is not None else d.train_x[idx].to(device, non_blocking=True)
-        y = d.train_y[idx.to(device)]
-        x = normalise(augment(x, s.augment_gen) if cfg.augment else x)
-        if s.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = batches.take(order[step * d.batch : (step + 1) * d.batch])
         with torch.autocast(
             device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None
         ):

@@ -326,3 +326,107 @@ def test_the_cache_is_never_written_inside_the_data_folder(tmp_path, monkeypatch
     check_images_decode(str(root))
     assert _tree(root) == tree
     assert len(list((tmp_path / "home/.cache/vcr-hpo").glob("*.imgs"))) == 1
+
+
+# --------------------------------------------------------------------------- one listing per run
+
+
+def _settle(root: Path) -> Path:
+    """Date every folder under root an hour back: a listing of it may then be kept."""
+    past = time.time() - 3600
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(d, (past, past))
+    return root
+
+
+def _count_listings(monkeypatch) -> list[Path]:
+    from hpo.data import _sources
+
+    calls: list[Path] = []
+    real = _sources._list_imagefolder
+
+    def spy(root, where, read):
+        calls.append(root)
+        return real(root, where, read)
+
+    monkeypatch.setattr(_sources, "_list_imagefolder", spy)
+    return calls
+
+
+def test_the_preflight_and_the_load_share_one_listing(tmp_path, monkeypatch):
+    """What a run does with its data in the parent process: check this machine, then load."""
+    from hpo.run.preflight import preflight
+
+    root = _settle(_folder(tmp_path / "images"))
+    listings = _count_listings(monkeypatch)
+    cfg = TrainConfig(data=str(root), image_size=32, device="cpu")
+    preflight(cfg)
+    load_dataset(cfg)
+    assert listings == [root]
+
+
+@pytest.mark.slow  # trains one tiny trial
+@pytest.mark.usefixtures("one_thread")
+def test_one_run_lists_its_image_folder_once(tiny_space, tmp_path, monkeypatch):
+    """`vcr-hpo run`: the preflight (check and decode) and the trial's load share one listing."""
+    from hpo.cli import main
+
+    root = _settle(_folder(tmp_path / "images"))
+    listings = _count_listings(monkeypatch)
+    loads: list[str] = []
+    real_laid_out = data_mod._laid_out
+    monkeypatch.setattr(data_mod, "_laid_out", lambda cfg: loads.append(cfg.data) or real_laid_out(cfg))
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--space", str(tiny_space(1)), "--data", str(root), "--n-trials", "1", "--quiet",
+            "--storage", f"sqlite:///{tmp_path / 'one.db'}", "--artifacts", str(tmp_path / "art")]
+    assert main(argv) == 0
+    assert loads == [str(root)]  # the trial loaded its data in this process
+    assert listings == [root]
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "rename", "nested", "new_class"])
+def test_a_kept_listing_is_not_used_once_a_folder_changed(tmp_path, monkeypatch, change):
+    from hpo.data._sources import source_items
+
+    root = _folder(tmp_path / "images")
+    (root / "red" / "sub").mkdir()
+    Image.new("RGB", (20, 12), (200, 30, 30)).save(root / "red" / "sub" / "x.ppm")
+    _settle(root)
+    listings = _count_listings(monkeypatch)
+    before = source_items(str(root), "data")
+    assert source_items(str(root), "data") == before and len(listings) == 1  # kept
+    img = Image.new("RGB", (20, 12), (30, 40, 200))
+    if change == "add":
+        img.save(root / "blue" / "new.ppm")
+    elif change == "remove":
+        (root / "blue" / "000.ppm").unlink()
+    elif change == "rename":
+        (root / "blue" / "000.ppm").rename(root / "blue" / "zzz.ppm")
+    elif change == "nested":
+        img.save(root / "red" / "sub" / "y.ppm")
+    else:
+        (root / "green").mkdir()
+        img.save(root / "green" / "g.ppm")
+    after = source_items(str(root), "data")
+    assert len(listings) == 2 and after != before
+
+
+def test_a_listing_of_a_folder_changed_just_now_is_not_kept(tmp_path, monkeypatch):
+    """A change within a clock tick of the listing need not move the folder's mtime."""
+    from hpo.data._sources import source_items
+
+    root = _folder(tmp_path / "images")  # written just now
+    listings = _count_listings(monkeypatch)
+    source_items(str(root), "data")
+    source_items(str(root), "data")
+    assert len(listings) == 2
+
+
+def test_the_data_check_lists_a_folder_once(tmp_path, monkeypatch):
+    """Even a folder that changed just now (no listing kept): one listing checks and decodes."""
+    from hpo.run.preflight import check_data
+
+    root = _folder(tmp_path / "images")
+    listings = _count_listings(monkeypatch)
+    assert check_data(str(root)) == 12
+    assert listings == [root]
