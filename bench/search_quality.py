@@ -489,7 +489,7 @@ def _run_search(job: Job) -> dict[str, Any]:
     search_budget = job.budget * (1.0 - job.refit)
     charged, curve, scored, pending = [0.0], [], {}, []
     anytime = [0.0]
-    name = f"sq-{job.strategy.label}"
+    name = f"sq-{job.strategy.label}-{job.dataset.name}-{job.seed}-{job.budget:g}"  # own artifacts folder
     url = (f"sqlite:///{job.tmp}/{job.dataset.name}-{job.strategy.label}-{job.seed}-"
            f"{job.budget:g}.db")
 

@@ -48,5 +48,6 @@ REPORT_SECONDS = "report_seconds"
 RESUME_NOTE = "resume_note"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 RESUMED_FROM_TRIAL = "resumed_from_trial"
+CHECKPOINT_IDENTITY = "checkpoint_identity"  # what its checkpoints match; weights are kept only from one
 CHECKPOINT_ERROR = "checkpoint_error"
 ARTIFACT_ERROR = "artifact_error"

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..attrs import INTERRUPTED
+from ..attrs import CHECKPOINT_IDENTITY, INTERRUPTED
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -403,6 +403,12 @@ def _promote(study: optuna.Study, store: Any, trial: FrozenTrial) -> bool:
         return False
     state = blob.get("state", {}) if isinstance(blob, Mapping) else {}
     if "model" not in state:
+        return False
+    if blob.get("identity") != trial.user_attrs.get(CHECKPOINT_IDENTITY):
+        # another study's trial of the same number in a shared folder (same study name beside
+        # another database), or a trial that wrote no checkpoint of its own: never keep those
+        _logger.warning("trial %d: the checkpoint under its number is not its own (another study "
+                        "shares the artifact folder?): its weights were not kept", trial.number)
         return False
     weights = {"format": WEIGHTS_FORMAT, "study": study.study_name, "trial": trial.number,
                "identity": blob.get("identity"), "params": dict(trial.params),

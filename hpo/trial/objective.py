@@ -16,6 +16,7 @@ from ..attrs import (
     BEST_EPOCH,
     BEST_METRICS,
     CHECKPOINT_ERROR,
+    CHECKPOINT_IDENTITY,
     CONFUSION,
     DEVICE,
     EPOCH_SECONDS,
@@ -336,6 +337,7 @@ class Objective:
         )
 
         identity = checkpoint_identity(self.space, self.overrides, params, cfg)
+        trial.set_user_attr(CHECKPOINT_IDENTITY, identity)  # kept weights: only its own
         system = getattr(trial, "system_attrs", None)  # a child trial (hpo.run.isolation) has them
         if system is None:
             system = _optuna.storage_of(trial.study).get_trial_system_attrs(

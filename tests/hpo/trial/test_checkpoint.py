@@ -8,6 +8,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from hpo.attrs import CHECKPOINT_IDENTITY
 from hpo.errors import ConfigError, SearchSpaceError
 from hpo.space import parse_search_space
 from hpo.trial.artifacts import artifact_store
@@ -122,7 +123,8 @@ def _finished(study, number_values, store, backbone_of):
         save_checkpoint(store, n, "id", {"epoch": 2, "config": {"backbone": backbone_of(n)},
                                          "model": {"w": torch.full((2,), float(n))}})
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, distributions=dists,
-                                     params={"backbone": backbone_of(n), "lr": 0.003}))
+                                     params={"backbone": backbone_of(n), "lr": 0.003},
+                                     user_attrs={CHECKPOINT_IDENTITY: "id"}))
         keep(study, study.trials[-1])
 
 
@@ -141,6 +143,34 @@ def test_top1_per_study_and_per_backbone_keep_two_files_and_delete_the_rest(tmp_
     assert list((store.base_path / "checkpoints").iterdir()) == []  # every checkpoint dropped
     blob = torch.load(store.base_path / kept[4].artifact_id, weights_only=True)
     assert blob["trial"] == 4 and torch.equal(blob["model"]["w"], torch.full((2,), 4.0))
+
+
+def test_weights_are_kept_only_from_the_trials_own_checkpoint(tmp_path):
+    """Two studies of one name beside two databases share `<name>-artifacts`: a trial whose
+    number holds the other study's checkpoint (it wrote none of its own) keeps nothing, never
+    the other model; a trial's own checkpoint is kept."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {"lr": FloatDistribution(1e-3, 1e-2, log=True)}
+    stores, studies = [], []
+    for db in ("a", "b"):
+        url = f"sqlite:///{tmp_path / db}.db"
+        studies.append(optuna.create_study(storage=url, study_name="s", direction="maximize"))
+        stores.append(artifact_store(url, "s"))
+    assert stores[0].base_path == stores[1].base_path  # the shared folder
+    save_checkpoint(stores[0], 0, "identity-a", {"epoch": 1, "model": {"w": torch.ones(2)}})
+    studies[1].add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, distributions=dists,
+                                      params={"lr": 0.003},
+                                      user_attrs={CHECKPOINT_IDENTITY: "identity-b"}))
+    keep_best_weights(stores[1])(studies[1], studies[1].trials[0])
+    assert kept_weights(studies[1]) == {}  # a's model is not b's
+    save_checkpoint(stores[0], 0, "identity-a", {"epoch": 2, "model": {"w": torch.ones(2)}})
+    studies[0].add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, distributions=dists,
+                                      params={"lr": 0.003},
+                                      user_attrs={CHECKPOINT_IDENTITY: "identity-a"}))
+    keep_best_weights(stores[0])(studies[0], studies[0].trials[0])
+    blob = torch.load(stores[0].base_path / kept_weights(studies[0])[0].artifact_id,
+                      weights_only=True)
+    assert blob["identity"] == "identity-a" and torch.equal(blob["model"]["w"], torch.ones(2))
 
 
 def test_interrupted_trial_keeps_its_checkpoint(tmp_path):
