@@ -30,7 +30,7 @@ own code (hpo.data.load_dataset, the `vcr-hpo run` command, hpo.train's normalis
 Develop with --images 2000 (--epoch-only: section 5 alone, --repeats N: N interleaved epochs
 of each); the committed run is the 50,000 one:
 
-    nice -n 10 python bench/data_scale.py --images 50000 | tee bench/results/data_scale.txt
+    python bench/data_scale.py --images 50000 | tee bench/results/data_scale-50k.txt
 """
 
 from __future__ import annotations
