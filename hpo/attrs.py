@@ -32,6 +32,9 @@ FEATURE_STRIDES = "feature_strides"
 NUM_PARAMS = "num_params"
 DEVICE = "device"
 GPU = "gpu"  # the physical GPU id (hpo.run.devices)
+#: The environment variable through which a GPU worker's physical id reaches its trials (set by
+#: hpo.run.devices, read by the objective into the GPU attr).
+GPU_ENV = "VCR_HPO_GPU"
 VERSIONS = "versions"
 MEMORY_PREFLIGHT = "memory_preflight"
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..attrs import GPU_ENV
 from ..errors import ConfigError
 
 __all__ = [
     "FAKE_GPUS_ENV",
-    "GPU_ENV",
     "WorkerPlacement",
     "cuda_present",
     "device_plan",
@@ -32,8 +32,6 @@ __all__ = [
 
 #: Test hook: the number of GPUs `visible_gpus` pretends to see (ids "0".."N-1").
 FAKE_GPUS_ENV = "VCR_HPO_FAKE_GPUS"
-#: Set in each GPU worker's environment: the physical GPU id it was given (for trial user attrs).
-GPU_ENV = "VCR_HPO_GPU"
 
 
 def visible_gpus() -> tuple[str, ...]:

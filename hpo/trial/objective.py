@@ -24,6 +24,7 @@ from ..attrs import (
     FEATURE_CHANNELS,
     FEATURE_STRIDES,
     GPU,
+    GPU_ENV,
     IMAGES_PER_S,
     MEMORY_PREFLIGHT,
     NUM_PARAMS,
@@ -43,7 +44,6 @@ from ..constraints import (
 )
 from ..metrics import EPOCH_METRICS, metric_values, per_class_recall
 from ..records import VALUE_STEP_ATTR
-from ..run.devices import GPU_ENV
 from ..train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight

@@ -15,10 +15,11 @@ import optuna
 import pytest
 import torch
 
+from hpo.attrs import GPU_ENV
 from hpo.cli import main
 from hpo.errors import ConfigError
 from hpo.run.api import plan_run, start_workers
-from hpo.run.devices import FAKE_GPUS_ENV, GPU_ENV, device_plan, parse_gpus, visible_gpus
+from hpo.run.devices import FAKE_GPUS_ENV, device_plan, parse_gpus, visible_gpus
 
 THREE = ("0", "1", "2")
 
