@@ -199,22 +199,15 @@ hpo.trial.objective.Objective.__call__ = _observed
 
 
 @pytest.mark.slow
-def test_run_with_workers_auto_on_simulated_gpus_places_one_worker_per_gpu(tmp_path, monkeypatch):
+def test_run_with_workers_auto_on_simulated_gpus_places_one_worker_per_gpu(tmp_path, monkeypatch,
+                                                                          observe_workers):
     """Two simulated GPUs: two real worker processes, each with its own CUDA_VISIBLE_DEVICES
     (and VCR_HPO_GPU, never the simulation); every trial ran in one of them. torch finds no GPU
     in them, so they train on the CPU, and the study still finishes."""
-    import os
 
     import hpo
 
-    observer = tmp_path / "observer"
-    observer.mkdir()
-    (observer / "sitecustomize.py").write_text(_OBSERVER)
-    seen = tmp_path / "seen"
-    seen.mkdir()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(observer), str(Path(hpo.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("VCR_HPO_TEST_OBSERVE", str(seen))
+    seen = observe_workers(_OBSERVER)
     monkeypatch.setenv(FAKE_GPUS_ENV, "2")
     Path("s.yaml").write_text(_SPACE)
     url = f"sqlite:///{tmp_path / 'w.db'}"

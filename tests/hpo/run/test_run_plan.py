@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -137,17 +135,10 @@ atexit.register(_write)
 
 @pytest.mark.slow
 def test_worker_processes_run_the_parents_plan_without_planning_again(tiny_space, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, observe_workers):
     """A real run with 2 worker processes: the parent plans once and places the workers once;
     each worker runs its plan as it is (no plan_run, no device plan, no override check)."""
-    observer = tmp_path / "observer"
-    observer.mkdir()
-    (observer / "sitecustomize.py").write_text(_OBSERVER)
-    seen = tmp_path / "seen"
-    seen.mkdir()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(observer), str(Path(hpo.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("VCR_HPO_TEST_OBSERVE", str(seen))
+    seen = observe_workers(_OBSERVER)
     plans, placements = [], []
     _count(monkeypatch, hpo.run.api, "plan_run", plans)
     _count(monkeypatch, hpo.run.devices, "device_plan", placements)
