@@ -400,3 +400,21 @@ def test_search_quality_warns_when_one_label_ran_two_spaces(sq, tmp_path, capsys
     path.write_text("".join(f"# run {json.dumps(r)}\n" for r in runs) + "# other comment\n")
     assert sq.main(["--summarise", str(path)]) == 0
     assert "# warning: a @ 100 s: strategy shipped mixes" in capsys.readouterr().out
+
+
+def test_search_quality_startup_table_ranks_the_best_after_the_first_trials(sq):
+    """The start-up table scores the running best after the first k trials (not the end) and
+    names the backbone each search trained at the end, with its mean held-out accuracy."""
+    def run(label, seed, at_k, end, backbone):
+        r = _rec("a", label, seed, end, curve=[[1.0 * i, "C", 0.1 * i, i] for i in range(1, 4)] +
+                 [[9.0, "C", 0.9, 9]], scored={"1": 0.1, "2": 0.2, "3": at_k, "9": end})
+        return {**r, "chosen": {"backbone": backbone}}
+
+    runs = [run("portfolio", s, 0.6, 0.8, "resnet18") for s in range(2)] + \
+        [run("random", s, 0.4, 0.9, "resnet10t") for s in range(2)]
+    lines = sq.startup_lines(runs, first=3)
+    rows = {line.split()[2]: line.split() for line in lines[3:]}
+    assert rows["portfolio"][4] == "0.6" and rows["portfolio"][6] == "1/2"  # after 3, not at the end
+    assert rows["random"][4] == "0.4" and rows["random"][6] == "2/2"
+    assert "resnet18 x2 (0.800)" in lines[3 + list(rows).index("portfolio")]
+    assert sq.startup_lines(runs, first=5) == []  # no run has 5 trials: no table
