@@ -19,7 +19,8 @@ CPU seconds beside the charge.
 
 Strategies (--strategies, --strategy):
   shipped   the space's own study block (sampler, pruner and every other key it sets), seeded
-  random    the space's study block with a Random sampler, no pruner and no start-up portfolio
+  random    the space's study block with a Random sampler, no pruner, no start-up portfolio and
+            every trial the space's epochs (trial_length: epochs): plain random search
   default   the space's `default:` config trained once for the whole budget (no search)
   LABEL=SAMPLER|PRUNER[|STUDY]  SAMPLER, PRUNER: a YAML flow mapping, `shipped` or `none`;
             STUDY: a flow mapping of any further study keys, e.g. {portfolio: 4, fidelity: seconds};
@@ -321,7 +322,8 @@ def parse_strategy(text: str) -> Strategy:
     if text in ("shipped", "default"):
         return Strategy(text, text, default=text == "default")
     if text == "random":
-        return Strategy("random", text, {"type": "Random"}, None, {"portfolio": 0})
+        return Strategy("random", text, {"type": "Random"}, None,
+                        {"portfolio": 0, "trial_length": "epochs"})
     label, sep, rest = text.partition("=")
     parts = rest.split("|", 2)
     if not sep or len(parts) < 2 or not label.strip():
@@ -375,7 +377,9 @@ def describe(strategy: Strategy, space) -> str:
         return "the space's default: config, trained once for the whole budget"
     st = space.study
     keys = {**({"portfolio": st.portfolio} if st.portfolio else {}),
-            **({"fidelity": st.fidelity} if st.fidelity != "epochs" else {}), **strategy.study}
+            **({"fidelity": st.fidelity} if st.fidelity != "epochs" else {}),
+            **({"trial_length": st.trial_length} if st.trial_length != "epochs" else {}),
+            **strategy.study}
     extra = f", study keys {keys}" if keys else ""
     return (f"sampler {st.sampler.describe()}, pruner "
             f"{'none' if st.pruner is None else st.pruner.describe()}{extra}")

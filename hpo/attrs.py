@@ -11,6 +11,7 @@ ATTR_VERSION = "vcr_hpo_version"
 ATTR_BASELINE = "baseline_enqueued"
 ATTR_TARGET = "n_trials"  # the latest run's target of finished trials
 ATTR_REQUEUED = "requeued_interrupted"  # numbers of interrupted trials already queued again
+ATTR_STEP_COSTS = "step_costs"  # s per training image by cost key (hpo.trial.equal_compute)
 
 # Trial user attrs: where a trial came from.
 BASELINE = "baseline"  # the enqueued baseline trial (the space's defaults)
@@ -44,6 +45,7 @@ BEST_METRICS = "best_metrics"
 CONFUSION = "confusion"
 PER_CLASS_RECALL = "per_class_recall"
 EPOCH_SECONDS = "epoch_seconds"
+TRIAL_EPOCHS = "trial_epochs"  # epochs it trained when not the config's (trial_length: compute)
 IMAGES_PER_S = "images_per_s"
 REPORT_SECONDS = "report_seconds"
 

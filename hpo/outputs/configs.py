@@ -10,7 +10,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial
 
-from ..attrs import ATTR_OVERRIDES, ATTR_SPACE_YAML
+from ..attrs import ATTR_OVERRIDES, ATTR_SPACE_YAML, TRIAL_EPOCHS
 from ..config import TrainConfig
 from ..errors import ConfigError, VcrHpoError
 from ..study import top_trials
@@ -62,7 +62,8 @@ def best_per(study: optuna.Study, name: str) -> dict[Any, FrozenTrial]:
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrainConfig:
-    """The TrainConfig the trial trained: the study's stored space (fixed + params) + overrides."""
+    """The TrainConfig the trial trained: the study's stored space (fixed + params) + overrides,
+    with the epochs it trained when its study set them per trial (`trial_length: compute`)."""
     from ..space import parse_search_space
 
     attrs = study.user_attrs
@@ -71,7 +72,9 @@ def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrainConfig:
         raise VcrHpoError(f"study {study.study_name!r}: no stored search space, got none. "
                           "Only studies made by `vcr-hpo run` can be exported")
     space = parse_search_space(text, source=f"study {study.study_name}")
-    return space.config_for(trial.params, attrs.get(ATTR_OVERRIDES) or {})
+    cfg = space.config_for(trial.params, attrs.get(ATTR_OVERRIDES) or {})
+    epochs = trial.user_attrs.get(TRIAL_EPOCHS)  # trial_length: compute (hpo.trial.equal_compute)
+    return cfg if epochs is None else cfg.replace(epochs=int(epochs))
 
 
 def config_paths(out: Path, keys: list[Any]) -> dict[Any, Path]:

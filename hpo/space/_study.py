@@ -36,7 +36,7 @@ DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
                "sampler", "pruner", "keep_weights", "trial_isolation", "trial_stall_timeout",
                "report_every", "report_val_images", "fidelity", "report_seconds",
-               "portfolio")
+               "portfolio", "trial_length")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.run.isolation.ISOLATION_MODES; here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
@@ -141,13 +141,30 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     portfolio = _parse_portfolio(errs, raw.get("portfolio"), path + ("portfolio",))
     if portfolio is _MISSING:
         ok = False
+    length = _parse_trial_length(errs, raw.get("trial_length"), path + ("trial_length",))
+    if length is _MISSING:
+        ok = False
     if not ok or keep is None:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
                      keep_weights=keep, trial_isolation=isolation, trial_stall_timeout=stall,
                      report_every=every, report_val_images=val_images, fidelity=fidelity,
-                     report_seconds=grid, portfolio=portfolio)
+                     report_seconds=grid, portfolio=portfolio, trial_length=length)
+
+
+def _parse_trial_length(errs: _Errors, value: Any, where: tuple) -> Any:
+    """`trial_length`: epochs (default) or compute (hpo.trial.equal_compute)."""
+    from ..trial.equal_compute import TRIAL_LENGTHS
+
+    if value is None:
+        return "epochs"
+    if value not in TRIAL_LENGTHS if _is_scalar(value) else True:
+        errs.add(where, f"must be one of {', '.join(TRIAL_LENGTHS)}", value,
+                 _did_you_mean(value, TRIAL_LENGTHS) if isinstance(value, str)
+                 else "Write trial_length: compute (or epochs, the default)")
+        return _MISSING
+    return value
 
 
 def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
@@ -427,6 +444,10 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
 
 def _check_study_against_params(errs: _Errors, study: StudySpec, params: list[Param]) -> None:
     multi = len(study.directions) > 1
+    if study.trial_length == "compute" and any(p.name == "epochs" for p in params):
+        errs.add(("hyperparameters", "epochs"), "is set per trial by trial_length: compute (the "
+                 "compute of the default's epochs)", "epochs",
+                 "Move epochs to fixed, or set trial_length: epochs")
     if multi and study.pruner is not None:
         errs.add(("study", "pruner"), "Optuna cannot prune a multi-objective study", study.pruner.type,
                  "Set pruner: null, or optimise one metric")

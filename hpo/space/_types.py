@@ -48,6 +48,7 @@ class StudySpec:
     fidelity: str = "epochs"  # what a pruner step counts: epochs or seconds (hpo.trial.fidelity)
     report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
     portfolio: int = 0  # shipped portfolio entries after trial 0 (hpo.run.portfolio); 0: off
+    trial_length: str = "epochs"  # epochs, or compute: the default's epochs' compute (hpo.trial.equal_compute)
 
     def canonical(self) -> dict[str, Any]:
         # optional keys only when set, so the fingerprints of spaces without them stay as they were
@@ -59,6 +60,8 @@ class StudySpec:
             sub = {**sub, "fidelity": self.fidelity, "report_seconds": self.report_seconds}
         if self.portfolio:
             sub["portfolio"] = self.portfolio
+        if self.trial_length != "epochs":
+            sub["trial_length"] = self.trial_length
         return {**extra,
             "name": self.name,
             "directions": list(self.directions),

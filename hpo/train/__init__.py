@@ -25,7 +25,7 @@ from ._evaluate import (
     evaluate_images,
     measure_latency,
 )
-from ._loop import finish, train_epoch, train_model, validate
+from ._loop import finish, step_seconds, train_epoch, train_model, validate
 from ._save import save_run
 from ._state import (
     EpochMetrics,
@@ -55,6 +55,7 @@ __all__ = [
     "normalise",
     "resolve_device",
     "save_run",
+    "step_seconds",
     "train_epoch",
     "train_model",
     "validate",

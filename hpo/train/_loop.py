@@ -18,7 +18,7 @@ from ._build import build_state
 from ._evaluate import evaluate_images, measure_latency
 from ._state import EpochMetrics, NonFiniteLossError, RunInfo, TrainResult, TrainState
 
-__all__ = ["TrainBatches", "finish", "train_epoch", "train_model", "validate"]
+__all__ = ["TrainBatches", "finish", "step_seconds", "train_epoch", "train_model", "validate"]
 
 Monitor = Literal["val_acc", "val_macro_f1", "val_loss"]
 _CUDA_CHECK_EVERY = 8  # steps between loss checks on CUDA (each check waits for the GPU)
@@ -225,6 +225,28 @@ def train_epoch(
     )
     s.record(m)
     return m
+
+
+def step_seconds(cfg: TrainConfig, *, data: DatasetSplits | None = None, warmup: int = 1,
+                 timed: int = 2) -> float:
+    """Seconds per training image of one training step of `cfg` (forward, backward, optimizer
+    step on its training batches, as `train_epoch` runs it): the fastest of `timed` steps after
+    `warmup`. The state it builds is thrown away."""
+    import dataclasses
+
+    s = build_state(cfg.replace(epochs=1), data=data)
+    s.data = dataclasses.replace(s.data, steps=1)
+    best = math.inf
+    for i in range(warmup + timed):
+        if s.device.type == "cuda":
+            torch.cuda.synchronize(s.device)
+        t0 = time.perf_counter()
+        _fit_epoch(s, 0)
+        if s.device.type == "cuda":
+            torch.cuda.synchronize(s.device)
+        if i >= warmup:
+            best = min(best, time.perf_counter() - t0)
+    return best / s.data.batch
 
 
 def finish(s: TrainState, *, measure_latency_ms: bool = False) -> TrainResult:

@@ -33,6 +33,7 @@ from ..attrs import (
     RESUME_NOTE,
     RESUMED_FROM_EPOCH,
     RESUMED_FROM_TRIAL,
+    TRIAL_EPOCHS,
     VERSIONS,
 )
 from ..constraints import (
@@ -46,6 +47,7 @@ from ..metrics import EPOCH_METRICS, metric_values, per_class_recall
 from ..records import VALUE_STEP_ATTR
 from ..train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
 from .fidelity import SecondsReports, seconds_reports, train_seconds
+from .equal_compute import trial_epochs
 from .memory import memory_preflight
 from .record_store import RecordWriter
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
@@ -170,6 +172,10 @@ class Objective:
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
+            if self.space.study.trial_length == "compute":
+                default = self.space.config_for(self.space.baseline(), self.overrides)
+                cfg = cfg.replace(epochs=trial_epochs(trial.study, cfg, default))
+                trial.set_user_attr(TRIAL_EPOCHS, cfg.epochs)
             start, on_state = None, None
             if self.artifacts is not None:
                 start, on_state = self._checkpointing(trial, params, cfg, reports, clock,
