@@ -25,6 +25,7 @@ from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
 from hpo.names import STUDY_NAME
 from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import METRICS, PARAM_TYPES, schema
+from hpo.trial.equal_compute import TRIAL_LENGTHS
 from hpo.trial.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 from hpo.trial.subepoch import STEP_ARGS
 
@@ -181,6 +182,11 @@ def build_schema() -> dict:
                           "description": "shipped start-up portfolio entries enqueued after "
                                          "trial 0, projected onto this space (hpo.run.portfolio); "
                                          "0 or null: off"},
+            "trial_length": {"enum": [*TRIAL_LENGTHS, None],
+                             "description": "epochs (default): every trial trains the config's "
+                                            "epochs; compute: every trial trains for the "
+                                            "measured compute of the default's epochs "
+                                            "(hpo.trial.equal_compute)"},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},
