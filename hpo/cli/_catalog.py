@@ -61,6 +61,10 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
           f"timeout {f'{st.timeout:g} s' if st.timeout else 'none'}")
     print(f"sampler:  {st.sampler.describe()}")
     print(f"pruner:   {st.pruner.describe() if st.pruner else 'none'}")
+    if st.trial_length != "epochs":
+        print(f"trials:   each trains the compute of the default's epochs (trial_length: "
+              f"{st.trial_length})")
+
     def scalars(values: dict) -> str:  # YAML spelling: true/false/null, as in the file
         return ", ".join(f"{k}={json.dumps(v) if v is None or isinstance(v, bool) else v}"
                          for k, v in values.items())

@@ -306,7 +306,11 @@ def test_search_quality_strategy_sets_any_study_key(sq, tmp_path):
     assert space.study.sampler.type == "TPE" and space.study.sampler.args["seed"] == 7
     assert space.study.pruner is None and space.study.n_trials is None
     shipped = sq.strategy_space(text, source, sq.parse_strategy("shipped"), 3)
-    assert shipped.study.sampler.type == "Random" and shipped.study.sampler.args["seed"] == 3
+    assert shipped.study.sampler.type == "GP" and shipped.study.sampler.args["seed"] == 3
+    assert shipped.study.trial_length == "compute"
+    plain = sq.strategy_space(text, source, sq.parse_strategy("random"), 3)  # plain random search
+    assert plain.study.sampler.type == "Random" and plain.study.trial_length == "epochs"
+    assert plain.study.portfolio == 0 and plain.study.pruner is None
     with pytest.raises(ConfigError, match=r"^--strategy bad: .*no_such_key"):
         sq.strategy_space(text, source, sq.parse_strategy("bad=shipped|shipped|{no_such_key: 1}"),
                           0)

@@ -46,7 +46,8 @@ def test_validate_bare_name_from_search_spaces(tmp_path, monkeypatch, capsys):
     rows = _table(out)
     assert "focal_gamma" in rows and "loss_fn=focal" in rows["focal_gamma"]
     assert "momentum" in rows and "optimizer=sgd" in rows["momentum"]
-    assert "sampler:  Random(seed=42)" in out and "pruner:   none" in out
+    assert "sampler:  GP(n_startup_trials=4, seed=42)" in out and "pruner:   none" in out
+    assert "trials:   each trains the compute of the default's epochs" in out
 
 
 def test_validate_missing_file_exits_2(tmp_path, capsys):
