@@ -46,8 +46,8 @@ from ..constraints import (
 from ..metrics import EPOCH_METRICS, metric_values, per_class_recall
 from ..records import VALUE_STEP_ATTR
 from ..train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
-from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .equal_compute import trial_epochs
+from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight
 from .record_store import RecordWriter
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
