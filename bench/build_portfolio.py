@@ -83,9 +83,36 @@ def _init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_key(data: str, size: int, params: dict[str, Any], holdout: int, quick: bool) -> str:
+def _run_key(data: str, size: int, params: dict[str, Any], holdout: int, quick: bool,
+             epochs: int | None = None) -> str:
+    extra = {} if epochs is None else {"epochs": epochs}  # keys of epoch-length builds unchanged
     return json.dumps({"data": data, "size": size, "params": params, "holdout": holdout,
-                       "quick": quick}, sort_keys=True)
+                       "quick": quick, **extra}, sort_keys=True)
+
+
+class _Costs:
+    """What `hpo.trial.equal_compute.trial_epochs` reads and writes of a study: the step costs."""
+
+    def __init__(self) -> None:
+        self.user_attrs: dict[str, Any] = {}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+
+def equal_compute(space, configs: list[dict[str, Any]], quick: bool
+                  ) -> tuple[list[int], dict[str, float]]:
+    """Each candidate's epochs under `trial_length: compute` (the compute of the default's
+    epochs, step costs measured once here, as a study measures them), and the costs."""
+    from hpo.attrs import ATTR_STEP_COSTS
+    from hpo.trial.equal_compute import trial_epochs
+
+    data, size = next(iter((QUICK_TASKS if quick else TASKS).values()))
+    ov = _overrides(data, size, quick)
+    costs = _Costs()
+    default = space.config_for(configs[0], ov)
+    epochs = [trial_epochs(costs, space.config_for(p, ov), default) for p in configs]
+    return epochs, costs.user_attrs[ATTR_STEP_COSTS]
 
 
 def _done_runs(path: str | None) -> dict[str, tuple[float, float]]:
@@ -110,19 +137,20 @@ def evaluate_task(job: tuple) -> tuple[str, list[float], float]:
     from hpo.data import load_dataset, make_synthetic
     from hpo.train import evaluate, resolve_device, train_model
 
-    label, data, size, configs, holdout, quick, runs = job
+    label, data, size, configs, epochs, holdout, quick, runs = job
     space = C.shipped_space(SPACE)
     done = _done_runs(runs)
     cpu = 0.0
     scores = []
-    for params in configs:
-        key = _run_key(data, size, params, holdout, quick)
+    for params, n in zip(configs, epochs):
+        key = _run_key(data, size, params, holdout, quick, n)
         if key in done:
             scores.append(done[key][0])
             cpu += done[key][1]
             continue
         t0 = time.process_time()
         cfg = space.config_for(params, _overrides(data, size, quick))
+        cfg = cfg if n is None else cfg.replace(epochs=n)
         splits = load_dataset(cfg)
         images, labels = make_synthetic(holdout, cfg.image_size, seed=HOLDOUT_SEED, spec=data)
         held = dataclasses.replace(splits, val_images=images, val_labels=labels)
@@ -199,7 +227,14 @@ def run(args) -> int:
           f"per task (generator seed {HOLDOUT_SEED}); jobs {args.jobs}")
     print("# tasks: " + "; ".join(f"{t}={d} n={n}" for t, (d, n) in tasks.items()))
     sys.stdout.flush()
-    jobs = [(t, d, n, configs, args.holdout, args.quick, args.runs) for t, (d, n) in tasks.items()]
+    epochs: list[int | None] = [None] * len(configs)
+    if args.trial_length == "compute":
+        _init(1)
+        epochs[:], costs = equal_compute(space, configs, args.quick)
+        print(f"# trial_length compute: epochs per candidate {epochs}; step costs (s per image) "
+              + json.dumps({k: round(v, 6) for k, v in costs.items()}))
+    jobs = [(t, d, n, configs, epochs, args.holdout, args.quick, args.runs)
+            for t, (d, n) in tasks.items()]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(1,)) as pool:
         results = {}
@@ -235,7 +270,11 @@ def run(args) -> int:
             f"Date: {started.isoformat()}; raw output: bench/results/portfolio.txt",
             (f"Candidates: the default of search_spaces/{SPACE} + {args.candidates} drawn by "
              f"RandomSampler(seed={args.seed});"),
-            "  each trained as a demo trial (3 epochs, 32 px, training seed 0) on every task.",
+            ("  each trained as a demo trial (3 epochs, 32 px, training seed 0) on every task."
+             if args.trial_length == "epochs" else
+             "  each trained as a demo trial with trial_length: compute (the compute of the "
+             "default's 3 epochs: epochs " + ", ".join(map(str, epochs)) + "), 32 px, training "
+             "seed 0, on every task."),
             (f"Tasks ({len(tasks)}, never scikit-learn digits; held-out: {args.holdout} "
              f"images, generator seed {HOLDOUT_SEED}):"),
             *(f"  {t}: data {d}, {n} images (train + val)" for t, (d, n) in tasks.items()),
@@ -261,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", metavar="JSONL", help="append each run here and skip runs found "
                    "there (resume an interrupted build)")
     p.add_argument("--quick", action="store_true", help="smoke-sized: 2 tiny tasks, 1 epoch")
+    p.add_argument("--trial-length", choices=["epochs", "compute"], default="epochs",
+                   help="train each candidate the space's epochs, or the compute of the "
+                        "default's epochs (study.trial_length: compute)")
     args = p.parse_args(argv)
     if args.quick:
         args.holdout = min(args.holdout, 40)

@@ -8,7 +8,7 @@ not by what the same time buys (docs/benchmarks.md, search quality).
 
 A configuration's cost is the seconds one training step (forward, backward, optimizer step, as
 `hpo.train` runs it) takes per image at its backbone, batch size, image size, head, precision
-and device: the fastest of two steps after one warm-up on the training images
+and device: the fastest of three steps after one warm-up on the training images
 (`hpo.train.step_seconds`). It is
 measured the first time a study meets that key and kept in the study's user attr `step_costs`,
 so every later trial, every worker and a resumed run give a configuration the same epochs:
