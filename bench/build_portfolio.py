@@ -13,11 +13,13 @@ Scores are normalised per task, (score - worst) / (best - worst) over the candid
 default is trial 0 of every study, so the greedy construction starts from it: entry i is the
 candidate that most raises the mean over tasks of the best normalised score so far (the
 default's and entries 1..i). The YAML lists the entries in that order, with provenance in its
-header; this script's output (every score) goes to stdout (bench/results/portfolio.txt).
+header; this script's output (every score) goes to stdout (`--raw` names the file it is kept in,
+bench/results/portfolio-compute.txt for the shipped one).
 
-    nice -n 5 python bench/build_portfolio.py --candidates 12 --k 6 \\
-        --runs bench/results/portfolio-runs.jsonl \\
-        --write search_spaces/portfolio.yaml | tee bench/results/portfolio.txt
+    nice -n 5 python bench/build_portfolio.py --candidates 12 --k 6 --trial-length compute \\
+        --jobs 2 --runs bench/results/portfolio-compute-runs.jsonl \\
+        --raw bench/results/portfolio-compute.txt --write search_spaces/portfolio.yaml \\
+        | tee bench/results/portfolio-compute.txt
     python bench/build_portfolio.py --quick          # smoke-sized (seconds), writes nothing
 """
 
@@ -267,7 +269,7 @@ def run(args) -> int:
             "vcr-hpo start-up portfolio: configs enqueued right after trial 0 (study.portfolio: k,",
             "the first k entries, projected onto the user's space). Data, not a search space.",
             f"Built by: {command}",
-            f"Date: {started.isoformat()}; raw output: bench/results/portfolio.txt",
+            f"Date: {started.isoformat()}; raw output: {args.raw}",
             (f"Candidates: the default of search_spaces/{SPACE} + {args.candidates} drawn by "
              f"RandomSampler(seed={args.seed});"),
             ("  each trained as a demo trial (3 epochs, 32 px, training seed 0) on every task."
@@ -300,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", metavar="JSONL", help="append each run here and skip runs found "
                    "there (resume an interrupted build)")
     p.add_argument("--quick", action="store_true", help="smoke-sized: 2 tiny tasks, 1 epoch")
+    p.add_argument("--raw", default="bench/results/portfolio-compute.txt", metavar="FILE",
+                   help="where this output is kept (named in the YAML's header)")
     p.add_argument("--trial-length", choices=["epochs", "compute"], default="epochs",
                    help="train each candidate the space's epochs, or the compute of the "
                         "default's epochs (study.trial_length: compute)")

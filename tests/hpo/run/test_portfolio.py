@@ -59,9 +59,14 @@ def test_shipped_portfolio_header_holds_its_provenance():
     head = [line for line in SHIPPED.read_text().splitlines() if line.startswith("#")]
     text = "\n".join(head)
     for needle in ("Built by: nice -n 5 python bench/build_portfolio.py", "Date: ",
-                   "bench/results/portfolio.txt", "Candidates:", "RandomSampler(seed=",
+                   "raw output: bench/results/", "Candidates:", "RandomSampler(seed=",
                    "Tasks (", "synthetic:colour=", "never scikit-learn digits"):
         assert needle in text, needle
+    raw = ROOT / text.split("raw output: ", 1)[1].split()[0]
+    kept = raw.read_text()  # the build's output is committed: its command and every entry
+    assert kept.splitlines()[1].startswith("$ python bench/build_portfolio.py")
+    command = text.split("Built by: nice -n 5 python ", 1)[1].splitlines()[0]
+    assert kept.splitlines()[1] == f"$ python {command}"
     scores = [line for line in SHIPPED.read_text().splitlines()
               if line.startswith("  - ") and "mean normalised best-so-far" in line]
     assert len(scores) == len(load_portfolio())
