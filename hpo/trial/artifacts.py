@@ -18,8 +18,8 @@ a truncated file under the real name.
 What a trial leaves there, by name, is `hpo.trial.artifact_kinds.KINDS`. Trial and study
 artifacts get fresh ids, so studies sharing a store never mix them; plain keys (a running
 trial's checkpoint) are named by trial number, so a study keeps them in a folder of its own:
-its scope (study user attr `artifact_scope`), drawn when its location is first recorded.
-Studies recorded before scopes keep their keys where they were.
+its scope (study user attr `artifact_scope`), drawn on its first run. Studies that ran trials
+before scopes keep their keys where they were.
 """
 
 from __future__ import annotations
@@ -314,28 +314,36 @@ def study_location(study: optuna.Study, storage_url: str, location: str | None =
 
 
 def study_scope(study: optuna.Study) -> str:
-    """The folder of the study's own plain keys in its store; "" for a study recorded before
-    scopes (its checkpoints keep their unscoped keys)."""
+    """The folder of the study's own plain keys in its store; "" for a study that ran trials
+    before scopes (its checkpoints keep their unscoped keys)."""
     return str(study.user_attrs.get(ATTR_SCOPE) or "")
 
 
 def record_location(study: optuna.Study, location: str) -> str:
     """Store the location in the study (once per change) so later commands find it, and give a
-    study recorded for the first time its scope. Returns the study's scope.
+    study none of whose trials has started its scope. Returns the study's scope.
 
     Two studies of one name beside two databases share the default folder (and any studies may
-    share a bucket prefix): the scope, a random id, keeps their checkpoints apart. A study
-    whose location was recorded before scopes keeps none (its checkpoints stay where they are).
+    share a bucket prefix): the scope, a random id, keeps their checkpoints apart. A study that
+    ran trials before scopes keeps none: its checkpoints (a retry resumes from them) stay where
+    they are.
     """
     from ..study import claim_lock
 
-    if study.user_attrs.get(ATTR_ARTIFACTS) is None and not study_scope(study):
+    if not study_scope(study) and not _started(study):
         with claim_lock(study):  # two first runs at once agree on one scope
             if not study_scope(study):  # `user_attrs` reads the storage each time
                 study.set_user_attr(ATTR_SCOPE, uuid.uuid4().hex[:16])
     if study.user_attrs.get(ATTR_ARTIFACTS) != location:
         study.set_user_attr(ATTR_ARTIFACTS, location)
     return study_scope(study)
+
+
+def _started(study: optuna.Study) -> bool:
+    """Whether any trial of the study has started (only WAITING ones: none)."""
+    from optuna.trial import TrialState
+
+    return any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def upload(
