@@ -2,10 +2,10 @@
 
 Every evaluation a trial reports (each epoch's validation, and mid-epoch reports with
 `study.report_every`) keeps, per validation image, whether it was right and its loss, as one
-small artifact of the trial in the study's artifact store (`hpo.trial.artifacts`):
-`val-step<step>.bin` holding the correctness as a bit array (`np.packbits`), the losses as float16 and a key of the
-validation set (its size and a CRC of its labels), so two trials compare image by image only
-when they were scored on the same images. The step is the step the trial reported to the pruner;
+small artifact of the trial in the study's artifact store (kind `val_record` of
+`hpo.trial.artifact_kinds`) holding the correctness as a bit array (`np.packbits`), the losses
+as float16 and a key of the validation set (its size and a CRC of its labels), so two trials
+compare image by image only when they were scored on the same images. The step is the step the trial reported to the pruner;
 user attr `value_step` names the step the trial's value comes from (its best epoch).
 
 The format lives here (pure numpy, no storage: the pruner in the core uses it); writing and
@@ -19,7 +19,6 @@ Imports no torch (`vcr-hpo status` reads records).
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ __all__ = [
     "ValRecord",
     "decode_record",
     "encode_record",
-    "record_name",
-    "record_step",
     "val_key",
 ]
 
@@ -44,21 +41,9 @@ __all__ = [
 VALUE_STEP_ATTR = "value_step"
 #: Trial user attr: why records could not be written (the trial goes on without them).
 RECORD_ERROR_ATTR = "record_error"
-_NAME = re.compile(r"val-step(\d+)\.bin")
 _MAGIC = b"VCRR"
 _FORMAT = 1
 _HEADER = struct.Struct("<4sBIH")  # magic, format, images, key bytes (little-endian, packed)
-
-
-def record_name(step: int) -> str:
-    """The artifact file name of the record at `step`."""
-    return f"val-step{int(step)}.bin"
-
-
-def record_step(filename: str) -> int | None:
-    """The step of a record's file name, None for any other file."""
-    m = _NAME.fullmatch(filename)
-    return int(m.group(1)) if m else None
 
 
 def val_key(labels: Any) -> str:

@@ -439,12 +439,13 @@ def run_study(
 
 
 def _open_artifacts(study, plan: RunPlan):
-    """The study's artifact store; the location is recorded in the study for later commands."""
+    """The study's artifact store; the location is recorded in the study for later commands,
+    with the study's scope (its checkpoints' own folder) on a first run."""
     from ..trial.artifacts import artifact_store, record_location, study_location
 
     location = study_location(study, plan.url, plan.artifacts)
-    record_location(study, location)
-    return artifact_store(plan.url, plan.study_name, location)
+    scope = record_location(study, location)
+    return artifact_store(plan.url, plan.study_name, location, scope=scope)
 
 
 def _isolation(space: SearchSpace, requested: str | None) -> str:

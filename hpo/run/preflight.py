@@ -203,7 +203,7 @@ def check_writable_folder(path: str | os.PathLike, *, where: str, fix: str) -> N
 
 def check_run_locations(url: str, study_name: str, artifacts: str | None) -> None:
     """Every folder a run writes can be written, before the study is created: the SQLite file's
-    folder (and the file, when it exists), the artifact store's folder and its `checkpoints/`
+    folder (and the file, when it exists), the artifact store's folder and its checkpoints' folder
     (a bucket: a probe object written and removed, `check_bucket`), and the data cache when `$VCR_HPO_CACHE` names one (the default cache
     falls back to a private copy when it cannot be written).
 
@@ -211,6 +211,7 @@ def check_run_locations(url: str, study_name: str, artifacts: str | None) -> Non
         ConfigError: the first location that cannot be written, one line.
     """
     from ..study import sqlite_path
+    from ..trial.artifact_kinds import CHECKPOINT
     from ..trial.artifacts import check_bucket, default_location
 
     db = sqlite_path(url)
@@ -231,7 +232,7 @@ def check_run_locations(url: str, study_name: str, artifacts: str | None) -> Non
         where = "--artifacts" if artifacts is not None else f"--artifacts (default {location})"
         fix = "Give --artifacts FOLDER in a folder you can write, or s3:// or gs://"
         check_writable_folder(location, where=where, fix=fix)
-        check_writable_folder(Path(location) / "checkpoints", where=f"{where} checkpoints",
+        check_writable_folder(Path(location) / CHECKPOINT.folder, where=f"{where} checkpoints",
                               fix=fix)
     cache = os.environ.get("VCR_HPO_CACHE", "").strip()
     if cache and cache.lower() not in ("0", "off", "none", "false"):

@@ -4,5 +4,6 @@
 reads as an infeasible result, `hpo.constraints`); `subepoch` and `fidelity` say where a trial
 reports; `checkpoint` saves and resumes it; `figures` and `record_store` write what it leaves
 behind (curves, confusion matrix, per-image validation records) into the study's artifact store
-(`artifacts`). Modules import on use: this package re-exports nothing.
+(`artifacts`), each file a kind of `artifact_kinds`. Modules import on use: this package
+re-exports nothing.
 """

@@ -14,6 +14,12 @@ find it without the flag.
 
 Files are written to a temporary name and renamed, so a process killed mid-write never leaves
 a truncated file under the real name.
+
+What a trial leaves there, by name, is `hpo.trial.artifact_kinds.KINDS`. Trial and study
+artifacts get fresh ids, so studies sharing a store never mix them; plain keys (a running
+trial's checkpoint) are named by trial number, so a study keeps them in a folder of its own:
+its scope (study user attr `artifact_scope`), drawn on its first run. Studies that ran trials
+before scopes keep their keys where they were.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .artifact_kinds import ArtifactKind, kind_of
 
 if TYPE_CHECKING:
     import optuna
@@ -42,8 +49,10 @@ ArtifactStore = Any
 
 __all__ = [
     "ATTR_ARTIFACTS",
+    "ATTR_SCOPE",
     "BUCKET_STORES",
     "artifact_store",
+    "artifacts_of",
     "check_bucket",
     "check_location",
     "default_location",
@@ -52,11 +61,14 @@ __all__ = [
     "list_trial_artifacts",
     "record_location",
     "study_location",
+    "study_scope",
     "upload",
 ]
 
 #: Study user attr holding the artifact location a run used.
 ATTR_ARTIFACTS = "artifacts"
+#: Study user attr: the folder of the study's own plain keys in its store (`record_location`).
+ATTR_SCOPE = "artifact_scope"
 #: Suffixes mimetypes guesses wrongly (.pt is not a "snesdev page table").
 _BINARY = {".pt", ".pth", ".ckpt", ".npz", ".safetensors"}
 
@@ -183,10 +195,11 @@ def check_location(location: str, *, where: str = "--artifacts") -> str:
 class _FolderStore:
     """Optuna's FileSystemArtifactStore, with atomic writes and the folder created on demand."""
 
-    def __init__(self, base: str | os.PathLike) -> None:
+    def __init__(self, base: str | os.PathLike, scope: str = "") -> None:
         from optuna.artifacts import FileSystemArtifactStore
 
         self.base_path = Path(base)
+        self.scope = scope  # the study's own folder for plain keys (`ArtifactKind.key`)
         self._inner = FileSystemArtifactStore(self.base_path)
 
     def _path(self, artifact_id: str) -> Path:
@@ -224,8 +237,9 @@ class _FolderStore:
 class _PrefixedStore:
     """A bucket store whose artifact ids live under `prefix/` (Optuna's take a bucket only)."""
 
-    def __init__(self, inner: Any, prefix: str, url: str) -> None:
+    def __init__(self, inner: Any, prefix: str, url: str, scope: str = "") -> None:
         self._inner, self._prefix, self.url = inner, prefix, url
+        self.scope = scope  # the study's own folder for plain keys (`ArtifactKind.key`)
 
     def _key(self, artifact_id: str) -> str:
         return f"{self._prefix}/{artifact_id}" if self._prefix else artifact_id
@@ -247,10 +261,12 @@ class _PrefixedStore:
         return f"ArtifactStore({self.url!r})"
 
 
-def artifact_store(storage_url: str, study_name: str, location: str | None = None) -> ArtifactStore:
+def artifact_store(storage_url: str, study_name: str, location: str | None = None, *,
+                   scope: str = "") -> ArtifactStore:
     """The artifact store of a study: `location` (a folder, s3:// or gs://), else beside it.
 
-    Nothing is created until the first write.
+    Nothing is created until the first write. `scope` (the study's, `study_scope`) is where its
+    plain keys (checkpoints) go: `store.scope`, read by `hpo.trial.checkpoint`.
 
     Raises:
         ConfigError: see `check_location`.
@@ -260,9 +276,9 @@ def artifact_store(storage_url: str, study_name: str, location: str | None = Non
                               else default_location(storage_url, study_name), where=where)
     cloud = _split_cloud(location)
     if cloud is None:
-        return _FolderStore(location)
+        return _FolderStore(location, scope)
     scheme, bucket, prefix = cloud
-    return _PrefixedStore(BUCKET_STORES[scheme].open(bucket), prefix, location)
+    return _PrefixedStore(BUCKET_STORES[scheme].open(bucket), prefix, location, scope)
 
 
 def check_bucket(location: str, *, where: str = "--artifacts") -> None:
@@ -297,10 +313,37 @@ def study_location(study: optuna.Study, storage_url: str, location: str | None =
     return str(recorded) if recorded else default_location(storage_url, study.study_name)
 
 
-def record_location(study: optuna.Study, location: str) -> None:
-    """Store the location in the study (once per change) so later commands find it."""
+def study_scope(study: optuna.Study) -> str:
+    """The folder of the study's own plain keys in its store; "" for a study that ran trials
+    before scopes (its checkpoints keep their unscoped keys)."""
+    return str(study.user_attrs.get(ATTR_SCOPE) or "")
+
+
+def record_location(study: optuna.Study, location: str) -> str:
+    """Store the location in the study (once per change) so later commands find it, and give a
+    study none of whose trials has started its scope. Returns the study's scope.
+
+    Two studies of one name beside two databases share the default folder (and any studies may
+    share a bucket prefix): the scope, a random id, keeps their checkpoints apart. A study that
+    ran trials before scopes keeps none: its checkpoints (a retry resumes from them) stay where
+    they are.
+    """
+    from ..study import claim_lock
+
+    if not study_scope(study) and not _started(study):
+        with claim_lock(study):  # two first runs at once agree on one scope
+            if not study_scope(study):  # `user_attrs` reads the storage each time
+                study.set_user_attr(ATTR_SCOPE, uuid.uuid4().hex[:16])
     if study.user_attrs.get(ATTR_ARTIFACTS) != location:
         study.set_user_attr(ATTR_ARTIFACTS, location)
+    return study_scope(study)
+
+
+def _started(study: optuna.Study) -> bool:
+    """Whether any trial of the study has started (only WAITING ones: none)."""
+    from optuna.trial import TrialState
+
+    return any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def upload(
@@ -316,14 +359,18 @@ def upload(
 
     Args:
         name: the file name shown in the dashboard (default: the file's own).
-        mimetype: default guessed from the name (`.pt`: application/octet-stream).
+        mimetype: default: the artifact kind's (`hpo.trial.artifact_kinds`), else guessed from
+            the name (`.pt`: application/octet-stream).
         storage: needed only for a FrozenTrial (a finished trial cannot take artifacts: Optuna
             refuses to change it; upload while it runs, or to the study).
     """
     from optuna.artifacts import upload_artifact
 
     path = Path(path)
-    if mimetype is None and Path(name or path.name).suffix in _BINARY:
+    kind = kind_of(name or path.name)
+    if mimetype is None and kind is not None:
+        mimetype = kind.mimetype
+    elif mimetype is None and Path(name or path.name).suffix in _BINARY:
         mimetype = "application/octet-stream"
     if name is None or name == path.name:
         return upload_artifact(artifact_store=store, file_path=str(path),
@@ -393,3 +440,11 @@ def find_artifact(trial_or_study: Any, filename: str, **kw: Any) -> ArtifactMeta
     """The latest artifact of that file name, None when there is none."""
     found = [m for m in list_trial_artifacts(trial_or_study, **kw) if m.filename == filename]
     return found[-1] if found else None
+
+
+def artifacts_of(trial_or_study: Any, kind: ArtifactKind, **kw: Any
+                 ) -> list[tuple[dict[str, int], ArtifactMeta]]:
+    """(fields, meta) of each artifact of this kind (`{"step": 3}`, `{"number": 7}`), in upload
+    order; `kw` as `list_trial_artifacts`."""
+    found = ((kind.match(m.filename), m) for m in list_trial_artifacts(trial_or_study, **kw))
+    return [(fields, m) for fields, m in found if fields is not None]

@@ -1,7 +1,7 @@
 """Per-trial checkpoints (resume mid-trial) and the kept final weights of the best trials.
 
-A running trial keeps ONE checkpoint in the study's artifact store, `checkpoints/trial-<N>.pt`,
-replaced after an epoch (written to a temporary name and renamed, so a kill mid-write leaves
+A running trial keeps ONE checkpoint in the study's artifact store (kind `checkpoint` of
+`hpo.trial.artifact_kinds`, in the folder of the store's scope: the study's own), replaced after an epoch (written to a temporary name and renamed, so a kill mid-write leaves
 the previous one). `CheckpointWriter` writes it off the training thread: the state is
 serialised in memory on the training thread (the live tensors change in the next epoch), one
 writer thread per trial stores it, newer replacing a queued older one, so writes land in order
@@ -18,7 +18,7 @@ epoch; any other checkpoint is never used.
 
 When a trial ends its checkpoint (and its origins') is removed. The final weights of the best
 COMPLETE trials (top k of the study and top k per backbone, `study.keep_weights`) become study
-artifacts `trial-<N>-weights.pt`; weights that fall out of the top k are deleted.
+artifacts (kind `weights`); weights that fall out of the top k are deleted.
 
 Imports no Optuna at module level; touches no running Trial (the objective does).
 """
@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import tempfile
 import threading
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..attrs import CHECKPOINT_IDENTITY, INTERRUPTED
 from ..errors import ConfigError
+from .artifact_kinds import CHECKPOINT, WEIGHTS
 
 if TYPE_CHECKING:
     import optuna
@@ -70,17 +70,21 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS_FORMAT = 1
-_WEIGHTS = re.compile(r"^trial-(\d+)-weights\.pt$")
 
 
-def checkpoint_key(number: int) -> str:
-    """The store key of trial `number`'s one checkpoint."""
-    return f"checkpoints/trial-{int(number)}.pt"
+def checkpoint_key(number: int, scope: str = "") -> str:
+    """The store key of trial `number`'s one checkpoint, in the folder `scope` (the study's)."""
+    return CHECKPOINT.key(scope, number=number)
+
+
+def _key(store: Any, number: int) -> str:
+    """Trial `number`'s checkpoint key in `store`, in the store's scope (`artifact_store`)."""
+    return checkpoint_key(number, getattr(store, "scope", ""))
 
 
 def weights_name(number: int) -> str:
     """The study artifact file name of trial `number`'s kept weights."""
-    return f"trial-{int(number)}-weights.pt"
+    return WEIGHTS.filename(number=number)
 
 
 def checkpoint_identity(space: Any, overrides: Mapping[str, Any], params: Mapping[str, Any],
@@ -167,7 +171,7 @@ def _remove(store: Any, key: str) -> bool:
 
 def save_checkpoint(store: Any, number: int, identity: str, state: Mapping[str, Any]) -> None:
     """Replace trial `number`'s checkpoint with `state` (a `TrainState.state_dict()`)."""
-    _write(store, checkpoint_key(number), {"format": CHECKPOINT_FORMAT, "identity": identity,
+    _write(store, _key(store, number), {"format": CHECKPOINT_FORMAT, "identity": identity,
                                            "trial": int(number), "state": dict(state)})
 
 
@@ -265,7 +269,7 @@ class CheckpointWriter:
                 if data is None:  # close()
                     return
                 t0 = time.perf_counter()
-                self.store.write(checkpoint_key(self.number), io.BytesIO(data))
+                self.store.write(_key(self.store, self.number), io.BytesIO(data))
                 _last_cost.append(snapshot + time.perf_counter() - t0)
                 del _last_cost[:-1]
                 with self._cond:
@@ -306,7 +310,7 @@ class CheckpointWriter:
 
 def drop_checkpoints(store: Any, numbers: Sequence[int]) -> int:
     """Remove the checkpoints of these trials (absent ones are fine). Returns how many existed."""
-    return sum(_remove(store, checkpoint_key(n)) for n in dict.fromkeys(numbers))
+    return sum(_remove(store, _key(store, n)) for n in dict.fromkeys(numbers))
 
 
 @dataclass(frozen=True)
@@ -329,7 +333,7 @@ def find_checkpoint(store: Any, origins: Sequence[int], identity: str) -> Found:
     notes = []
     for number in origins:
         try:
-            blob = _read(store, checkpoint_key(number))
+            blob = _read(store, _key(store, number))
         except (ArtifactNotFound, FileNotFoundError):
             notes.append(f"no checkpoint of trial {number}")
             continue
@@ -355,14 +359,9 @@ def find_checkpoint(store: Any, origins: Sequence[int], identity: str) -> Found:
 
 def kept_weights(study: optuna.Study) -> dict[int, Any]:
     """Trial number -> ArtifactMeta of the weights kept for it (study artifacts)."""
-    from .artifacts import list_trial_artifacts
+    from .artifacts import artifacts_of
 
-    out = {}
-    for meta in list_trial_artifacts(study):
-        m = _WEIGHTS.match(meta.filename)
-        if m:
-            out[int(m.group(1))] = meta
-    return out
+    return {fields["number"]: meta for fields, meta in artifacts_of(study, WEIGHTS)}
 
 
 def _keep_set(study: optuna.Study, top: int, per_backbone: int) -> set[int]:
@@ -398,15 +397,15 @@ def _promote(study: optuna.Study, store: Any, trial: FrozenTrial) -> bool:
     from .artifacts import upload
 
     try:
-        blob = _read(store, checkpoint_key(trial.number))
+        blob = _read(store, _key(store, trial.number))
     except Exception:  # noqa: BLE001 (no checkpoint: nothing to keep)
         return False
     state = blob.get("state", {}) if isinstance(blob, Mapping) else {}
     if "model" not in state:
         return False
     if blob.get("identity") != trial.user_attrs.get(CHECKPOINT_IDENTITY):
-        # another study's trial of the same number in a shared folder (same study name beside
-        # another database), or a trial that wrote no checkpoint of its own: never keep those
+        # another study's trial of the same number in a shared folder (studies recorded before
+        # scopes), or a trial that wrote no checkpoint of its own: never keep those
         _logger.warning("trial %d: the checkpoint under its number is not its own (another study "
                         "shares the artifact folder?): its weights were not kept", trial.number)
         return False

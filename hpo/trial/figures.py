@@ -13,20 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics import per_class_recall
+from .artifact_kinds import CONFUSION_JSON, CONFUSION_PNG, CURVES_PNG
 
 __all__ = [
-    "CONFUSION_JSON",
-    "CONFUSION_PNG",
-    "CURVES_PNG",
     "confusion_summary",
     "draw_confusion",
     "draw_curves",
     "write_trial_figures",
 ]
 
-CONFUSION_PNG = "confusion_matrix.png"
-CONFUSION_JSON = "confusion_matrix.json"
-CURVES_PNG = "learning_curves.png"
 _DPI = 80
 
 
@@ -160,9 +155,10 @@ def write_trial_figures(
     written: list[Path] = []
     if epoch is not None and getattr(epoch, "confusion", None) is not None:
         summary = confusion_summary(epoch.confusion, class_names, epoch=epoch.epoch)
-        (out_dir / CONFUSION_JSON).write_text(json.dumps(summary, indent=1) + "\n")
-        written += [draw_confusion(summary, out_dir / CONFUSION_PNG, title=title),
-                    out_dir / CONFUSION_JSON]
+        as_json = out_dir / CONFUSION_JSON.filename()
+        as_json.write_text(json.dumps(summary, indent=1) + "\n")
+        written += [draw_confusion(summary, out_dir / CONFUSION_PNG.filename(), title=title),
+                    as_json]
     if history:
-        written.append(draw_curves(history, out_dir / CURVES_PNG, title=title))
+        written.append(draw_curves(history, out_dir / CURVES_PNG.filename(), title=title))
     return written

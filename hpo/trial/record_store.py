@@ -25,12 +25,11 @@ from ..records import (
     ValRecord,
     decode_record,
     encode_record,
-    record_name,
-    record_step,
     val_key,
 )
 from ..study import _optuna
-from .artifacts import ATTR_ARTIFACTS, artifact_store, find_artifact, list_trial_artifacts, upload
+from .artifact_kinds import VAL_RECORD
+from .artifacts import ATTR_ARTIFACTS, artifact_store, artifacts_of, find_artifact, upload
 
 if TYPE_CHECKING:
     import optuna
@@ -59,12 +58,12 @@ def write_record(trial: Any, store: Any, step: int, correct: Any, loss: Any,
     """
     data = encode_record(correct, loss, key)
     with tempfile.TemporaryDirectory(prefix="vcr-hpo-record-") as tmp:
-        path = Path(tmp) / record_name(step)
+        path = Path(tmp) / VAL_RECORD.filename(step=step)
         path.write_bytes(data)
         if hasattr(trial, "upload_file"):
             trial.upload_file(path)
         else:
-            upload(trial, store, path, mimetype="application/octet-stream")
+            upload(trial, store, path)
 
 
 class RecordWriter:
@@ -101,8 +100,7 @@ class RecordWriter:
 
 def record_steps(trial: FrozenTrial, *, storage: Any = None) -> list[int]:
     """The steps at which `trial` has a record, ascending."""
-    steps = (record_step(a.filename) for a in list_trial_artifacts(trial, storage=storage))
-    return sorted({s for s in steps if s is not None})
+    return sorted({fields["step"] for fields, _ in artifacts_of(trial, VAL_RECORD, storage=storage)})
 
 
 def read_record(store: Any, trial: FrozenTrial, step: int, *,
@@ -113,7 +111,7 @@ def read_record(store: Any, trial: FrozenTrial, step: int, *,
         VcrHpoError: the file is not a record (see `decode_record`).
         OSError: the store cannot be read.
     """
-    meta = find_artifact(trial, record_name(step), storage=storage)
+    meta = find_artifact(trial, VAL_RECORD.filename(step=step), storage=storage)
     if meta is None:
         return None
     with store.open_reader(meta.artifact_id) as f:
@@ -170,7 +168,7 @@ class StoreRecords:
         return read_record(self.store, trial, step)
 
     def has(self, trial: FrozenTrial, step: int) -> bool:
-        return find_artifact(trial, record_name(step)) is not None
+        return find_artifact(trial, VAL_RECORD.filename(step=step)) is not None
 
     def note(self, study: optuna.Study, trial: FrozenTrial, key: str, text: str) -> None:
         import contextlib

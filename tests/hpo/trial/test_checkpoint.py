@@ -249,3 +249,35 @@ def test_a_signal_during_a_checkpoint_write_interrupts_after_it_not_inside_torch
         save_checkpoint(store, 0, "id", {"a": big, "b": _SignalsWhilePickled(), "c": big})
     state = torch.load(store.base_path / checkpoint_key(0), weights_only=False)["state"]
     assert state["b"] == 7 and state["c"].shape == big.shape  # and the write completed
+
+
+# --------------------------------------------------------------------------- scopes
+
+
+def test_a_new_study_gets_one_scope_of_its_own_and_an_old_one_keeps_its_keys(tmp_path):
+    """Studies sharing a store: each new one's checkpoints go in a folder of its own; a study
+    that ran trials before scopes keeps none, so its checkpoints are found where they are."""
+    from hpo.trial.artifacts import ATTR_SCOPE, record_location, study_scope
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    where = str(tmp_path / "shared-artifacts")
+    studies = [optuna.create_study(storage=f"sqlite:///{tmp_path / db}.db", study_name="s")
+               for db in ("a", "b", "old")]
+    studies[1].enqueue_trial({})  # a queued trial has not started: still new
+    scopes = [record_location(s, where) for s in studies[:2]]
+    assert all(scopes) and scopes[0] != scopes[1]
+    assert [record_location(s, where) for s in studies[:2]] == scopes  # drawn once
+    assert [study_scope(s) for s in studies[:2]] == scopes
+    assert studies[0].user_attrs[ATTR_SCOPE] == scopes[0]
+    stores = [artifact_store("", "s", where, scope=scope) for scope in scopes]
+    for i, store in enumerate(stores):
+        save_checkpoint(store, 0, f"id-{i}", {"epoch": i})
+    assert drop_checkpoints(stores[1], [0]) == 1
+    assert find_checkpoint(stores[0], [0], "id-0").state == {"epoch": 0}  # b's drop spared a's
+    old = studies[2]
+    old.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"interrupted": "SIGINT"}))
+    assert record_location(old, where) == "" and study_scope(old) == ""
+    legacy = artifact_store("", "s", where)
+    save_checkpoint(legacy, 0, "id-old", {"epoch": 5})
+    assert (legacy.base_path / checkpoint_key(0)).is_file()  # the key it always had
+    assert find_checkpoint(stores[0], [0], "id-0").state == {"epoch": 0}

@@ -5,6 +5,7 @@ the same params and seed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -93,6 +94,15 @@ def _rows(db: Path, sql: str, *params) -> list[tuple]:
             return []
 
 
+def _checkpoint(db: Path, artifacts: Path, number: int) -> Path:
+    """Where trial `number`'s checkpoint is: in the study's scope (read from the study file)."""
+    from hpo.trial.artifacts import ATTR_SCOPE
+    from hpo.trial.checkpoint import checkpoint_key
+
+    rows = _rows(db, "SELECT value_json FROM study_user_attributes WHERE key = ?", ATTR_SCOPE)
+    return artifacts / checkpoint_key(number, json.loads(rows[0][0]) if rows else "")
+
+
 def _poll(proc, find, what: str, timeout: float):
     """The first answer of `find()` that is not None, asked every 50 ms while `proc` runs; after
     `timeout` s `proc` is killed and the test fails naming `what`."""
@@ -117,7 +127,7 @@ def _wait_for_checkpoint(db: Path, artifacts: Path, proc, epoch: int = 2,
                          "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING' "
                          "GROUP BY t.trial_id HAVING COUNT(*) >= ? ORDER BY t.number", epoch)
         for (number,) in rows:
-            if _saved_epoch(artifacts / f"checkpoints/trial-{number}.pt") == epoch:
+            if _saved_epoch(_checkpoint(db, artifacts, number)) == epoch:
                 return number
         return None
 
@@ -131,7 +141,7 @@ def _wait_for_both(db: Path, artifacts: Path, proc, timeout: float = 300.0) -> d
     def find() -> dict[int, int] | None:
         numbers = [n for (n,) in _rows(db, "SELECT number FROM trials WHERE state = 'RUNNING' "
                                            "ORDER BY number")]
-        saved = {n: _saved_epoch(artifacts / f"checkpoints/trial-{n}.pt") for n in numbers}
+        saved = {n: _saved_epoch(_checkpoint(db, artifacts, n)) for n in numbers}
         if len(saved) == 2 and all(e is not None and 1 <= e < EPOCHS for e in saved.values()):
             return saved
         return None
@@ -195,7 +205,7 @@ def _assert_resumed(db: Path, origin: int, epoch: int, artifacts: Path, compare:
         assert got["model"].keys() == ref_weights["model"].keys()
         for name, tensor in ref_weights["model"].items():
             assert torch.equal(got["model"][name], tensor), name
-    assert not list((artifacts / "checkpoints").glob("*.pt"))  # dropped when the trials ended
+    assert not list((artifacts / "checkpoints").rglob("*.pt"))  # dropped when the trials ended
     return study
 
 
@@ -205,7 +215,7 @@ def test_sigkill_after_epoch_2_resumes_at_epoch_2(run):
     number = _wait_for_checkpoint(db, artifacts, proc)
     proc.kill()
     proc.communicate(timeout=60)
-    assert _saved_epoch(artifacts / f"checkpoints/trial-{number}.pt") == 2
+    assert _saved_epoch(_checkpoint(db, artifacts, number)) == 2
     time.sleep(GRACE + 1.5)  # the heartbeat goes stale: the next run fails and retries it
     again()
     study = _assert_resumed(db, number, 2, artifacts)
@@ -221,7 +231,7 @@ def test_sigint_after_epoch_2_resumes_at_epoch_2(run):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert _saved_epoch(artifacts / f"checkpoints/trial-{number}.pt") == 2
+    assert _saved_epoch(_checkpoint(db, artifacts, number)) == 2
     again()
     _assert_resumed(db, number, 2, artifacts)
 
@@ -236,7 +246,7 @@ def test_sigterm_to_two_workers_resumes_both_trials(run):
     study = optuna.load_study(study_name="kill", storage=f"sqlite:///{db}")
     stopped = [t.number for t in study.trials if t.user_attrs.get("interrupted") == "SIGTERM"]
     assert sorted(stopped) == sorted(waited), [(t.number, t.state) for t in study.trials]
-    saved = {n: _saved_epoch(artifacts / f"checkpoints/trial-{n}.pt") for n in stopped}
+    saved = {n: _saved_epoch(_checkpoint(db, artifacts, n)) for n in stopped}
     assert all(saved[n] is not None and saved[n] >= waited[n] for n in stopped), (saved, waited)
     again("--workers", "2", "--n-trials", "2")
     for number in stopped:  # both had saved a checkpoint before the signal: both resume from it

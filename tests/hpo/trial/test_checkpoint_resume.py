@@ -157,3 +157,45 @@ def test_best_writes_the_kept_weights_and_train_starts_from_them(tiny_study, tmp
                  "--set", f"backbone={other}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --init-weights: weights of another model")
+
+
+def test_two_studies_of_one_name_beside_two_databases_keep_their_own_checkpoints(
+        tmp_path, tiny_space):
+    """a.db and b.db both hold `vcr-demo` and share `vcr-demo-artifacts`: b's trial 0 runs and
+    ends (its checkpoint written each epoch, then dropped) while a's trial 0 waits to resume; a's
+    retry still resumes from its own checkpoint, and each study keeps its own weights."""
+    from hpo.trial.artifacts import record_location, study_location
+    from hpo.trial.checkpoint import read_weights
+
+    space = hpo.load_space(tiny_space(epochs=EPOCHS))
+    urls = {db: f"sqlite:///{tmp_path / db}.db" for db in ("a", "b")}
+    study_a = open_study(space, build_storage(urls["a"]), study_name="vcr-demo", n_trials=1)
+    location = study_location(study_a, urls["a"])
+    store_a = artifact_store(urls["a"], "vcr-demo", location,
+                             scope=record_location(study_a, location))  # as a run opens it
+    trial = study_a.ask()
+
+    def stop(number, m):
+        if m.epoch == 2:
+            raise RunInterrupted(2)
+
+    with pytest.raises(RunInterrupted):
+        Objective(space, on_epoch=stop, artifacts=store_a)(trial)
+    trial.set_user_attr("interrupted", "SIGINT")
+    study_a.tell(trial, state=TrialState.FAIL)
+
+    done_b = hpo.run_study(space, storage=urls["b"], study_name="vcr-demo", n_trials=1,
+                           threads=1)
+    (trial_b,) = done_b.study.trials
+    assert trial_b.number == trial.number == 0 and trial_b.state == TrialState.COMPLETE
+    assert done_b.study.user_attrs["artifacts"] == location  # the one shared folder
+
+    done_a, retry = _resume(space, urls["a"], "vcr-demo")
+    assert retry.user_attrs.get("resumed_from_epoch") == 2, retry.user_attrs.get("resume_note")
+    assert retry.user_attrs["resumed_from_trial"] == 0
+    for db, study, own in (("a", done_a.study, retry), ("b", done_b.study, trial_b)):
+        path = read_weights(store_a, study, own.number, tmp_path / f"{db}-weights.pt")
+        assert path is not None, f"{db}.db: its weights were lost"
+        blob = torch.load(path, weights_only=True)
+        assert blob["identity"] == own.user_attrs["checkpoint_identity"]  # its own model
+    assert not list((store_a.base_path / "checkpoints").rglob("*.pt"))  # each dropped its own

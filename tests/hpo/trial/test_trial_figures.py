@@ -16,8 +16,9 @@ from hpo.data import COLOUR_CLASSES
 from hpo.space import parse_search_space
 from hpo.study import build_storage
 from hpo.train import EpochMetrics, build_state, evaluate, evaluate_counts, train_epoch
+from hpo.trial.artifact_kinds import CONFUSION_JSON
 from hpo.trial.artifacts import artifact_store, download, list_trial_artifacts
-from hpo.trial.figures import CONFUSION_JSON, confusion_summary, write_trial_figures
+from hpo.trial.figures import confusion_summary, write_trial_figures
 from hpo.trial.objective import Objective
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # tests._threads
@@ -86,7 +87,7 @@ def test_write_trial_figures_writes_pngs_and_json_of_the_chosen_epoch(tmp_path):
     for p in files:
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == PNG and p.stat().st_size > 5_000
-    data = json.loads((tmp_path / CONFUSION_JSON).read_text())
+    data = json.loads((tmp_path / CONFUSION_JSON.filename()).read_text())
     assert data["epoch"] == 1 and data["class_names"] == COLOURS
     assert data["per_class"]["white"]["recall"] == pytest.approx(5 / 6)
     assert data["accuracy"] == pytest.approx(50 / 60)
