@@ -154,6 +154,11 @@ def algorithm_spec(kind: str, text: str, flag: str):
     return AlgorithmSpec(name, args)
 
 
+#: study keys that make every trial train the same epochs from its sampler's own first draw:
+#: benches that compare samplers or pruners at n trials x e epochs set them
+FIXED_LENGTH: dict[str, Any] = {"trial_length": "epochs", "portfolio": 0}
+
+
 def with_study(space, **changes: Any):
     """`space` with its study block changed (pruner, sampler, n_trials): a frozen copy."""
     return dataclasses.replace(space, study=dataclasses.replace(space.study, **changes))

@@ -88,11 +88,13 @@ def run(args) -> int:
 
     import hpo
 
-    space = C.with_study(C.shipped_space(args.space), pruner=None)
+    # every trial trains --epochs with no start-up portfolio: the runs differ by the liar only
+    space = C.with_study(C.shipped_space(args.space), pruner=None, **C.FIXED_LENGTH)
     overrides = C.tiny_overrides(epochs=args.epochs, image_size=args.image_size,
                                  train=args.train, val=args.val)
     C.print_header("constant liar: distance of each proposal to the trials still running")
-    print(f"# space {args.space} without pruner, its sampler replaced by each setting, "
+    print(f"# space {args.space} without pruner or portfolio (trial_length: epochs), its sampler "
+          "replaced by each setting, "
           f"{args.workers} worker processes x 1 thread, "
           f"{args.trials} trials per study, {args.epochs} epoch(s), {args.image_size} px, "
           f"{args.train} train / {args.val} val synthetic images; seeds {args.seeds}; "

@@ -172,8 +172,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # the sampler is part of the setup, not of the space: recorded curves keep their meaning
+    # every trial trains --epochs with no start-up portfolio: the runs differ by pruner only
     space = C.with_study(C.shipped_space(args.space), sampler=C.algorithm_spec(
-        "sampler", args.sampler, "--sampler"))
+        "sampler", args.sampler, "--sampler"), **C.FIXED_LENGTH)
     overrides = C.tiny_overrides(epochs=args.epochs, image_size=args.image_size,
                                  train=args.train, val=args.val)
     live = variants(args.pruner, args.shipped)
@@ -186,7 +187,8 @@ def run(args) -> int:
     n = args.n_trials
     C.print_header("pruning: compute to reach the best val_acc of the unpruned run")
     print(f"# space {args.space} (sampler {space.study.sampler.describe()}, seed varied), "
-          f"{n} trials per run, {args.epochs} epochs, {args.image_size} px, {args.train} train / "
+          f"{n} trials per run, {args.epochs} epochs each (trial_length: epochs, no portfolio), "
+          f"{args.image_size} px, {args.train} train / "
           f"{args.val} val synthetic images; target = best unpruned val_acc - tolerance "
           f"({', '.join(args.tolerance)}; se = one standard error of val_acc on {args.val} images)")
     loaded = load_curves(args.load_curves, _meta(args, space))

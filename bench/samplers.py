@@ -67,12 +67,14 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    space = C.with_study(C.shipped_space(args.space), pruner=None, n_trials=args.n_trials)
+    # every trial trains --epochs with no start-up portfolio: the studies differ by sampler only
+    space = C.with_study(C.shipped_space(args.space), pruner=None, n_trials=args.n_trials,
+                         **C.FIXED_LENGTH)
     overrides = C.tiny_overrides(epochs=args.epochs, image_size=args.image_size,
                                  train=args.train, val=args.val)
     C.print_header("samplers: best val_acc at equal budget over seeds")
-    print(f"# space {args.space} without pruner, {args.n_trials} trials x {args.epochs} epochs "
-          f"per study, {args.image_size} px, {args.train} train / {args.val} val synthetic images, "
+    print(f"# space {args.space} without pruner or portfolio, {args.n_trials} trials x "
+          f"{args.epochs} epochs per study (trial_length: epochs), {args.image_size} px, {args.train} train / {args.val} val synthetic images, "
           f"sampler seeds {args.seeds}")
     C.warm_up(space, overrides)
     rows, best = [], {}
