@@ -600,14 +600,25 @@ def run_one(job: Job) -> dict[str, Any]:
 
 
 def read_runs(paths: list[str]) -> list[dict[str, Any]]:
-    """Every `# run {json}` line of the files, in order."""
-    runs = []
+    """Every `# run {json}` line of the files, in order, each run once: a line that repeats a
+    run already read (same group, strategy and seed; e.g. baselines copied into two results
+    files summarised together) is dropped with a note, so it cannot shrink a standard error."""
+    runs, seen, repeated = [], set(), 0
     for p in paths:
         for line in Path(p).read_text(encoding="utf-8").splitlines():
             if line.startswith(RUN_PREFIX):
                 rec = json.loads(line[len(RUN_PREFIX):])
-                if rec.get("format") == FORMAT:
-                    runs.append(rec)
+                if rec.get("format") != FORMAT:
+                    continue
+                key = (*_group_key(rec), rec["strategy"], rec["seed"])
+                if key in seen:
+                    repeated += 1
+                    continue
+                seen.add(key)
+                runs.append(rec)
+    if repeated:
+        print(f"# note: {repeated} run line(s) repeat a run already read (same dataset, budget, "
+              "strategy and seed); each run is counted once, from its first line")
     return runs
 
 

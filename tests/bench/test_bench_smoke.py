@@ -406,6 +406,21 @@ def test_search_quality_warns_when_one_label_ran_two_spaces(sq, tmp_path, capsys
     assert "# warning: a @ 100 s: strategy shipped mixes" in capsys.readouterr().out
 
 
+def test_search_quality_counts_a_run_repeated_in_two_files_once(sq, tmp_path, capsys):
+    """Baselines copied into two results files summarised together are one set of seeds: the
+    repeats would double n and shrink the standard error."""
+    runs = _verdict_runs()
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("".join(f"# run {json.dumps(r)}\n" for r in runs))
+    baselines = [r for r in runs if r["strategy"] in ("random", "default")]
+    two.write_text("".join(f"# run {json.dumps(r)}\n" for r in baselines))
+    assert sq.read_runs([str(one), str(two)]) == runs
+    assert f"# note: {len(baselines)} run line(s) repeat a run" in capsys.readouterr().out
+    assert sq.main(["--summarise", str(one), str(two)]) == 0
+    random = [r for r in tables(capsys.readouterr().out)[0] if r["strategy"] == "random"]
+    assert {r["seeds"] for r in random} == {"5"}
+
+
 def test_search_quality_startup_table_ranks_the_best_after_the_first_trials(sq):
     """The start-up table scores the running best after the first k trials (not the end) and
     names the backbone each search trained at the end, with its mean held-out accuracy."""
