@@ -154,8 +154,8 @@ def algorithm_spec(kind: str, text: str, flag: str):
     return AlgorithmSpec(name, args)
 
 
-#: study keys that make every trial train the same epochs from its sampler's own first draw:
-#: benches that compare samplers or pruners at n trials x e epochs set them
+#: study keys that make every trial train the config's epochs, with no start-up portfolio before
+#: the sampler: benches that compare samplers or pruners at n trials x e epochs set them
 FIXED_LENGTH: dict[str, Any] = {"trial_length": "epochs", "portfolio": 0}
 
 

@@ -74,8 +74,8 @@ def run(args) -> int:
                                  train=args.train, val=args.val)
     C.print_header("samplers: best val_acc at equal budget over seeds")
     print(f"# space {args.space} without pruner or portfolio, {args.n_trials} trials x "
-          f"{args.epochs} epochs per study (trial_length: epochs), {args.image_size} px, {args.train} train / {args.val} val synthetic images, "
-          f"sampler seeds {args.seeds}")
+          f"{args.epochs} epochs per study (trial_length: epochs), {args.image_size} px, "
+          f"{args.train} train / {args.val} val synthetic images, sampler seeds {args.seeds}")
     C.warm_up(space, overrides)
     rows, best = [], {}
     skipped = {}

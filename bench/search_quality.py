@@ -322,8 +322,7 @@ def parse_strategy(text: str) -> Strategy:
     if text in ("shipped", "default"):
         return Strategy(text, text, default=text == "default")
     if text == "random":
-        return Strategy("random", text, {"type": "Random"}, None,
-                        {"portfolio": 0, "trial_length": "epochs"})
+        return Strategy("random", text, {"type": "Random"}, None, dict(C.FIXED_LENGTH))
     label, sep, rest = text.partition("=")
     parts = rest.split("|", 2)
     if not sep or len(parts) < 2 or not label.strip():
@@ -610,7 +609,7 @@ def read_runs(paths: list[str]) -> list[dict[str, Any]]:
                 rec = json.loads(line[len(RUN_PREFIX):])
                 if rec.get("format") != FORMAT:
                     continue
-                key = (*_group_key(rec), rec["strategy"], rec["seed"])
+                key = _run_key(rec)
                 if key in seen:
                     repeated += 1
                     continue
@@ -626,6 +625,11 @@ def _group_key(r: dict[str, Any]) -> tuple:
     """Runs that compare: same dataset and sizes, trial length, space, budget and refit."""
     return (r["dataset"], json.dumps(r["data"], sort_keys=True), r["epochs"], r["px"],
             r["space"], round(r["budget"], 1), r["refit"])
+
+
+def _run_key(r: dict[str, Any]) -> tuple:
+    """One run: its group, strategy and seed (a results file holds each at most once)."""
+    return (*_group_key(r), r["strategy"], r["seed"])
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -941,14 +945,15 @@ def _run_all(jobs: list[Job], init: tuple, n: int, deadline: float, done) -> lis
 
 def _job_key(job: Job, space: str) -> tuple:
     rec = {"dataset": job.dataset.name, "data": job.dataset.spec(), "epochs": job.epochs,
-           "px": job.px, "space": space, "budget": round(job.budget, 2), "refit": job.refit}
-    return (*_group_key(rec), job.strategy.label, job.seed)
+           "px": job.px, "space": space, "budget": round(job.budget, 2), "refit": job.refit,
+           "strategy": job.strategy.label, "seed": job.seed}
+    return _run_key(rec)
 
 
 def _done_runs(results: Path) -> set[tuple]:
     if not results.is_file():
         return set()
-    return {(*_group_key(r), r["strategy"], r["seed"]) for r in read_runs([str(results)])}
+    return {_run_key(r) for r in read_runs([str(results)])}
 
 
 def _probe_speed(space, costs: Costs, px: int) -> tuple[float, float]:
