@@ -527,6 +527,8 @@ def _run_search(job: Job) -> dict[str, Any]:
     study = optuna.load_study(study_name=name, storage=url)
     score_pending(study)
     top = top_trials(study, 1)
+    if top and job.strategy.label.endswith("-1se"):  # EXPERIMENT: the one-SE choice
+        top = [_one_se(study, url, name, space, overrides)]
     out: dict[str, Any] = {
         "trials": len(records), "pruned": sum(r.state == "PRUNED" for r in records),
         "search_epochs": sum(len(study.trials[r.number].user_attrs.get(EPOCH_SECONDS, ()))
@@ -547,6 +549,30 @@ def _run_search(job: Job) -> dict[str, Any]:
     out["cpu_s"] = round(time.process_time() - t0 - anytime[0], 1)
     out["anytime_cpu_s"] = round(anytime[0], 1)
     return out
+
+
+def _one_se(study, url: str, name: str, space, overrides: dict):
+    from hpo.attrs import ATTR_STEP_COSTS
+    from hpo.paired import one_se_choice
+    from hpo.records import VALUE_STEP_ATTR
+    from hpo.study import top_trials
+    from hpo.trial.artifacts import artifact_store, study_location
+    from hpo.trial.equal_compute import cost_key
+    from hpo.trial.record_store import StoreRecords
+
+    records = StoreRecords(artifact_store(url, name, study_location(study, url)))
+    costs = study.user_attrs.get(ATTR_STEP_COSTS) or {}
+
+    def read(t):
+        step = t.user_attrs.get(VALUE_STEP_ATTR)
+        return None if step is None else records.read(t, int(step))
+
+    def cost(t):
+        return costs.get(cost_key(space.config_for(t.params, overrides)))
+
+    chosen, why = one_se_choice(top_trials(study), read, cost)
+    print(f"  [{name}] {why}", flush=True)
+    return chosen
 
 
 def _run_default(job: Job) -> dict[str, Any]:

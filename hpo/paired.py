@@ -8,7 +8,9 @@ the images both get right or both get wrong, which is most of the noise between 
 - `paired_interval`: the 95% interval of an accuracy difference (Agresti-Min, see there);
 - `p_worse`: the one-sided test the noise-aware pruner uses (`hpo.pruners.PairedPruner`);
 - `default_comparison`: the best trial against the default (trial 0) as one sentence, the same
-  in `status`, `best`, the run's summary and the report (`hpo.trial.record_store` feeds it records).
+  in `status`, `best`, the run's summary and the report (`hpo.trial.record_store` feeds it records);
+- `one_se_choice`: the one-standard-error rule: the cheapest trial whose accuracy is within one
+  paired standard error of the best's (`study.choose: cheapest_within_1se`).
 
 Pure: reads nothing itself (the pruner in the core uses it). Imports no torch.
 """
@@ -38,7 +40,9 @@ __all__ = [
     "ReadRecord",
     "default_comparison",
     "describe_diff",
+    "one_se_choice",
     "p_worse",
+    "paired_se",
     "paired_interval",
 ]
 
@@ -99,6 +103,71 @@ def paired_interval(a_correct: Any, b_correct: Any, *, level: float = 0.95) -> P
     centre = p12 - p21
     half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(0.0, p12 + p21 - centre**2) / m)
     return PairedDiff(diff=(b - c) / n, low=centre - half, high=centre + half, n=n, level=level)
+
+
+def paired_se(a_correct: Any, b_correct: Any) -> float:
+    """Standard error of the accuracy of A minus that of B on the same images: the standard
+    deviation of the per-image differences (-1, 0 or 1) over the square root of their count."""
+    a = np.asarray(a_correct, dtype=bool)
+    b_ = np.asarray(b_correct, dtype=bool)
+    n = len(a)
+    if a.shape != b_.shape or a.ndim != 1 or n < 2:
+        raise ValueError(f"a_correct and b_correct must be 1-d, of one length and hold 2+ images, "
+                         f"got shapes {a.shape} and {b_.shape}. Pass one value per image")
+    d = a.astype(np.int8) - b_.astype(np.int8)
+    return float(d.std(ddof=1) / math.sqrt(n))
+
+
+def one_se_choice(
+    ranked: list[FrozenTrial],
+    read: Callable[[FrozenTrial], ValRecord | None],
+    cost: Callable[[FrozenTrial], float | None],
+) -> tuple[FrozenTrial | None, str]:
+    """The one-standard-error rule (Breiman et al. 1984; Hastie et al., The Elements of
+    Statistical Learning, 7.10): of the trials whose accuracy on the validation images is
+    within one paired standard error of the best's, the one that costs least per training
+    image, and one line that says why.
+
+    The training that follows a search is paid in time, and there a configuration that costs
+    half as much per image trains twice the epochs. When the search cannot tell two
+    configurations apart on its validation images, the cheaper one is the better buy.
+
+    Args:
+        ranked: the COMPLETE trials, best first (`hpo.metrics.rank_trials`).
+        read: a trial's validation record at the step that gave its value; None when it has
+            none (such a trial is no candidate).
+        cost: a trial's seconds per training image (`hpo.trial.equal_compute`); None when not
+            known (no candidate).
+
+    Returns the best trial itself when it has no record or cost, or when nothing cheaper is
+    within one standard error. Pure: reads nothing itself.
+    """
+    if not ranked:
+        return None, "no COMPLETE trial yet"
+    best = ranked[0]
+    top, top_cost = read(best), cost(best)
+    if top is None or top_cost is None:
+        what = "validation record" if top is None else "measured cost per image"
+        return best, f"trial {best.number}, the best: it has no {what} to compare others on"
+    chosen, chosen_cost, chosen_diff, chosen_se = best, top_cost, 0.0, 0.0
+    for t in ranked[1:]:
+        c = cost(t)
+        if c is None or c >= chosen_cost:
+            continue
+        rec = read(t)
+        if rec is None or rec.key != top.key or len(rec) != len(top) or len(top) < 2:
+            continue
+        diff = float(top.correct.mean() - rec.correct.mean())
+        se = paired_se(top.correct, rec.correct)
+        if diff <= se:
+            chosen, chosen_cost, chosen_diff, chosen_se = t, c, diff, se
+    if chosen is best:
+        return best, (f"trial {best.number}, the best: no cheaper trial is within one standard "
+                      f"error of it")
+    return chosen, (f"trial {chosen.number}, the cheapest within one standard error of the best "
+                    f"(trial {best.number}): {_points(-chosen_diff)} points (SE "
+                    f"{chosen_se * 100:.1f}, paired on {len(top):,} validation images), "
+                    f"{top_cost / chosen_cost:.2f}x cheaper per training image")
 
 
 def p_worse(trial: ValRecord, reference: ValRecord, *, on: str = "correct") -> float:
