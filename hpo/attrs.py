@@ -46,6 +46,7 @@ CONFUSION = "confusion"
 PER_CLASS_RECALL = "per_class_recall"
 EPOCH_SECONDS = "epoch_seconds"
 TRIAL_EPOCHS = "trial_epochs"  # epochs it trained when not the config's (trial_length: compute)
+STEP_COST = "step_cost"  # s per training image of its config (trial_length: compute)
 IMAGES_PER_S = "images_per_s"
 REPORT_SECONDS = "report_seconds"
 

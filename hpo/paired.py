@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 ReadRecord = Callable[["FrozenTrial", int], "ValRecord | None"]
 
 __all__ = [
+    "CHOICE_RULES",
     "DEFAULT_TRIAL",
     "PairedDiff",
     "ReadRecord",
@@ -42,10 +43,13 @@ __all__ = [
     "describe_diff",
     "one_se_choice",
     "p_worse",
-    "paired_se",
     "paired_interval",
+    "paired_se",
 ]
 
+#: `study.choose` values: which trial `vcr-hpo best` exports and the run's summary names for
+#: training: the best by the metric, or the cheapest within one paired SE of it (`one_se_choice`).
+CHOICE_RULES = ("best", "cheapest_within_1se")
 #: The trial number of the default config (the space's defaults, enqueued first).
 DEFAULT_TRIAL = 0
 _NO = "no paired comparison with the default"

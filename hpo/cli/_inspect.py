@@ -92,7 +92,7 @@ def _best_args(p: argparse.ArgumentParser) -> None:
 def _cmd_best(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..outputs.configs import best_per, best_trial, config_paths, trial_config, write_config
+    from ..outputs.configs import best_per, chosen_trial, config_paths, trial_config, write_config
     from ..run.console import format_params
     from ..trial.artifacts import artifact_store, study_location
     from ..trial.checkpoint import read_weights
@@ -104,7 +104,10 @@ def _cmd_best(ns: argparse.Namespace) -> int:
         chosen = best_per(study, ns.per)
         targets = config_paths(Path(ns.output), list(chosen))
     else:
-        chosen = {None: best_trial(study)}
+        trial, why = chosen_trial(study, store=store)
+        if why is not None:
+            print(f"study.choose: cheapest_within_1se -> {why}")
+        chosen = {None: trial}
         targets = {None: Path(ns.output)}
     names = study.metric_names or ["value"]
     for key, trial in chosen.items():

@@ -18,6 +18,7 @@ from ..study import top_trials
 __all__ = [
     "best_per",
     "best_trial",
+    "chosen_trial",
     "config_paths",
     "read_config",
     "trial_config",
@@ -35,6 +36,59 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
         raise VcrHpoError(f"study {study.study_name!r}: no COMPLETE trial yet, got "
                           f"{len(study.trials)} trial(s). Run or resume the study first")
     return best[0]
+
+
+def chosen_trial(study: optuna.Study, *, store: Any = None) -> tuple[FrozenTrial, str | None]:
+    """The trial to train, by the space's `study.choose`, and why (None under `best`).
+
+    best (default): `best_trial`. cheapest_within_1se: `hpo.paired.one_se_choice` over the
+    COMPLETE trials, each compared on its validation record (from `store`, default: the one the
+    run recorded) and its cost per training image (trial user attr `step_cost`).
+
+    Raises:
+        VcrHpoError: no trial has completed yet, or no stored search space.
+    """
+    from ..attrs import STEP_COST
+    from ..paired import one_se_choice
+    from ..records import VALUE_STEP_ATTR
+    from ..trial.record_store import StoreRecords, store_of
+
+    best = best_trial(study)
+    if _stored_space(study).study.choose == "best":
+        return best, None
+    if store is None:
+        try:
+            store = store_of(study.user_attrs)
+        except Exception:  # noqa: BLE001 - a bad location: no records, said in the line
+            store = None
+    if store is None:
+        return best, (f"trial {best.number}, the best: the study records no artifact store, so "
+                      "no validation records to compare others on")
+    records = StoreRecords(store)
+
+    def read(t: FrozenTrial) -> Any:
+        step = t.user_attrs.get(VALUE_STEP_ATTR)
+        try:
+            return None if step is None else records.read(t, int(step))
+        except Exception:  # noqa: BLE001 - an unreadable record: that trial is no candidate
+            return None
+
+    def cost(t: FrozenTrial) -> float | None:
+        c = t.user_attrs.get(STEP_COST)
+        return None if c is None else float(c)
+
+    chosen, why = one_se_choice(top_trials(study), read, cost)
+    return (chosen or best), why
+
+
+def _stored_space(study: optuna.Study) -> Any:
+    from ..space import parse_search_space
+
+    text = study.user_attrs.get(ATTR_SPACE_YAML)
+    if not isinstance(text, str):
+        raise VcrHpoError(f"study {study.study_name!r}: no stored search space, got none. "
+                          "Only studies made by `vcr-hpo run` can be exported")
+    return parse_search_space(text, source=f"study {study.study_name}")
 
 
 def _value_of(study: optuna.Study, trial: FrozenTrial, name: str) -> Any:
@@ -64,14 +118,8 @@ def best_per(study: optuna.Study, name: str) -> dict[Any, FrozenTrial]:
 def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrainConfig:
     """The TrainConfig the trial trained: the study's stored space (fixed + params) + overrides,
     with the epochs it trained when its study set them per trial (`trial_length: compute`)."""
-    from ..space import parse_search_space
-
     attrs = study.user_attrs
-    text = attrs.get(ATTR_SPACE_YAML)
-    if not isinstance(text, str):
-        raise VcrHpoError(f"study {study.study_name!r}: no stored search space, got none. "
-                          "Only studies made by `vcr-hpo run` can be exported")
-    space = parse_search_space(text, source=f"study {study.study_name}")
+    space = _stored_space(study)
     cfg = space.config_for(trial.params, attrs.get(ATTR_OVERRIDES) or {})
     epochs = trial.user_attrs.get(TRIAL_EPOCHS)  # trial_length: compute (hpo.trial.equal_compute)
     return cfg if epochs is None else cfg.replace(epochs=int(epochs))

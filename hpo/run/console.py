@@ -136,6 +136,16 @@ class Progress:
         self._bar.close()
 
 
+def _choice(study: optuna.Study) -> str | None:
+    """Why `vcr-hpo best` exports the trial it does, under study.choose other than best."""
+    from ..outputs.configs import chosen_trial
+
+    try:
+        return chosen_trial(study)[1]
+    except Exception:  # noqa: BLE001 - the summary informs, it never fails a run
+        return None
+
+
 def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -> list[str]:
     """End-of-run summary: counts, the best trial and how it compares with the default (a paired
     interval, `hpo.paired`), the top `top`, the best per backbone."""
@@ -157,8 +167,11 @@ def summary_lines(study: optuna.Study, *, top: int = 5, per: str = "backbone") -
     best = ranked[0]
     scores = " ".join(f"{n}={v:.4f}" for n, v in zip(names, best.values))
     lines += [f"best trial #{best.number}: {scores}", f"  {format_params(best.params)}",
-              f"  {study_default_comparison(study, best)}", "",
-              f"top {min(top, len(ranked))}:"]
+              f"  {study_default_comparison(study, best)}"]
+    why = _choice(study)
+    if why is not None:
+        lines += [f"to train (study.choose: cheapest_within_1se): {why}"]
+    lines += ["", f"top {min(top, len(ranked))}:"]
     keys = sorted({k for t in ranked[:top] for k in t.params})
     rows = [[t.number, *(t.values), *(t.params.get(k, "") for k in keys)] for t in ranked[:top]]
     lines += ["  " + r for r in format_table(["#", *names, *keys], rows)]

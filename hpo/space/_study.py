@@ -36,7 +36,7 @@ DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
                "sampler", "pruner", "keep_weights", "trial_isolation", "trial_stall_timeout",
                "report_every", "report_val_images", "fidelity", "report_seconds",
-               "portfolio", "trial_length")
+               "portfolio", "trial_length", "choose")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.run.isolation.ISOLATION_MODES; here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
@@ -144,13 +144,44 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     length = _parse_trial_length(errs, raw.get("trial_length"), path + ("trial_length",))
     if length is _MISSING:
         ok = False
+    choose = _parse_choose(errs, raw.get("choose"), path + ("choose",), length,
+                           metrics if ok else None)
+    if choose is _MISSING:
+        ok = False
     if not ok or keep is None:
         return None
     return StudySpec(name=name, directions=tuple(directions), metrics=tuple(metrics),
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
                      keep_weights=keep, trial_isolation=isolation, trial_stall_timeout=stall,
                      report_every=every, report_val_images=val_images, fidelity=fidelity,
-                     report_seconds=grid, portfolio=portfolio, trial_length=length)
+                     report_seconds=grid, portfolio=portfolio, trial_length=length,
+                     choose=choose)
+
+
+def _parse_choose(errs: _Errors, value: Any, where: tuple, length: Any,
+                  metrics: list[str] | None) -> Any:
+    """`choose`: best (default) or cheapest_within_1se (hpo.paired.one_se_choice), which needs
+    the measured costs of trial_length: compute and the per-image records of val_acc."""
+    from ..paired import CHOICE_RULES
+
+    if value is None:
+        return "best"
+    if value not in CHOICE_RULES if _is_scalar(value) else True:
+        errs.add(where, f"must be one of {', '.join(CHOICE_RULES)}", value,
+                 _did_you_mean(value, CHOICE_RULES) if isinstance(value, str)
+                 else "Write choose: cheapest_within_1se (or best, the default)")
+        return _MISSING
+    if value == "cheapest_within_1se":
+        if length not in ("compute", _MISSING):
+            errs.add(where, "compares the costs per image that trial_length: compute measures",
+                     f"trial_length {length}",
+                     "Set study.trial_length: compute, or choose: best")
+            return _MISSING
+        if metrics is not None and list(metrics) != ["val_acc"]:
+            errs.add(where, "compares accuracy on the validation images: it needs metric val_acc "
+                     "alone", ", ".join(metrics), "Set study.metric: val_acc, or choose: best")
+            return _MISSING
+    return value
 
 
 def _parse_trial_length(errs: _Errors, value: Any, where: tuple) -> Any:

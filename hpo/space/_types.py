@@ -49,6 +49,9 @@ class StudySpec:
     report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
     portfolio: int = 0  # shipped portfolio entries after trial 0 (hpo.run.portfolio); 0: off
     trial_length: str = "epochs"  # epochs, or compute: the default's epochs' compute (hpo.trial.equal_compute)
+    # Which trial `best` exports (hpo.paired.CHOICE_RULES): a rule applied after the trials, not
+    # what they measure: left out of canonical(), so switching it keeps the fingerprint.
+    choose: str = "best"
 
     def canonical(self) -> dict[str, Any]:
         # optional keys only when set, so the fingerprints of spaces without them stay as they were

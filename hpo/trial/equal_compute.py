@@ -29,8 +29,8 @@ from typing import Any
 from ..attrs import ATTR_STEP_COSTS
 from ..config import TrainConfig
 
-__all__ = ["MAX_FACTOR", "TRIAL_LENGTHS", "cost_key", "equal_compute_epochs", "measure_cost",
-           "trial_epochs"]
+__all__ = ["MAX_FACTOR", "TRIAL_LENGTHS", "cost_key", "equal_compute_epochs", "kept_cost",
+           "measure_cost", "trial_epochs"]
 
 #: `study.trial_length` values: a trial trains the configured `epochs`, or equal compute.
 TRIAL_LENGTHS = ("epochs", "compute")
@@ -87,3 +87,9 @@ def trial_epochs(study: Any, cfg: TrainConfig, default: TrainConfig,
         costs = {**costs, **fresh}
     return equal_compute_epochs(default.epochs, costs[cost_key(default)], costs[cost_key(cfg)],
                                 warmup_epochs=cfg.warmup_epochs)
+
+
+def kept_cost(study: Any, cfg: TrainConfig) -> float | None:
+    """`cfg`'s seconds per training image as kept in `study`'s `step_costs`; None if not there."""
+    cost = (study.user_attrs.get(ATTR_STEP_COSTS) or {}).get(cost_key(cfg))
+    return None if cost is None else float(cost)

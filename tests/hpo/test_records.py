@@ -11,10 +11,17 @@ import numpy as np
 import optuna
 import pytest
 
-from hpo.attrs import ATTR_SPACE_YAML
+from hpo.attrs import ATTR_SPACE_YAML, STEP_COST
 from hpo.cli import main
 from hpo.errors import VcrHpoError
-from hpo.paired import default_comparison, describe_diff, p_worse, paired_interval
+from hpo.paired import (
+    default_comparison,
+    describe_diff,
+    one_se_choice,
+    p_worse,
+    paired_interval,
+    paired_se,
+)
 from hpo.records import VALUE_STEP_ATTR, ValRecord, decode_record, encode_record, val_key
 from hpo.run.console import summary_lines
 from hpo.trial.artifacts import ATTR_ARTIFACTS, artifact_store
@@ -48,9 +55,13 @@ def _open(tmp_path, name="pairs", metric="val_acc", direction="maximize"):
     return study, url, artifact_store(url, name, location)
 
 
-def _run_trial(study, store, curve, *, lr=1e-3, value_step=None, key=KEY, state="complete"):
-    """A trial that reports curve = [(step, correct bools), ...], with a record per step."""
+def _run_trial(study, store, curve, *, lr=1e-3, value_step=None, key=KEY, state="complete",
+               cost=None):
+    """A trial that reports curve = [(step, correct bools), ...], with a record per step
+    (and `cost`, its seconds per training image, as trial_length: compute records it)."""
     trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    if cost is not None:
+        trial.set_user_attr(STEP_COST, cost)
     rng = np.random.default_rng(trial.number)
     for step, correct in curve:
         loss = np.where(correct, 0.2, 2.0) + rng.random(len(correct)) * 0.1
@@ -313,6 +324,91 @@ def test_sentence_in_status_best_summary_and_report(tmp_path, capsys, monkeypatc
     assert sentence in capsys.readouterr().err  # stdout lists the files only
     assert json.loads((out / "index.json").read_text())["vs_default"] == sentence
     assert "beats the default by +3.0 points" in (out / "index.html").read_text()
+
+
+# --- the one-standard-error rule (study.choose: cheapest_within_1se)
+
+CHOOSE_SPACE = SPACE.replace("direction: maximize}",
+                             "direction: maximize, trial_length: compute, "
+                             "choose: cheapest_within_1se}")
+
+
+def _choice_study(tmp_path, space=CHOOSE_SPACE):
+    """Trial 0 the best (79.4%, 2 ms per image); trial 1 behind by noise (-0.2 points) at half
+    the cost; trial 2 truly behind (-3.5 points) at a quarter; trial 3 behind by noise but
+    dearer."""
+    study, url, store = _open(tmp_path)
+    study.set_user_attr(ATTR_SPACE_YAML, space)
+    rng = np.random.default_rng(5)
+    best = _base()
+    _run_trial(study, store, [(0, best)], cost=2e-3)
+    _run_trial(study, store, [(0, _flip(best, rng, up=8, down=12))], cost=1e-3)
+    _run_trial(study, store, [(0, _flip(best, rng, up=10, down=80))], cost=5e-4)
+    _run_trial(study, store, [(0, _flip(best, rng, up=5, down=6))], cost=3e-3)
+    return study, url, store
+
+
+def test_paired_se_is_the_sd_of_per_image_differences():
+    a = np.array([1, 1, 0, 0, 1, 0, 1, 1], dtype=bool)
+    b = np.array([1, 0, 1, 0, 1, 0, 0, 1], dtype=bool)
+    d = a.astype(float) - b.astype(float)
+    assert paired_se(a, b) == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)))
+    assert paired_se(a, a) == 0.0
+    with pytest.raises(ValueError, match="one length"):
+        paired_se(a, b[:3])
+
+
+def test_one_se_choice_takes_the_cheaper_trial_behind_by_noise_not_one_truly_behind(tmp_path):
+    study, _, store = _choice_study(tmp_path)
+    records = StoreRecords(store)
+    ranked = sorted(study.trials, key=lambda t: -t.value)
+    assert [t.number for t in ranked] == [0, 3, 1, 2]
+
+    def read(t):
+        return records.read(t, t.user_attrs[VALUE_STEP_ATTR])
+
+    def cost(t):
+        return t.user_attrs[STEP_COST]
+
+    chosen, why = one_se_choice(ranked, read, cost)
+    assert chosen.number == 1, why  # not 2 (truly behind), not 3 (within noise, dearer)
+    assert why.startswith("trial 1, the cheapest within one standard error of the best "
+                          "(trial 0): -0.2 points (SE 0.")
+    assert why.endswith("paired on 2,000 validation images), 2.00x cheaper per training image")
+    # trial 2 alone: 3.5 points behind is far beyond one SE (about 0.5 points here)
+    chosen, why = one_se_choice([ranked[0], ranked[3]], read, cost)
+    assert chosen.number == 0
+    assert why == "trial 0, the best: no cheaper trial is within one standard error of it"
+    # a trial without a cost or a record is no candidate; a best without one is kept, said why
+    assert one_se_choice(ranked, read, lambda t: None if t.number == 1 else cost(t))[0].number == 0
+    assert one_se_choice(ranked, lambda t: None if t.number == 1 else read(t),
+                         cost)[0].number == 0
+    chosen, why = one_se_choice(ranked, lambda t: None, cost)
+    assert chosen.number == 0 and why == ("trial 0, the best: it has no validation record to "
+                                          "compare others on")
+    assert one_se_choice([], read, cost) == (None, "no COMPLETE trial yet")
+
+
+def test_best_exports_the_cheapest_within_1se_and_says_why(tmp_path, capsys, monkeypatch):
+    study, url, _ = _choice_study(tmp_path / "a")
+    monkeypatch.chdir(tmp_path)
+    assert main(["best", "--storage", url, "-o", str(tmp_path / "best.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "study.choose: cheapest_within_1se -> trial 1, the cheapest within one standard " \
+           "error of the best (trial 0)" in out
+    assert "trial #1 val_acc=0.7920" in out
+    assert "trial #1:" in (tmp_path / "best.yaml").read_text()
+    lines = summary_lines(study)
+    assert "best trial #0: val_acc=0.7940" in lines  # the ranking is unchanged
+    assert any(line.startswith("to train (study.choose: cheapest_within_1se): trial 1, the "
+                               "cheapest") for line in lines), lines
+    # choose: best (the default): the best trial, no line
+    plain, url, _ = _choice_study(tmp_path / "b", space=CHOOSE_SPACE.replace(
+        "choose: cheapest_within_1se", "choose: best"))
+    assert main(["best", "--storage", url, "-o", str(tmp_path / "plain.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "study.choose" not in out and "trial #0 val_acc=0.7940" in out
+    assert not any("to train" in line for line in summary_lines(plain))
 
 
 @pytest.mark.slow

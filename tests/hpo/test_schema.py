@@ -23,6 +23,7 @@ from hpo.algorithms import (
 )
 from hpo.config import FIELD_NAMES, FIELD_REGISTRIES, field_optional, field_type
 from hpo.names import STUDY_NAME
+from hpo.paired import CHOICE_RULES
 from hpo.run.portfolio import PORTFOLIO_FILE
 from hpo.space import METRICS, PARAM_TYPES, schema
 from hpo.trial.equal_compute import TRIAL_LENGTHS
@@ -187,6 +188,12 @@ def build_schema() -> dict:
                                             "epochs; compute: every trial trains for the "
                                             "measured compute of the default's epochs "
                                             "(hpo.trial.equal_compute)"},
+            "choose": {"enum": [*CHOICE_RULES, None],
+                       "description": "which trial `vcr-hpo best` exports: best (default), or "
+                                      "cheapest_within_1se: the cheapest per training image "
+                                      "within one paired standard error of the best "
+                                      "(hpo.paired.one_se_choice; needs trial_length: compute "
+                                      "and metric val_acc)"},
         },
         "not": {"type": "object",  # `required` alone holds vacuously for study: null
                 "anyOf": [{"required": ["direction", "directions"]}, {"required": ["metric", "metrics"]}]},

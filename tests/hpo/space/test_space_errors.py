@@ -178,6 +178,13 @@ BAD = [
     ("fixed_and_searched", SE, F("{lr: 0.01}"), "fixed.lr", "is both searched and fixed"),
     # study
     ("study_unknown_key", ST, S("{trials: 5}"), "study.trials", "unknown key in study"),
+    ("study_choose_unknown", ST, S("{trial_length: compute, choose: cheapest}"), "study.choose",
+     "must be one of best, cheapest_within_1se, got 'cheapest'. Did you mean 'cheapest_within_1se'?"),
+    ("study_choose_without_compute", SE, S("{choose: cheapest_within_1se}"), "study.choose",
+     "compares the costs per image that trial_length: compute measures"),
+    ("study_choose_not_val_acc", SE,
+     S("{trial_length: compute, choose: cheapest_within_1se, metric: val_macro_f1}"),
+     "study.choose", "needs metric val_acc alone"),
     ("study_not_mapping", ST, S("demo"), "study", "must be a mapping"),
     ("study_bad_name", ST, S("{name: 'my study'}"), "study.name", "must be a name of letters"),
     ("study_bad_direction", ST, S("{direction: maximise}"), "study.direction",

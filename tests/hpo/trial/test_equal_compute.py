@@ -10,7 +10,7 @@ import yaml
 from optuna.trial import TrialState
 
 import hpo
-from hpo.attrs import ATTR_STEP_COSTS, EPOCH_SECONDS, TRIAL_EPOCHS
+from hpo.attrs import ATTR_STEP_COSTS, EPOCH_SECONDS, STEP_COST, TRIAL_EPOCHS
 from hpo.cli import main
 from hpo.errors import SearchSpaceError
 from hpo.outputs.configs import trial_config
@@ -155,6 +155,14 @@ def test_trial_length_is_in_the_fingerprint_only_when_set():
     assert _space().fingerprint != plain.fingerprint
 
 
+def test_choose_is_left_out_of_the_fingerprint():
+    """study.choose picks among finished trials: switching it resumes the same study."""
+    chosen = _space(choose="cheapest_within_1se")
+    assert chosen.study.choose == "cheapest_within_1se" and _space().study.choose == "best"
+    assert "choose" not in chosen.canonical()["study"]
+    assert chosen.fingerprint == _space().fingerprint
+
+
 @pytest.mark.parametrize(("doc_change", "path", "rule"), [
     ({"study": {"trial_length": "time"}}, "study.trial_length", "must be one of epochs, compute"),
     ({"study": {"trial_length": [1]}}, "study.trial_length", "must be one of epochs, compute"),
@@ -204,6 +212,7 @@ def test_a_cheaper_backbone_trains_more_epochs_and_exports_them(tmp_path):
         assert t.user_attrs[TRIAL_EPOCHS] == want
         assert len(t.user_attrs[EPOCH_SECONDS]) == want  # it trained them
         assert trial_config(result.study, t).epochs == want
+        assert t.user_attrs[STEP_COST] == kept[cost_key(trial_config(result.study, t))]
     assert result.study.user_attrs[ATTR_STEP_COSTS] == kept  # nothing measured again
 
 
