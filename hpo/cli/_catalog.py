@@ -64,6 +64,9 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     if st.trial_length != "epochs":
         print(f"trials:   each trains the compute of the default's epochs (trial_length: "
               f"{st.trial_length})")
+    if st.choose != "best":
+        print("to train: the cheapest trial within one paired standard error of the best "
+              f"(choose: {st.choose})")
 
     def scalars(values: dict) -> str:  # YAML spelling: true/false/null, as in the file
         return ", ".join(f"{k}={json.dumps(v) if v is None or isinstance(v, bool) else v}"

@@ -50,6 +50,26 @@ def test_validate_bare_name_from_search_spaces(tmp_path, monkeypatch, capsys):
     assert "trials:   each trains the compute of the default's epochs" in out
 
 
+def test_validate_names_the_choice_rule(tmp_path, capsys):
+    import yaml
+
+    from hpo.space import shipped_spaces
+
+    demo = next(s for s in shipped_spaces() if s.name == "hyperparameters.yaml")
+    raw = yaml.safe_load(demo.read_text())
+    raw["study"]["choose"] = "cheapest_within_1se"
+    path = tmp_path / "choose.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["validate", "--space", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "to train: the cheapest trial within one paired standard error of the best " \
+           "(choose: cheapest_within_1se)" in out
+    raw["study"]["choose"] = "best"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["validate", "--space", str(path)]) == 0
+    assert "to train:" not in capsys.readouterr().out
+
+
 def test_validate_missing_file_exits_2(tmp_path, capsys):
     assert main(["validate", "--space", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
