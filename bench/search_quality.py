@@ -28,7 +28,8 @@ Strategies (--strategies, --strategy):
 Every search runs through `hpo.run_study` (the loop `vcr-hpo run` uses: trial 0 is the default,
 a temporary SQLite study, its artifact store beside it) for (1 - --refit) of the budget (the
 trial that crosses it counts and is paid from the rest); then its best trial (the project's
-ranking) is trained once, as `vcr-hpo train` does, for as many epochs as the rest buys.
+ranking; with a `choose:` study key, the trial `vcr-hpo best` exports, its reason kept as
+`choice`) is trained once, as `vcr-hpo train` does, for as many epochs as the rest buys.
 
 Headline: accuracy on the held-out images of the model each strategy ends with (the final run's;
 the default's one run), mean +- standard error over seeds. The search's best val_acc is printed
@@ -527,8 +528,14 @@ def _run_search(job: Job) -> dict[str, Any]:
     study = optuna.load_study(study_name=name, storage=url)
     score_pending(study)
     top = top_trials(study, 1)
-    if top and job.strategy.label.endswith("-1se"):  # EXPERIMENT: the one-SE choice
-        top = [_one_se(study, url, name, space, overrides)]
+    why, val_best = None, (round(top[0].value, 4) if top else None)
+    if top and space.study.choose != "best":  # the trial `vcr-hpo best` would export
+        from hpo.outputs.configs import chosen_trial
+        from hpo.trial.artifacts import artifact_store, study_location
+
+        chosen, why = chosen_trial(study, store=artifact_store(url, name,
+                                                               study_location(study, url)))
+        top = [chosen]
     out: dict[str, Any] = {
         "trials": len(records), "pruned": sum(r.state == "PRUNED" for r in records),
         "search_epochs": sum(len(study.trials[r.number].user_attrs.get(EPOCH_SECONDS, ()))
@@ -539,8 +546,8 @@ def _run_search(job: Job) -> dict[str, Any]:
         out.update(holdout=None, val_best=None, chosen=None, final_epochs=0, final_charge=0.0)
     else:
         best = top[0]
-        out.update(val_best=round(best.value, 4), chosen_trial=best.number,
-                   chosen=dict(best.params))
+        out.update(val_best=val_best, chosen_trial=best.number,
+                   chosen=dict(best.params), **({"choice": why} if why else {}))
         if job.refit > 0:
             out.update(_train_final(space, dict(best.params), job, job.budget - charged[0]))
         if out.get("final_epochs", 0) == 0:  # no final run: the model is the trial's own
@@ -549,30 +556,6 @@ def _run_search(job: Job) -> dict[str, Any]:
     out["cpu_s"] = round(time.process_time() - t0 - anytime[0], 1)
     out["anytime_cpu_s"] = round(anytime[0], 1)
     return out
-
-
-def _one_se(study, url: str, name: str, space, overrides: dict):
-    from hpo.attrs import ATTR_STEP_COSTS
-    from hpo.paired import one_se_choice
-    from hpo.records import VALUE_STEP_ATTR
-    from hpo.study import top_trials
-    from hpo.trial.artifacts import artifact_store, study_location
-    from hpo.trial.equal_compute import cost_key
-    from hpo.trial.record_store import StoreRecords
-
-    records = StoreRecords(artifact_store(url, name, study_location(study, url)))
-    costs = study.user_attrs.get(ATTR_STEP_COSTS) or {}
-
-    def read(t):
-        step = t.user_attrs.get(VALUE_STEP_ATTR)
-        return None if step is None else records.read(t, int(step))
-
-    def cost(t):
-        return costs.get(cost_key(space.config_for(t.params, overrides)))
-
-    chosen, why = one_se_choice(top_trials(study), read, cost)
-    print(f"  [{name}] {why}", flush=True)
-    return chosen
 
 
 def _run_default(job: Job) -> dict[str, Any]:
@@ -587,10 +570,15 @@ def _run_default(job: Job) -> dict[str, Any]:
 
 
 def fingerprint(space) -> str:
-    """What a strategy ran, seed aside: a digest of its space (study block and parameters)."""
+    """What a strategy ran, seed aside: a digest of its space (study block and parameters)
+    and, when set, its `choose:` rule (left out of the study's own fingerprint: it picks among
+    finished trials, but here it picks what the strategy ends with)."""
     import hashlib
 
-    return hashlib.sha1(json.dumps(space.canonical(), sort_keys=True, default=str).encode()
+    what = space.canonical()
+    if space.study.choose != "best":
+        what = {**what, "choose": space.study.choose}
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()
                         ).hexdigest()[:10]
 
 

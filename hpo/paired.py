@@ -169,7 +169,7 @@ def one_se_choice(
         return best, (f"trial {best.number}, the best: no cheaper trial is within one standard "
                       f"error of it")
     return chosen, (f"trial {chosen.number}, the cheapest within one standard error of the best "
-                    f"(trial {best.number}): {_points(-chosen_diff)} points (SE "
+                    f"(trial {best.number}): {_points(0.0 - chosen_diff)} points (SE "
                     f"{chosen_se * 100:.1f}, paired on {len(top):,} validation images), "
                     f"{top_cost / chosen_cost:.2f}x cheaper per training image")
 

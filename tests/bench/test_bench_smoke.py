@@ -311,6 +311,15 @@ def test_search_quality_strategy_sets_any_study_key(sq, tmp_path):
     plain = sq.strategy_space(text, source, sq.parse_strategy("random"), 3)  # plain random search
     assert plain.study.sampler.type == "Random" and plain.study.trial_length == "epochs"
     assert plain.study.portfolio == 0 and plain.study.pruner is None
+    eq = "{type: GP}|none|{trial_length: compute"
+    gp = sq.strategy_space(text, source, sq.parse_strategy(f"gp={eq}}}"), 0)
+    one_se = sq.strategy_space(text, source, sq.parse_strategy(
+        f"gp-1se={eq}, choose: cheapest_within_1se}}"), 0)
+    assert one_se.study.choose == "cheapest_within_1se" and gp.study.choose == "best"
+    assert one_se.fingerprint == gp.fingerprint  # the study's: a choice among finished trials
+    assert sq.fingerprint(one_se) != sq.fingerprint(gp)  # the bench's: what a strategy ends with
+    assert sq.fingerprint(gp) == sq.fingerprint(sq.strategy_space(
+        text, source, sq.parse_strategy(f"gp={eq}, choose: best}}"), 0))
     with pytest.raises(ConfigError, match=r"^--strategy bad: .*no_such_key"):
         sq.strategy_space(text, source, sq.parse_strategy("bad=shipped|shipped|{no_such_key: 1}"),
                           0)
@@ -351,7 +360,9 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
     results = tmp_path / "runs.txt"
     argv = ["--quick", "--seeds", "0", "--trials-budget", "2", "--results", str(results),
             "--strategies", "random", "default",
-            "--strategy", "tpe-k2={type: TPE}|none|{keep_weights: {top: 2, per_backbone: 1}}"]
+            "--strategy", "tpe-k2={type: TPE}|none|{keep_weights: {top: 2, per_backbone: 1}}",
+            "--strategy", ("r-1se={type: Random}|none|{trial_length: compute, "
+                           "choose: cheapest_within_1se}")]
     monkeypatch.setattr(sys, "argv", [str(BENCH / "search_quality.py"), *argv])
     monkeypatch.setenv("VCR_HPO_BENCH_CACHE", str(tmp_path / "cache"))
     threads = torch.get_num_threads()
@@ -363,7 +374,8 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
     _command_line(out, "search_quality", "--quick")
     runs = sq.read_runs([str(results)])
     assert {(r["dataset"], r["strategy"]) for r in runs} == {
-        (d, s) for d in ("quick", "digits-quick") for s in ("random", "default", "tpe-k2")}
+        (d, s) for d in ("quick", "digits-quick")
+        for s in ("random", "default", "tpe-k2", "r-1se")}
     for r in runs:
         assert 0.0 <= r["holdout"] <= 1.0 and r["seed"] == 0 and r["trials"] >= 1
         if r["strategy"] == "default":  # equal compute: the whole budget, to half an epoch
@@ -374,14 +386,18 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
             assert r["search_charge"] >= r["budget"] / 2 and r["final_epochs"] >= 1
             assert r["used"] == pytest.approx(r["search_charge"] + r["final_charge"], abs=0.02)
             assert r["curve"][-1][0] == r["search_charge"]
-            assert str(r["chosen_trial"]) in r["scored"]  # its kept weights were scored
+            if r["strategy"] == "r-1se":  # the trial `vcr-hpo best` exports, and why
+                assert r["choice"].startswith(f"trial {r['chosen_trial']}, the ")
+            else:
+                assert "choice" not in r
+                assert str(r["chosen_trial"]) in r["scored"]  # its kept weights were scored
     (table,) = [t for t in tables(out) if t and "holdout" in t[0]]
     capsys.readouterr()
     assert sq.main(["--summarise", str(results)]) == 0  # the same table from the lines alone
     again = capsys.readouterr().out
     assert [t for t in tables(again) if t and "holdout" in t[0]] == [table]
     assert "goal 1 (shipped" in again and "goal 3" in again
-    assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2"}
+    assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2", "r-1se"}
 
 
 @pytest.mark.parametrize(("left", "setup", "epoch"), [
