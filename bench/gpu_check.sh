@@ -9,9 +9,15 @@
 #    trial must record the physical GPU that ran it;
 # 3. the same with trial_isolation: process (each trial a forked child of a CUDA-free parent);
 # 4. bench/gpu.py: fp32 vs AMP vs AMP + channels_last, and the preflight per batch size.
+#
+# Each step runs under its own time limit (GPU_CHECK_STEP_S, default 180 s): a step that hangs
+# is ended with SIGABRT, so Python's faulthandler prints where every process of it stood, and
+# the script goes on with the next step (one hang must not cost the rest of a short GPU lease).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONFAULTHANDLER=1 \
+  PYTHONUNBUFFERED=1
+source bench/_step.sh  # step CMD...: one step under GPU_CHECK_STEP_S
 vcr=(vcr-hpo); command -v vcr-hpo >/dev/null || vcr=(python -m hpo.cli)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -19,17 +25,17 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== machine"
 date -u
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv || true
-python -c "import torch, optuna; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
-'optuna', optuna.__version__)"
+step python -c "import torch, optuna; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'optuna', optuna.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 
-n=$(python -c "from hpo.run.devices import visible_gpus; print(len(visible_gpus()))")
+n=$(timeout -k 5 60 python -c "from hpo.run.devices import visible_gpus; print(len(visible_gpus()))" || echo 0)
 echo "visible GPUs: $n"
 if [ "$n" -ge 2 ]; then gpu_args=(--workers 2 --gpus 0,1); else gpu_args=(--workers 2 --workers-per-gpu 2); fi
 if [ "$n" -lt 1 ]; then echo "no CUDA GPU visible: nothing to check"; exit 1; fi
 
 echo
 echo "== device plan for ${gpu_args[*]}"
-python - "${gpu_args[@]}" <<'PY'
+step python - "${gpu_args[@]}" <<'PY'
 import sys
 from hpo.run.devices import device_plan, parse_gpus
 a = sys.argv[1:]
@@ -62,7 +68,7 @@ fixed:
 YAML
 
 report() {
-python - "$1" <<'PY'
+step python - "$1" <<'PY'
 import math, sys
 import optuna
 from hpo.constraints import is_infeasible
@@ -93,14 +99,14 @@ for isolation in none process; do
   echo "== study: ${gpu_args[*]} --device cuda --trial-isolation $isolation (AMP on)"
   url="sqlite:///$tmp/gpu-$isolation.db"
   start=$(date +%s)
-  "${vcr[@]}" run --space "$tmp/gpu.yaml" --storage "$url" --device cuda "${gpu_args[@]}" \
+  step "${vcr[@]}" run --space "$tmp/gpu.yaml" --storage "$url" --device cuda "${gpu_args[@]}" \
     --trial-isolation "$isolation" --quiet
   echo "  wall: $(( $(date +%s) - start )) s"
-  "${vcr[@]}" status --storage "$url"
+  step "${vcr[@]}" status --storage "$url"
   report "$url"
 done
 
 echo
 echo "== bench/gpu.py (fp32 / AMP / AMP + channels_last) and the memory preflight"
-python bench/gpu.py --backbones resnet18 resnet50 --image-sizes 224 --batch-size 64 \
+step python bench/gpu.py --backbones resnet18 resnet50 --image-sizes 224 --batch-size 64 \
   --train 1024 --val 256 --epochs 2 --preflight

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
@@ -453,3 +454,27 @@ def test_search_quality_startup_table_ranks_the_best_after_the_first_trials(sq):
     assert rows["random"][4] == "0.4" and rows["random"][6] == "2/2"
     assert "resnet18 x2 (0.800)" in lines[3 + list(rows).index("portfolio")]
     assert sq.startup_lines(runs, first=5) == []  # no run has 5 trials: no table
+
+
+def test_gpu_check_step_ends_a_hung_step_says_where_and_goes_on(tmp_path):
+    """bench/gpu_check.sh runs each check through `step` (bench/_step.sh): a hang is ended at
+    the limit with Python's traceback of where it stood, and the next check still runs."""
+    import subprocess
+
+    hang = tmp_path / "hang.py"
+    hang.write_text("import time\n\ndef waiting_for_cuda():\n    time.sleep(60)\n\n"
+                    "waiting_for_cuda()\n")
+    script = (f"set -euo pipefail; source {BENCH / '_step.sh'}; step python {hang}; "
+              "step false; echo next check ran")
+    env = {**os.environ, "GPU_CHECK_STEP_S": "2", "PYTHONFAULTHANDLER": "1"}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "in waiting_for_cuda" in out  # faulthandler: where the hung process stood
+    assert "!! timed out after 2 s (limit 2 s" in out
+    assert "!! failed with rc 1 after" in out and "next check ran" in out
+    text = (BENCH / "gpu_check.sh").read_text()
+    assert "source bench/_step.sh" in text and "PYTHONFAULTHANDLER=1" in text
+    for check in ('step "${vcr[@]}" run ', "step python bench/gpu.py"):
+        assert check in text, check
