@@ -154,7 +154,12 @@ def one_se_choice(
         what = "validation record" if top is None else "measured cost per image"
         return best, f"trial {best.number}, the best: it has no {what} to compare others on"
     chosen, chosen_cost, chosen_diff, chosen_se = best, top_cost, 0.0, 0.0
+    # one SE is at most 1/sqrt(n - 1) (per-image differences lie in [-1, 1]): the trials ranked
+    # further behind cannot be within it, so a study of 10,000 trials reads a few records
+    reach = 1.0 / math.sqrt(max(1, len(top) - 1))
     for t in ranked[1:]:
+        if best.values and t.values and best.values[0] - t.values[0] > reach + 1e-9:
+            break
         c = cost(t)
         if c is None or c >= chosen_cost:
             continue
