@@ -164,13 +164,7 @@ def _parse_choose(errs: _Errors, value: Any, where: tuple, length: Any,
     the measured costs of trial_length: compute and the per-image records of val_acc."""
     from ..paired import CHOICE_RULES
 
-    if value is None:
-        return "best"
-    if value not in CHOICE_RULES if _is_scalar(value) else True:
-        errs.add(where, f"must be one of {', '.join(CHOICE_RULES)}", value,
-                 _did_you_mean(value, CHOICE_RULES) if isinstance(value, str)
-                 else "Write choose: cheapest_within_1se (or best, the default)")
-        return _MISSING
+    value = _one_of(errs, value, where, CHOICE_RULES, "choose: cheapest_within_1se")
     if value == "cheapest_within_1se":
         if length not in ("compute", _MISSING):
             errs.add(where, "compares the costs per image that trial_length: compute measures",
@@ -188,12 +182,18 @@ def _parse_trial_length(errs: _Errors, value: Any, where: tuple) -> Any:
     """`trial_length`: epochs (default) or compute (hpo.trial.equal_compute)."""
     from ..trial.equal_compute import TRIAL_LENGTHS
 
+    return _one_of(errs, value, where, TRIAL_LENGTHS, "trial_length: compute")
+
+
+def _one_of(errs: _Errors, value: Any, where: tuple, options: tuple[str, ...],
+            example: str) -> Any:
+    """A key whose value names one of `options` (the first is the default, for null)."""
     if value is None:
-        return "epochs"
-    if value not in TRIAL_LENGTHS if _is_scalar(value) else True:
-        errs.add(where, f"must be one of {', '.join(TRIAL_LENGTHS)}", value,
-                 _did_you_mean(value, TRIAL_LENGTHS) if isinstance(value, str)
-                 else "Write trial_length: compute (or epochs, the default)")
+        return options[0]
+    if value not in options if _is_scalar(value) else True:
+        errs.add(where, f"must be one of {', '.join(options)}", value,
+                 _did_you_mean(value, options) if isinstance(value, str)
+                 else f"Write {example} (or {options[0]}, the default)")
         return _MISSING
     return value
 
