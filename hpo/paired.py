@@ -45,6 +45,7 @@ __all__ = [
     "p_worse",
     "paired_interval",
     "paired_se",
+    "value_record",
 ]
 
 #: `study.choose` values: which trial `vcr-hpo best` exports and the run's summary names for
@@ -233,7 +234,7 @@ def describe_diff(number: int, d: PairedDiff) -> str:
             f"{ci}, {on})")
 
 
-def _value_record(read: ReadRecord, t: FrozenTrial,
+def value_record(read: ReadRecord, t: FrozenTrial,
                   lookup: Callable[[int], FrozenTrial | None] | None) -> ValRecord | None:
     """The record of the evaluation that gave `t` its value (a resumed trial's may be its
     origin's)."""
@@ -283,8 +284,8 @@ def default_comparison(
     if read is None:
         return f"{_NO}: the study records no artifact store"
     try:
-        mine = _value_record(read, best, lookup)
-        theirs = _value_record(read, default, lookup)
+        mine = value_record(read, best, lookup)
+        theirs = value_record(read, default, lookup)
     except Exception as exc:  # noqa: BLE001 - the sentence informs, it never fails a command
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"{_NO}: its validation records cannot be read ({type(exc).__name__}: {text})"

@@ -49,8 +49,7 @@ def chosen_trial(study: optuna.Study, *, store: Any = None) -> tuple[FrozenTrial
         VcrHpoError: no trial has completed yet, or no stored search space.
     """
     from ..attrs import STEP_COST
-    from ..paired import one_se_choice
-    from ..records import VALUE_STEP_ATTR
+    from ..paired import one_se_choice, value_record
     from ..trial.record_store import StoreRecords, store_of
 
     best = best_trial(study)
@@ -65,11 +64,11 @@ def chosen_trial(study: optuna.Study, *, store: Any = None) -> tuple[FrozenTrial
         return best, (f"trial {best.number}, the best: the study records no artifact store, so "
                       "no validation records to compare others on")
     records = StoreRecords(store)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
 
     def read(t: FrozenTrial) -> Any:
-        step = t.user_attrs.get(VALUE_STEP_ATTR)
-        try:
-            return None if step is None else records.read(t, int(step))
+        try:  # a resumed trial's record may be its origin's (as in the default comparison)
+            return value_record(records.read, t, by_number.get)
         except Exception:  # noqa: BLE001 - an unreadable record: that trial is no candidate
             return None
 

@@ -29,8 +29,8 @@ from typing import Any
 from ..attrs import ATTR_STEP_COSTS
 from ..config import TrainConfig
 
-__all__ = ["MAX_FACTOR", "TRIAL_LENGTHS", "cost_key", "equal_compute_epochs", "kept_cost",
-           "measure_cost", "trial_epochs"]
+__all__ = ["MAX_FACTOR", "TRIAL_LENGTHS", "cost_key", "equal_compute_epochs", "measure_cost",
+           "trial_epochs", "trial_length"]
 
 #: `study.trial_length` values: a trial trains the configured `epochs`, or equal compute.
 TRIAL_LENGTHS = ("epochs", "compute")
@@ -75,6 +75,12 @@ def trial_epochs(study: Any, cfg: TrainConfig, default: TrainConfig,
                  measure=measure_cost) -> int:
     """The epochs `cfg` trains in `study` at the compute of `default`'s epochs; the costs it
     needs are read from the study's `step_costs`, measured and added there when missing."""
+    return trial_length(study, cfg, default, measure)[0]
+
+
+def trial_length(study: Any, cfg: TrainConfig, default: TrainConfig,
+                 measure=measure_cost) -> tuple[int, float]:
+    """`trial_epochs` and `cfg`'s seconds per training image, from one read of the costs."""
     kept: Mapping[str, float] = study.user_attrs.get(ATTR_STEP_COSTS) or {}
     costs = dict(kept)
     for c in (default, cfg):
@@ -85,11 +91,6 @@ def trial_epochs(study: Any, cfg: TrainConfig, default: TrainConfig,
         fresh = dict(study.user_attrs.get(ATTR_STEP_COSTS) or {})  # another worker's too
         study.set_user_attr(ATTR_STEP_COSTS, {**costs, **fresh})
         costs = {**costs, **fresh}
-    return equal_compute_epochs(default.epochs, costs[cost_key(default)], costs[cost_key(cfg)],
-                                warmup_epochs=cfg.warmup_epochs)
-
-
-def kept_cost(study: Any, cfg: TrainConfig) -> float | None:
-    """`cfg`'s seconds per training image as kept in `study`'s `step_costs`; None if not there."""
-    cost = (study.user_attrs.get(ATTR_STEP_COSTS) or {}).get(cost_key(cfg))
-    return None if cost is None else float(cost)
+    cost = float(costs[cost_key(cfg)])
+    return equal_compute_epochs(default.epochs, costs[cost_key(default)], cost,
+                                warmup_epochs=cfg.warmup_epochs), cost

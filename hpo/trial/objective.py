@@ -47,7 +47,7 @@ from ..constraints import (
 from ..metrics import EPOCH_METRICS, metric_values, per_class_recall
 from ..records import VALUE_STEP_ATTR
 from ..train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
-from .equal_compute import kept_cost, trial_epochs
+from .equal_compute import trial_length
 from .fidelity import SecondsReports, seconds_reports, train_seconds
 from .memory import memory_preflight
 from .record_store import RecordWriter
@@ -175,11 +175,10 @@ class Objective:
             cfg = self.space.config_for(params, self.overrides)
             if self.space.study.trial_length == "compute":
                 default = self.space.config_for(self.space.baseline(), self.overrides)
-                cfg = cfg.replace(epochs=trial_epochs(trial.study, cfg, default))
-                trial.set_user_attr(TRIAL_EPOCHS, cfg.epochs)
-                cost = kept_cost(trial.study, cfg)  # study.choose: cheapest_within_1se
-                if cost is not None:
-                    trial.set_user_attr(STEP_COST, cost)
+                epochs, cost = trial_length(trial.study, cfg, default)
+                cfg = cfg.replace(epochs=epochs)
+                trial.set_user_attr(TRIAL_EPOCHS, epochs)
+                trial.set_user_attr(STEP_COST, cost)  # study.choose: cheapest_within_1se
             start, on_state = None, None
             if self.artifacts is not None:
                 start, on_state = self._checkpointing(trial, params, cfg, reports, clock,
