@@ -124,7 +124,8 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     fidelity, grid = _parse_fidelity(errs, raw, path, metrics if ok else None, every)
     sampler = _parse_algorithm(errs, path + ("sampler",), raw.get("sampler", _MISSING), "sampler")
     pruner = _parse_algorithm(errs, path + ("pruner",), raw.get("pruner", None), "pruner",
-                              epochs=every not in (None, _MISSING), seconds=grid)
+                              epochs=every not in (None, _MISSING),
+                              seconds=1 if fidelity == "compute" else grid, unit=fidelity)
     if sampler is _MISSING or pruner is _MISSING or every is _MISSING or fidelity is _MISSING:
         ok = False
     isolation = raw.get("trial_isolation", "none")
@@ -294,7 +295,8 @@ def _parse_report_every(errs: _Errors, raw: Mapping, path: tuple) -> tuple[Any, 
 
 def _parse_fidelity(errs: _Errors, raw: Mapping, path: tuple, metrics: Any,
                     every: Any) -> tuple[Any, int | None]:
-    """(fidelity, report_seconds): ("epochs", None) by default, _MISSING first on error."""
+    """(fidelity, report_seconds): ("epochs", None) by default, report_seconds None but with
+    fidelity: seconds; _MISSING first on error."""
     from ..trial.fidelity import DEFAULT_REPORT_SECONDS, FIDELITIES
 
     fidelity = raw.get("fidelity", "epochs")
@@ -306,23 +308,26 @@ def _parse_fidelity(errs: _Errors, raw: Mapping, path: tuple, metrics: Any,
                  _did_you_mean(fidelity, FIDELITIES) if isinstance(fidelity, str)
                  else "Write fidelity: seconds (or epochs, the default)")
         return _MISSING, None
+    if fidelity != "seconds" and grid is not None:
+        errs.add(path + ("report_seconds",), "applies to fidelity: seconds only", grid,
+                 "Add fidelity: seconds, or remove report_seconds" if fidelity == "epochs" else
+                 "Remove report_seconds: with fidelity: compute reports fall every default "
+                 "epoch of compute")
+        return _MISSING, None
     if fidelity == "epochs":
-        if grid is not None:
-            errs.add(path + ("report_seconds",), "applies to fidelity: seconds only", grid,
-                     "Add fidelity: seconds, or remove report_seconds")
-            return _MISSING, None
         return fidelity, None
-    if grid is None:
+    if fidelity == "seconds" and grid is None:
         grid = DEFAULT_REPORT_SECONDS
     elif isinstance(grid, float) and grid.is_integer():
         grid = int(grid)
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+    if fidelity == "seconds" and (isinstance(grid, bool) or not isinstance(grid, int)
+                                  or grid < 1):
         errs.add(path + ("report_seconds",), "must be a whole number of seconds >= 1", grid,
                  f"Write e.g. {DEFAULT_REPORT_SECONDS} (seconds of training between reports)")
         return _MISSING, None
     if every not in (None, _MISSING):
         errs.add(path + ("report_every",), "counts fractions of an epoch, and with fidelity: "
-                 "seconds reports fall every report_seconds", every,
+                 f"{fidelity} reports fall on its own grid", every,
                  "Remove report_every, or use fidelity: epochs")
         return _MISSING, None
     if metrics is not None and len(metrics) > 1:
@@ -383,11 +388,13 @@ def _string_list(errs: _Errors, raw: Mapping, path: tuple, one: str, many: str,
 
 
 def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
-                     epochs: bool = False, seconds: int | None = None) -> Any:
+                     epochs: bool = False, seconds: int | None = None,
+                     unit: Any = "seconds") -> Any:
     """A sampler/pruner spec: AlgorithmSpec, None (no pruner), or _MISSING on error.
 
     `epochs`: the pruner's step arguments count epochs and may be fractions (report_every).
-    `seconds`: they count whole seconds on a report grid of that many seconds (fidelity).
+    `seconds`: they count whole grid points, `seconds` apart (fidelity: seconds; 1 with
+    fidelity: compute, `unit` "compute": whole default epochs).
     """
     reg = SAMPLERS if kind == "sampler" else PRUNERS
     if raw is _MISSING:
@@ -424,7 +431,7 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
             ok = False
         elif kind == "pruner" and (name, key) in NESTED_PRUNER_ARGS:
             nested = _parse_algorithm(errs, path + (key,), value, "pruner", epochs=epochs,
-                                      seconds=seconds)
+                                      seconds=seconds, unit=unit)
             if nested is _MISSING:
                 ok = False
             args[key] = nested
@@ -446,21 +453,21 @@ def _parse_algorithm(errs: _Errors, path: tuple, raw: Any, kind: str, *,
         if bad:
             return _MISSING
     if seconds and kind == "pruner" and name == "Paired":
-        # Records are keyed by epoch; a seconds grid reports carried-forward values that
+        # Records are keyed by epoch; a grid reports carried-forward values that
         # have no record of their own, so the paired test would have nothing to pair.
         errs.add(path + ("type",), "pairs per-image records at epoch steps, not with "
-                 "fidelity: seconds", name, "Use fidelity: epochs, or a pruner without Paired")
+                 f"fidelity: {unit}", name, "Use fidelity: epochs, or a pruner without Paired")
         return _MISSING
     if seconds and kind == "pruner":
-        from ..trial.subepoch import STEP_ARGS, seconds_arg_problems
+        from ..trial.subepoch import STEP_ARGS, grid_arg_problems
 
-        unit_problems = seconds_arg_problems(name, args, seconds)
+        unit_problems = grid_arg_problems(name, args, seconds, unit)
         for key, rule, fix in unit_problems:
             errs.add(path + (key,), rule, args[key], fix)
         if unit_problems:
             return _MISSING
         args = {k: int(v) if k in STEP_ARGS.get(name, ()) and isinstance(v, float) else v
-                for k, v in args.items()}  # 30.0 seconds is step 30
+                for k, v in args.items()}  # 30.0 seconds (or default epochs) is step 30
         checked = args
     problems = check_algorithm_args(kind, name, checked)
     for prob in problems:

@@ -45,7 +45,7 @@ class StudySpec:
     trial_stall_timeout: float | None = STALL_TIMEOUT  # None: no limit; left out of canonical()
     report_every: float | None = None  # fraction of an epoch between reports (hpo.trial.subepoch)
     report_val_images: int | None = None  # validation images a mid-epoch report scores
-    fidelity: str = "epochs"  # what a pruner step counts: epochs or seconds (hpo.trial.fidelity)
+    fidelity: str = "epochs"  # what a pruner step counts: epochs, seconds or compute (hpo.trial.fidelity)
     report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
     portfolio: int = 0  # shipped portfolio entries after trial 0 (hpo.run.portfolio); 0: off
     trial_length: str = "epochs"  # epochs, or compute: the default's epochs' compute (hpo.trial.equal_compute)

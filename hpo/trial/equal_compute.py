@@ -30,7 +30,7 @@ from ..attrs import ATTR_STEP_COSTS
 from ..config import TrainConfig
 
 __all__ = ["MAX_FACTOR", "TRIAL_LENGTHS", "cost_key", "equal_compute_epochs", "measure_cost",
-           "trial_epochs", "trial_length"]
+           "step_costs", "trial_epochs", "trial_length"]
 
 #: `study.trial_length` values: a trial trains the configured `epochs`, or equal compute.
 TRIAL_LENGTHS = ("epochs", "compute")
@@ -81,6 +81,15 @@ def trial_epochs(study: Any, cfg: TrainConfig, default: TrainConfig,
 def trial_length(study: Any, cfg: TrainConfig, default: TrainConfig,
                  measure=measure_cost) -> tuple[int, float]:
     """`trial_epochs` and `cfg`'s seconds per training image, from one read of the costs."""
+    cost, cost_default = step_costs(study, cfg, default, measure)
+    return equal_compute_epochs(default.epochs, cost_default, cost,
+                                warmup_epochs=cfg.warmup_epochs), cost
+
+
+def step_costs(study: Any, cfg: TrainConfig, default: TrainConfig,
+               measure=measure_cost) -> tuple[float, float]:
+    """(cost of `cfg`, cost of `default`): seconds per training image, read from the study's
+    `step_costs` (one read), measured and added there when missing."""
     kept: Mapping[str, float] = study.user_attrs.get(ATTR_STEP_COSTS) or {}
     costs = dict(kept)
     for c in (default, cfg):
@@ -91,6 +100,4 @@ def trial_length(study: Any, cfg: TrainConfig, default: TrainConfig,
         fresh = dict(study.user_attrs.get(ATTR_STEP_COSTS) or {})  # another worker's too
         study.set_user_attr(ATTR_STEP_COSTS, {**costs, **fresh})
         costs = {**costs, **fresh}
-    cost = float(costs[cost_key(cfg)])
-    return equal_compute_epochs(default.epochs, costs[cost_key(default)], cost,
-                                warmup_epochs=cfg.warmup_epochs), cost
+    return float(costs[cost_key(cfg)]), float(costs[cost_key(default)])

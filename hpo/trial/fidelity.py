@@ -1,4 +1,5 @@
-"""What a pruner's step counts (`study.fidelity`): epochs, or seconds of training on a fixed grid.
+"""What a pruner's step counts (`study.fidelity`): epochs, seconds of training on a fixed grid, or
+compute on a fixed grid (epochs of the default configuration's measured cost).
 
 With `fidelity: seconds` a trial's clock is the sum of its epochs' measured seconds (training and
 validation, `EpochMetrics.seconds`: what the user pays), and it reports at every grid point
@@ -12,7 +13,16 @@ values), so it reports exactly the steps and values its origin did, then goes on
 clock. Seconds are wall seconds on the trial's device: a study compares trials fairly when its
 workers run under similar load (one worker per GPU; on CPU fixed threads and no other jobs).
 
-Pruner step arguments are then seconds (`hpo.trial.subepoch.seconds_arg_problems` checks them).
+With `fidelity: compute` the clock counts compute in units of one epoch of the space's default
+configuration: each epoch adds cost(config) / cost(default), the seconds per training image one
+training step takes (measured once per configuration and kept in the study, as
+`trial_length: compute` measures them, `hpo.trial.equal_compute`), and reports fall at 1, 2, 3, ...
+default epochs. A backbone that costs half per image passes one grid point every two of its
+epochs. The clock does not depend on the machine or its load, so rungs written in default epochs
+mean the same on a laptop and a GPU node, and a resumed trial's replay is exact by construction.
+
+Pruner step arguments are then whole seconds or whole default epochs
+(`hpo.trial.subepoch.grid_arg_problems` checks them).
 Imports no torch: the space parser reads the names here.
 """
 
@@ -30,14 +40,14 @@ __all__ = [
     "FIDELITIES",
     "TRAIN_EPOCHS_ATTR",
     "TRAIN_SECONDS_ATTR",
-    "SecondsReports",
+    "GridReports",
+    "grid_reports",
     "refit_seconds",
-    "seconds_reports",
     "train_seconds",
 ]
 
 #: `study.fidelity` values: what one pruner step counts.
-FIDELITIES = ("epochs", "seconds")
+FIDELITIES = ("epochs", "seconds", "compute")
 #: Seconds of training between reports with `fidelity: seconds` unless `report_seconds` says.
 DEFAULT_REPORT_SECONDS = 10
 #: User attrs of every trial that trained an epoch: seconds of all its epochs (a resumed trial's
@@ -47,18 +57,23 @@ TRAIN_EPOCHS_ATTR = "train_epochs"
 _EPS = 1e-9
 
 
-class SecondsReports:
-    """A trial's training clock and the grid reports it owes (`fidelity: seconds`).
+class GridReports:
+    """A trial's training clock and the grid reports it owes (`fidelity: seconds` or `compute`).
 
     Args:
-        every: whole seconds between grid points (`study.report_seconds`).
+        every: whole clock units between grid points (`study.report_seconds`; 1 for compute).
+        per_epoch: what each epoch adds to the clock when it counts compute (the config's cost
+            per image over the default's); None: each epoch adds its measured seconds.
     """
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int, per_epoch: float | None = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every: must be a whole number of seconds >= 1, got {every!r}")
+        if per_epoch is not None and not (math.isfinite(per_epoch) and per_epoch > 0):
+            raise ValueError(f"per_epoch: must be finite and > 0, got {per_epoch!r}")
         self.every = every
-        self.seconds = 0.0  # the clock: seconds of the epochs so far
+        self.per_epoch = per_epoch
+        self.elapsed = 0.0  # the clock: seconds (or default epochs of compute) so far
         self.epochs = 0
         self._value: float | None = None  # the latest epoch's value (known since `seconds`)
         self._next = every  # the next grid point to report
@@ -68,27 +83,36 @@ class SecondsReports:
 
         A grid point inside the epoch gets the value before it (the one known at that time);
         a point on the epoch's end gets `value`. Report each, and ask the pruner after each, so
-        a rung is judged at its own step.
+        a rung is judged at its own step. A clock that counts compute adds `per_epoch` and
+        ignores `seconds`.
         """
         if not (math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"seconds: must be finite and >= 0, got {seconds!r}")
-        end = self.seconds + seconds
+        end = self.elapsed + (seconds if self.per_epoch is None else self.per_epoch)
         due: list[tuple[int, float]] = []
         while self._next <= end + _EPS:
             known = value if self._next >= end - _EPS else self._value
             if known is not None:
                 due.append((self._next, known))
             self._next += self.every
-        self.seconds, self._value = end, value
+        self.elapsed, self._value = end, value
         self.epochs += 1
         return due
 
 
-def seconds_reports(study: StudySpec) -> SecondsReports | None:
-    """A fresh clock for one trial of `study`, or None when its steps count epochs."""
-    if getattr(study, "fidelity", "epochs") != "seconds":
-        return None
-    return SecondsReports(study.report_seconds or DEFAULT_REPORT_SECONDS)
+def grid_reports(study: StudySpec, cost_ratio: float | None = None) -> GridReports | None:
+    """A fresh clock for one trial of `study`, or None when its steps count epochs.
+
+    `cost_ratio`: with `fidelity: compute`, the trial's cost per training image over the
+    default's (required then; each epoch adds it to the clock)."""
+    fidelity = getattr(study, "fidelity", "epochs")
+    if fidelity == "seconds":
+        return GridReports(study.report_seconds or DEFAULT_REPORT_SECONDS)
+    if fidelity == "compute":
+        if cost_ratio is None:
+            raise ValueError("fidelity: compute needs the trial's cost ratio to the default")
+        return GridReports(1, per_epoch=cost_ratio)
+    return None
 
 
 def train_seconds(epoch_seconds: list[float]) -> dict[str, Any]:

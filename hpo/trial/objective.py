@@ -47,8 +47,8 @@ from ..constraints import (
 from ..metrics import EPOCH_METRICS, metric_values, per_class_recall
 from ..records import VALUE_STEP_ATTR
 from ..train import EpochMetrics, NonFiniteLossError, RunInfo, build_state, train_model
-from .equal_compute import trial_length
-from .fidelity import SecondsReports, seconds_reports, train_seconds
+from .equal_compute import equal_compute_epochs, step_costs
+from .fidelity import GridReports, grid_reports, train_seconds
 from .memory import memory_preflight
 from .record_store import RecordWriter
 from .subepoch import DEFAULT_VAL_IMAGES, SubEpochReports
@@ -166,19 +166,25 @@ class Objective:
         start = None
         recorder = RecordWriter(trial, self.artifacts) if self.artifacts is not None else None
         reports = self._sub_epoch_reports(trial, recorder) if single else None
-        clock = seconds_reports(self.space.study) if single else None
+        clock: GridReports | None = None
 
         def step_of(epoch: int) -> int:  # the step an epoch's end is reported (and recorded) at
             return epoch if reports is None else reports.epoch_step(epoch)
         try:
             params = self.space.suggest(trial)
             cfg = self.space.config_for(params, self.overrides)
-            if self.space.study.trial_length == "compute":
+            ratio = None
+            if "compute" in (self.space.study.trial_length, self.space.study.fidelity):
                 default = self.space.config_for(self.space.baseline(), self.overrides)
-                epochs, cost = trial_length(trial.study, cfg, default)
-                cfg = cfg.replace(epochs=epochs)
-                trial.set_user_attr(TRIAL_EPOCHS, epochs)
+                cost, cost_default = step_costs(trial.study, cfg, default)
+                ratio = cost / cost_default
                 trial.set_user_attr(STEP_COST, cost)  # study.choose: cheapest_within_1se
+                if self.space.study.trial_length == "compute":
+                    epochs = equal_compute_epochs(default.epochs, cost_default, cost,
+                                                  warmup_epochs=cfg.warmup_epochs)
+                    cfg = cfg.replace(epochs=epochs)
+                    trial.set_user_attr(TRIAL_EPOCHS, epochs)
+            clock = grid_reports(self.space.study, ratio) if single else None
             start, on_state = None, None
             if self.artifacts is not None:
                 start, on_state = self._checkpointing(trial, params, cfg, reports, clock,
@@ -213,12 +219,14 @@ class Objective:
                     recorder.write(step)  # before the report: the pruner may read it
                 if single and self.metrics[0] in EPOCH_METRICS:
                     value = getattr(m, self.metrics[0])
-                    if clock is not None:  # steps are seconds: each grid point passed, in order
+                    if clock is not None:  # steps are grid points: each one passed, in order
                         for grid_step, known in clock.epoch_end(m.seconds, value):
                             trial.report(known, grid_step)
                             if trial.should_prune():
+                                unit = ("s of training" if clock.per_epoch is None
+                                        else "default epochs of compute")
                                 raise optuna.TrialPruned(
-                                    f"pruned at {grid_step} s of training (epoch {m.epoch})")
+                                    f"pruned at {grid_step} {unit} (epoch {m.epoch})")
                         return
                     trial.report(value, step)
                     if trial.should_prune():
@@ -329,7 +337,7 @@ class Objective:
 
     def _checkpointing(self, trial: optuna.Trial, params: Mapping[str, Any], cfg: Any,
                        reports: SubEpochReports | None = None,
-                       clock: SecondsReports | None = None, writers: list[Any] | None = None):
+                       clock: GridReports | None = None, writers: list[Any] | None = None):
         """(state to resume or None, on_state saver) for a trial with an artifact store.
 
         The saver hands states to a `CheckpointWriter` (appended to `writers`; the caller
@@ -373,7 +381,7 @@ class Objective:
                     if reports is not None:
                         reports.n_train = len(start.data.train_y)  # its steps count images
                     for m in start.history:  # the pruner sees the origin's curve, then ours
-                        if clock is not None:  # the origin's seconds: its steps, its clock
+                        if clock is not None:  # the origin's epochs: its steps, its clock
                             for step, known in clock.epoch_end(m.seconds, getattr(m, metric)):
                                 trial.report(known, step)
                             continue

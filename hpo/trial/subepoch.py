@@ -10,8 +10,8 @@ stays what the trial returns.
 
 Pruner arguments that count steps are written in epochs (fractions allowed with report_every)
 and become images when the pruner is built (`scale_pruner`); `patience` counts reports. With
-`study.fidelity: seconds` (`hpo.trial.fidelity`) they are whole seconds of training instead, on the
-report grid (`seconds_arg_problems`).
+`study.fidelity: seconds` or `compute` (`hpo.trial.fidelity`) they are whole seconds of training,
+or whole epochs of the default's compute, instead, on the report grid (`grid_arg_problems`).
 
 Imports no torch at module level: the space parser uses `proxy_args` and the step table.
 """
@@ -37,7 +37,7 @@ __all__ = [
     "proxy_args",
     "report_batches",
     "scale_pruner",
-    "seconds_arg_problems",
+    "grid_arg_problems",
 ]
 
 #: Validation images scored at a mid-epoch report unless `report_val_images` says otherwise.
@@ -76,13 +76,15 @@ def proxy_args(name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], list
 _GRID_ARGS = frozenset({"n_warmup_steps", "min_resource", "max_resource"})
 
 
-def seconds_arg_problems(name: str, args: Mapping[str, Any],
-                         every: int) -> list[tuple[str, str, str]]:
-    """(arg, rule, fix) for each step arg of pruner `name` that is not seconds on a grid of `every`.
+def grid_arg_problems(name: str, args: Mapping[str, Any], every: int,
+                      unit: str = "seconds") -> list[tuple[str, str, str]]:
+    """(arg, rule, fix) for each step arg of pruner `name` that is not a whole grid point.
 
-    Steps are grid points in whole seconds, so step args are whole seconds; a rung or warm-up end
-    is a multiple of `every` (0 allowed), which also catches a value meant as epochs. "auto" is
-    left to Optuna (it derives it from the first trials' steps, seconds already). Wilcoxon's
+    `unit`: the fidelity, "seconds" (a grid of `every` seconds) or "compute" (a grid of one
+    epoch of the default's compute; `every` is 1). Steps are grid points in whole units, so
+    step args are whole numbers; with seconds a rung or warm-up end is a multiple of `every`
+    (0 allowed), which also catches a value meant as epochs. "auto" is left to Optuna (it
+    derives it from the first trials' steps, grid points already). Wilcoxon's
     `n_startup_steps` counts common reports.
     """
     out = []
@@ -93,8 +95,12 @@ def seconds_arg_problems(name: str, args: Mapping[str, Any],
         whole = (not isinstance(value, bool) and isinstance(value, (int, float))
                  and math.isfinite(value) and float(value).is_integer())
         if not whole:
-            out.append((key, "counts whole seconds of training (fidelity: seconds)",
-                        f"Write whole seconds such as {every * 3}"))
+            if unit == "compute":
+                out.append((key, "counts whole epochs of the default's compute "
+                            "(fidelity: compute)", "Write whole default epochs such as 1 or 3"))
+            else:
+                out.append((key, "counts whole seconds of training (fidelity: seconds)",
+                            f"Write whole seconds such as {every * 3}"))
         elif key in _GRID_ARGS and value > 0 and value % every:
             rule = ("counts seconds of training (fidelity: seconds) and must be a multiple of "
                     f"report_seconds ({every})")

@@ -172,8 +172,10 @@ def build_schema() -> dict:
             "report_val_images": {"type": "integer", "minimum": 1,
                                   "description": "validation images a mid-epoch report scores"},
             "fidelity": {"enum": [*FIDELITIES, None],
-                         "description": "what a pruner step counts: epochs (default) or seconds "
-                                        "of training (reports on a grid of report_seconds)"},
+                         "description": "what a pruner step counts: epochs (default), seconds "
+                                        "of training (reports on a grid of report_seconds) or "
+                                        "compute (reports every epoch of the default's "
+                                        "measured compute)"},
             "report_seconds": {"type": "integer", "minimum": 1,
                                "description": "seconds of training between reports with "
                                               f"fidelity: seconds (default "

@@ -1,4 +1,5 @@
-"""`study.fidelity: seconds`: pruner steps are seconds of training on a fixed grid (hpo.trial.fidelity)."""
+"""`study.fidelity: seconds` / `compute`: pruner steps are seconds of training, or epochs of the
+default's measured compute, on a fixed grid (hpo.trial.fidelity)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from hpo.trial.fidelity import (
     DEFAULT_REPORT_SECONDS,
     TRAIN_EPOCHS_ATTR,
     TRAIN_SECONDS_ATTR,
-    SecondsReports,
+    GridReports,
+    grid_reports,
     refit_seconds,
-    seconds_reports,
     train_seconds,
 )
 
@@ -73,31 +74,52 @@ def _space(**study):
     (10, [(3.0, 0.1), (3.0, 0.2)], []),  # a trial shorter than the grid reports nothing
 ])
 def test_grid_reports_carry_the_value_known_at_each_point(every, epochs, expected):
-    clock = SecondsReports(every)
+    clock = GridReports(every)
     got = [r for seconds, value in epochs for r in clock.epoch_end(seconds, value)]
     assert got == expected
-    assert clock.seconds == pytest.approx(sum(s for s, _ in epochs))
+    assert clock.elapsed == pytest.approx(sum(s for s, _ in epochs))
 
 
 def test_replayed_epochs_give_the_same_reports_then_go_on():
     """A resumed trial feeds its origin's recorded epochs first: same steps, same clock."""
     epochs = [(1.3, 0.1), (0.9, 0.4), (1.7, 0.5), (1.1, 0.6)]
-    whole = SecondsReports(1)
+    whole = GridReports(1)
     straight = [whole.epoch_end(s, v) for s, v in epochs]
-    origin, retry = SecondsReports(1), SecondsReports(1)
+    origin, retry = GridReports(1), GridReports(1)
     told = [origin.epoch_end(s, v) for s, v in epochs[:2]]
     replayed = [retry.epoch_end(s, v) for s, v in epochs[:2]]
     assert replayed == told == straight[:2]
     assert [retry.epoch_end(s, v) for s, v in epochs[2:]] == straight[2:]
 
 
-def test_seconds_reports_follows_the_study():
-    assert seconds_reports(_space(fidelity=None, report_seconds=None).study) is None
-    clock = seconds_reports(_space(report_seconds=7).study)
-    assert isinstance(clock, SecondsReports) and clock.every == 7
-    assert seconds_reports(_space(report_seconds=None).study).every == DEFAULT_REPORT_SECONDS
+def test_grid_reports_follows_the_study():
+    assert grid_reports(_space(fidelity=None, report_seconds=None).study) is None
+    clock = grid_reports(_space(report_seconds=7).study)
+    assert isinstance(clock, GridReports) and clock.every == 7
+    assert grid_reports(_space(report_seconds=None).study).every == DEFAULT_REPORT_SECONDS
     with pytest.raises(ValueError, match="whole number of seconds"):
-        SecondsReports(0)
+        GridReports(0)
+    compute = grid_reports(_space(fidelity="compute", report_seconds=None).study, 0.5)
+    assert compute.every == 1 and compute.per_epoch == 0.5
+    with pytest.raises(ValueError, match="cost ratio"):
+        grid_reports(_space(fidelity="compute", report_seconds=None).study)
+
+
+@pytest.mark.parametrize("ratio, expected", [
+    # half the default's cost per image: a default epoch of compute every two of its epochs
+    (0.5, [(1, 0.2), (2, 0.4)]),
+    # the default itself: one report per epoch, at its end
+    (1.0, [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]),
+    # 1.5x the cost: point 1 falls inside epoch 1 (nothing known yet), point 2 inside epoch 2
+    (1.5, [(2, 0.1), (3, 0.2), (4, 0.2), (5, 0.3), (6, 0.4)]),
+])
+def test_a_compute_clock_counts_default_epochs_whatever_the_seconds(ratio, expected):
+    clock = GridReports(1, per_epoch=ratio)
+    # measured seconds vary with load; a compute clock ignores them
+    seconds = [9.0, 0.1, 3.0, 40.0]
+    got = [r for s, v in zip(seconds, [0.1, 0.2, 0.3, 0.4]) for r in clock.epoch_end(s, v)]
+    assert got == expected
+    assert clock.elapsed == pytest.approx(4 * ratio)
 
 
 def test_refit_seconds_from_the_trial_attrs():
@@ -111,8 +133,8 @@ def test_refit_seconds_from_the_trial_attrs():
 
 
 @pytest.mark.parametrize("study, path, rule", [
-    ({"fidelity": "time"}, "study.fidelity", "must be one of epochs, seconds"),
-    ({"fidelity": ["seconds"]}, "study.fidelity", "must be one of epochs, seconds"),
+    ({"fidelity": "time"}, "study.fidelity", "must be one of epochs, seconds, compute"),
+    ({"fidelity": ["seconds"]}, "study.fidelity", "must be one of epochs, seconds, compute"),
     ({"report_seconds": 0}, "study.report_seconds", "must be a whole number of seconds >= 1"),
     ({"report_seconds": 2.5}, "study.report_seconds", "must be a whole number of seconds >= 1"),
     ({"report_seconds": "10"}, "study.report_seconds", "must be a whole number of seconds >= 1"),
@@ -133,6 +155,17 @@ def test_refit_seconds_from_the_trial_attrs():
      "study.pruner.wrapped_pruner.min_resource", "must be a multiple of report_seconds (5)"),
     ({"pruner": {"type": "Paired", "base": {"type": "MedianPruner"}}},
      "study.pruner.type", "pairs per-image records at epoch steps"),
+    ({"fidelity": "compute"}, "study.report_seconds", "applies to fidelity: seconds only"),
+    ({"fidelity": "compute", "report_seconds": None, "report_every": 0.5},
+     "study.report_every", "with fidelity: compute reports fall on its own grid"),
+    ({"fidelity": "compute", "report_seconds": None,
+      "pruner": {"type": "SuccessiveHalving", "min_resource": 0.5}},
+     "study.pruner.min_resource", "counts whole epochs of the default's compute"),
+    ({"fidelity": "compute", "report_seconds": None,
+      "pruner": {"type": "Paired", "base": {"type": "MedianPruner"}}},
+     "study.pruner.type", "not with fidelity: compute"),
+    ({"fidelity": "compute", "report_seconds": None, "metric": "params_m"}, "study.fidelity",
+     "needs a metric measured while training"),
 ])
 def test_bad_fidelity_is_one_line(study, path, rule):
     with pytest.raises(SearchSpaceError) as info:
@@ -159,7 +192,7 @@ def test_validate_cli_exits_2_with_one_line(tmp_path, capsys):
     path.write_text(yaml.safe_dump(doc))
     assert main(["validate", "--space", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "study.fidelity" in err[0] and "epochs, seconds" in err[0], err
+    assert len(err) == 1 and "study.fidelity" in err[0] and "epochs, seconds, compute" in err[0], err
 
 
 def test_epoch_spaces_keep_their_fingerprint_and_a_change_of_unit_is_refused(tmp_path):
@@ -178,10 +211,11 @@ def test_epoch_spaces_keep_their_fingerprint_and_a_change_of_unit_is_refused(tmp
 # ------------------------------------------------------------------------------ equal time wins
 
 
-def _trial(study, space, epochs: list[tuple[float, float]]):
-    """One trial told through real storage: the objective's reporting loop on given timings."""
+def _trial(study, space, epochs: list[tuple[float, float]], ratio: float | None = None):
+    """One trial told through real storage: the objective's reporting loop on given timings
+    (`ratio`: with fidelity: compute, its cost per image over the default's)."""
     trial = study.ask()
-    clock = seconds_reports(space.study)
+    clock = grid_reports(space.study, ratio)
     try:
         for epoch, (seconds, value) in enumerate(epochs):
             if clock is None:  # epochs fidelity: what the objective reports then
@@ -224,6 +258,31 @@ def test_fast_backbone_wins_its_rung_at_equal_time(tmp_path, pruner):
                 < fast.system_attrs["completed_rung_0"])  # ranked below at the rung
     again = optuna.load_study(study_name="secs", storage=f"sqlite:///{tmp_path / 'rungs.db'}")
     assert [t.state for t in again.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+
+
+@pytest.mark.parametrize("pruner", [
+    {"type": "SuccessiveHalving", "min_resource": 1, "reduction_factor": 2},
+    {"type": "MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0},
+])
+def test_cheap_backbone_wins_its_rung_at_equal_compute(tmp_path, pruner):
+    """fidelity: compute. Same accuracy per epoch; one backbone costs half the default's per
+    image, the other what the default costs: at one default epoch of compute the cheap one has
+    trained two epochs (0.60), the other one (0.50), whatever the seconds measured (here the
+    cheap one's epochs took longer on the clock). The other one is pruned there."""
+    space = _space(fidelity="compute", report_seconds=None, pruner=pruner)
+    db = build_storage(f"sqlite:///{tmp_path / 'rungs.db'}")
+    study = open_study(space, db, study_name="secs")
+    cheap = _trial(study, space, [(5.0, a) for a in ACCURACY], ratio=0.5)
+    dear = _trial(study, space, [(1.0, a) for a in ACCURACY], ratio=1.0)
+    assert cheap.intermediate_values == {1: 0.60, 2: 0.80}  # a report every two of its epochs
+    assert cheap.state == TrialState.COMPLETE
+    assert dear.state == TrialState.PRUNED, dear.intermediate_values
+    assert dear.intermediate_values == {1: 0.50}  # judged at the first default epoch
+    # at equal epochs the two would tie at every step: nothing to prune on
+    plain = _space(fidelity=None, report_seconds=None, pruner=pruner)
+    study = open_study(plain, build_storage(f"sqlite:///{tmp_path / 'e.db'}"), study_name="secs")
+    assert [_trial(study, plain, [(1.0, a) for a in ACCURACY]).state for _ in range(2)] == [
+        TrialState.COMPLETE] * 2
 
 
 def test_the_fast_one_is_kept_when_the_slow_one_ran_first(tmp_path):
@@ -282,6 +341,37 @@ def test_a_real_run_reports_seconds_on_one_grid(tmp_path):
     assert common, grids  # both compared at the same seconds
     assert refit_seconds(trials[0].user_attrs, 9) == pytest.approx(
         trials[0].user_attrs[TRAIN_SECONDS_ATTR] / 3 * 9)
+
+
+@pytest.mark.parametrize("length", ["compute", "epochs"])
+def test_a_real_run_reports_default_epochs_of_compute(tmp_path, length):
+    """fidelity: compute on real trials: the default reports at 1, 2, 3 (one default epoch per
+    epoch); a backbone of another cost reports at the default epochs its measured cost ratio
+    passes, with trial_length: compute (its epochs fill the default's compute) or not."""
+    from hpo.attrs import ATTR_STEP_COSTS, STEP_COST
+
+    doc = _doc({"fidelity": "compute", "report_seconds": None, "trial_length": length})
+    doc["study"] = {k: v for k, v in doc["study"].items() if v is not None}
+    doc["fixed"].update({"synthetic_size": 200, "max_train_samples": 96})
+    space = parse_search_space(yaml.safe_dump(doc), source="secs.yaml")
+    url = f"sqlite:///{tmp_path / 'compute.db'}"
+    hpo.run_study(space, storage=url, n_trials=1, threads=1)  # trial 0: the default
+    study = optuna.load_study(study_name="secs", storage=url)
+    study.enqueue_trial({"backbone": "mobilenetv3_large_100", "lr": 3e-3})
+    result = hpo.run_study(space, storage=url, study_name="secs", n_trials=2, threads=1)
+    default, other = result.study.trials
+    assert [default.state, other.state] == [TrialState.COMPLETE] * 2
+    assert default.params["backbone"] == "resnet10t"
+    assert sorted(default.intermediate_values) == [1, 2, 3]  # one default epoch per epoch
+    ratio = other.user_attrs[STEP_COST] / default.user_attrs[STEP_COST]
+    costs = result.study.user_attrs[ATTR_STEP_COSTS]
+    assert sorted(costs.values()) == sorted({default.user_attrs[STEP_COST],
+                                            other.user_attrs[STEP_COST]})
+    epochs = len(other.user_attrs["epoch_seconds"])
+    if length == "epochs":
+        assert epochs == 3
+    passed = [g for g in range(1, int(epochs * ratio + 1e-9) + 1) if g >= ratio - 1e-9]
+    assert sorted(other.intermediate_values) == passed, (ratio, epochs)
 
 
 @pytest.mark.slow
