@@ -34,10 +34,10 @@ __all__ = [
     "STEP_ARGS",
     "SubEpochReports",
     "epoch_images",
+    "grid_arg_problems",
     "proxy_args",
     "report_batches",
     "scale_pruner",
-    "grid_arg_problems",
 ]
 
 #: Validation images scored at a mid-epoch report unless `report_val_images` says otherwise.
@@ -96,8 +96,8 @@ def grid_arg_problems(name: str, args: Mapping[str, Any], every: int,
                  and math.isfinite(value) and float(value).is_integer())
         if not whole:
             if unit == "compute":
-                out.append((key, "counts whole epochs of the default's compute "
-                            "(fidelity: compute)", "Write whole default epochs such as 1 or 3"))
+                rule = "counts whole epochs of the default's compute (fidelity: compute)"
+                out.append((key, rule, "Write whole default epochs such as 1 or 3"))
             else:
                 out.append((key, "counts whole seconds of training (fidelity: seconds)",
                             f"Write whole seconds such as {every * 3}"))
