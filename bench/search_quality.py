@@ -756,6 +756,38 @@ def startup_lines(runs: list[dict[str, Any]], first: int = 5) -> list[str]:
                              "rank", "chosen"], table)]
 
 
+def chosen_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """What a choice can reach: per group, the final models of every searching strategy pooled
+    by the backbone the search chose, mean +- se of their held-out accuracy, against the default
+    trained for the whole budget. A search ends above the default only by choosing from a group
+    above it; when no group is, no choice of backbone among those the searches found could
+    have beaten the default at that budget (their other hyperparameters vary within a group)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r.get("holdout") is not None:
+            groups.setdefault(_group_key(r), []).append(r)
+    table = []
+    for key, group in groups.items():
+        default = [r["holdout"] for r in group if r["strategy"] == "default"]
+        pooled: dict[str, list[float]] = {}
+        for r in group:
+            if r["strategy"] != "default" and r.get("chosen"):
+                pooled.setdefault(r["chosen"].get("backbone", "?"), []).append(r["holdout"])
+        if not default or not pooled:
+            continue
+        d_mean, d_se = mean_se(default)
+        for backbone, held in sorted(pooled.items(), key=lambda kv: -statistics.fmean(kv[1])):
+            mean, se = mean_se(held)
+            table.append([key[0], key[5], backbone, len(held), _fmt(mean), _fmt(se),
+                          _fmt(d_mean), _fmt(d_se), f"{mean - d_mean:+.4f}"])
+    if not table:
+        return []
+    return ["final models by the backbone the searches chose (every searching strategy pooled) "
+            "against the default trained for the whole budget:",
+            *C.format_table(["dataset", "budget_s", "chosen", "runs", "holdout", "se", "default",
+                             "se", "vs_default"], table)]
+
+
 def verdict(rows: list[dict[str, Any]], label: str = "shipped", small: float = 8.0
             ) -> list[str]:
     """The issue's three goals for strategy `label`, per dataset and overall."""
@@ -824,9 +856,10 @@ def print_summary(runs: list[dict[str, Any]], label: str) -> None:
           "compute):")
     print("\n".join(summary_lines(rows)))
     print()
-    if lines := startup_lines(runs):
-        print("\n".join(lines))
-        print()
+    for lines in (startup_lines(runs), chosen_lines(runs)):
+        if lines:
+            print("\n".join(lines))
+            print()
     print(f"verdict (issue 19, strategy {label}):")
     for line in verdict(rows, label):
         print(f"  {line}")

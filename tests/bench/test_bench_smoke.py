@@ -456,6 +456,24 @@ def test_search_quality_startup_table_ranks_the_best_after_the_first_trials(sq):
     assert sq.startup_lines(runs, first=5) == []  # no run has 5 trials: no table
 
 
+def test_search_quality_chosen_table_pools_strategies_by_backbone_against_the_default(sq):
+    """Every searching strategy's final models, pooled by chosen backbone, against the default:
+    the ceiling a choice among those backbones could reach."""
+    runs = [{**_rec("a", label, seed, h), "chosen": {"backbone": b}}
+            for seed, (label, h, b) in enumerate([("gp", 0.90, "resnet10t"),
+                                                  ("random", 0.86, "resnet10t"),
+                                                  ("gp", 0.70, "resnet18"),
+                                                  ("random", 0.74, "resnet18")])]
+    runs += [{**_rec("a", "default", s, h), "chosen": {"backbone": "resnet18"}}
+             for s, h in enumerate([0.84, 0.86])]
+    lines = sq.chosen_lines(runs)
+    rows = [line.split() for line in lines[3:]]
+    assert [r[2] for r in rows] == ["resnet10t", "resnet18"]  # best group first
+    assert rows[0][3:5] == ["2", "0.88"] and rows[0][6] == "0.85" and rows[0][8] == "+0.0300"
+    assert rows[1][3:5] == ["2", "0.72"] and rows[1][8] == "-0.1300"  # the default not pooled
+    assert sq.chosen_lines([r for r in runs if r["strategy"] != "default"]) == []
+
+
 def test_gpu_check_step_ends_a_hung_step_says_where_and_goes_on(tmp_path):
     """bench/gpu_check.sh runs each check through `step` (bench/_step.sh): a hang is ended at
     the limit with Python's traceback of where it stood, and the next check still runs."""
