@@ -392,11 +392,11 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
             else:
                 assert "choice" not in r
                 assert str(r["chosen_trial"]) in r["scored"]  # its kept weights were scored
-    (table,) = [t for t in tables(out) if t and "holdout" in t[0]]
+    (table,) = [t for t in tables(out) if t and "trials_b" in t[0]]  # the summary table
     capsys.readouterr()
     assert sq.main(["--summarise", str(results)]) == 0  # the same table from the lines alone
     again = capsys.readouterr().out
-    assert [t for t in tables(again) if t and "holdout" in t[0]] == [table]
+    assert [t for t in tables(again) if t and "trials_b" in t[0]] == [table]
     assert "goal 1 (shipped" in again and "goal 3" in again
     assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2", "r-1se"}
 
