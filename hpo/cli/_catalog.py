@@ -60,7 +60,11 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     print(f"study:    {st.name}: {objectives}; n_trials {st.n_trials if st.n_trials else 'unlimited'}; "
           f"timeout {f'{st.timeout:g} s' if st.timeout else 'none'}")
     print(f"sampler:  {st.sampler.describe()}")
-    print(f"pruner:   {st.pruner.describe() if st.pruner else 'none'}")
+    steps = {"seconds": f"; steps: seconds of training, a report every {st.report_seconds} s "
+                        "(fidelity: seconds)",
+             "compute": "; steps: epochs of the default's compute (fidelity: compute)"}
+    print(f"pruner:   {st.pruner.describe() if st.pruner else 'none'}"
+          f"{steps.get(st.fidelity, '') if st.pruner else ''}")
     if st.trial_length != "epochs":
         print(f"trials:   each trains the compute of the default's epochs (trial_length: "
               f"{st.trial_length})")

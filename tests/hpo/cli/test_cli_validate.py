@@ -50,6 +50,18 @@ def test_validate_bare_name_from_search_spaces(tmp_path, monkeypatch, capsys):
     assert "trials:   each trains the compute of the default's epochs" in out
 
 
+def test_validate_says_what_a_pruner_step_counts(capsys):
+    """vcr_full.yaml: equal-compute trials and rungs in epochs of the default's compute."""
+    from hpo.space import shipped_spaces
+
+    full = next(s for s in shipped_spaces() if s.name == "vcr_full.yaml")
+    assert main(["validate", "--space", str(full.resource)]) == 0
+    out = capsys.readouterr().out
+    assert ("pruner:   SuccessiveHalving(min_resource=1, reduction_factor=4); steps: epochs of "
+            "the default's compute (fidelity: compute)") in out
+    assert "trials:   each trains the compute of the default's epochs" in out
+
+
 def test_validate_names_the_choice_rule(tmp_path, capsys):
     import yaml
 
