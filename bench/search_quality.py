@@ -782,8 +782,9 @@ def chosen_lines(runs: list[dict[str, Any]]) -> list[str]:
                           _fmt(d_mean), _fmt(d_se), f"{mean - d_mean:+.4f}"])
     if not table:
         return []
-    return ["final models by the backbone the searches chose (every searching strategy pooled) "
-            "against the default trained for the whole budget:",
+    title = ("final models by the backbone the searches chose (every searching strategy "
+             "pooled) against the default trained for the whole budget:")
+    return [title,
             *C.format_table(["dataset", "budget_s", "chosen", "runs", "holdout", "se", "default",
                              "se", "vs_default"], table)]
 

@@ -413,3 +413,56 @@ def test_a_resumed_trial_reports_its_origins_steps_then_goes_on(tmp_path, monkey
     assert retry.user_attrs[TRAIN_SECONDS_ATTR] == pytest.approx(paid, abs=0.01)
     assert steps[-1] == int(retry.user_attrs[TRAIN_SECONDS_ATTR]) or \
         abs(paid - round(paid)) < 0.01
+
+
+@pytest.mark.slow
+def test_a_resumed_trial_on_compute_rungs_replays_its_origins_clock(tmp_path, monkeypatch):
+    """fidelity: compute. A trial whose batch size costs another amount per image than the
+    default's is interrupted after 2 epochs and retried from its checkpoint: the retry reports
+    its origin's steps and values, then the grid points its third epoch passes, on the clock of
+    its measured cost ratio (not of the seconds either run took)."""
+    monkeypatch.setenv("VCR_HPO_CHECKPOINT_RATIO", "0")  # every epoch: tiny epochs cost less
+    from hpo.attrs import STEP_COST
+    from hpo.study import RunInterrupted
+    from hpo.trial.artifacts import artifact_store, study_location, study_scope
+    from hpo.trial.objective import Objective
+
+    doc = _doc({"fidelity": "compute", "report_seconds": None})
+    doc["study"] = {k: v for k, v in doc["study"].items() if v is not None}
+    del doc["hyperparameters"]["backbone"]
+    doc["hyperparameters"]["batch_size"] = {"type": "categorical", "choices": [32, 8],
+                                            "default": 32}
+    doc["fixed"].pop("batch_size")
+    doc["fixed"].update({"backbone": "resnet10t", "synthetic_size": 200, "max_train_samples": 96})
+    space = parse_search_space(yaml.safe_dump(doc), source="secs.yaml")
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    hpo.run_study(space, storage=url, n_trials=1, threads=1)  # trial 0: the default
+    study = open_study(space, build_storage(url), study_name="secs", n_trials=2)
+    study.enqueue_trial({"batch_size": 8, "lr": 3e-3})
+    trial = study.ask()
+
+    def stop(number, m):
+        if m.epoch == 2:  # after training epoch 2, before its reports and checkpoint
+            raise RunInterrupted(2)
+
+    store = artifact_store(url, "secs", study_location(study, url), scope=study_scope(study))
+    with pytest.raises(RunInterrupted):  # the store the run gave the study (its scope)
+        Objective(space, on_epoch=stop, artifacts=store)(trial)
+    trial.set_user_attr("interrupted", "SIGINT")
+    study.tell(trial, state=TrialState.FAIL)
+    origin = study.trials[trial.number]
+    assert origin.params["batch_size"] == 8
+
+    result = hpo.run_study(space, storage=url, study_name="secs", n_trials=2, threads=1)
+    default = result.study.trials[0]
+    (retry,) = [t for t in result.study.trials[1:] if t.state != TrialState.FAIL]
+    assert retry.user_attrs.get("resumed_from_epoch") == 2, {
+        k: v for k, v in retry.user_attrs.items() if "resume" in k or "retr" in k or "note" in k}
+    ratio = retry.user_attrs[STEP_COST] / default.user_attrs[STEP_COST]
+    assert origin.user_attrs[STEP_COST] == retry.user_attrs[STEP_COST]  # kept in the study
+    assert abs(ratio - 1) > 0.05, ratio  # another cost than the default's: a real test
+    on_grid = [g for g in range(1, int(3 * ratio + 1e-9) + 1) if g >= ratio - 1e-9]
+    assert sorted(origin.intermediate_values) == [g for g in on_grid if g <= 2 * ratio + 1e-9]
+    assert sorted(retry.intermediate_values) == on_grid, ratio
+    assert {s: v for s, v in retry.intermediate_values.items()
+            if s in origin.intermediate_values} == origin.intermediate_values
