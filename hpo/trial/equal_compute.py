@@ -30,7 +30,7 @@ from ..attrs import ATTR_STEP_COSTS
 from ..config import TrainConfig
 
 __all__ = ["MAX_FACTOR", "TRIAL_LENGTHS", "cost_key", "equal_compute_epochs", "measure_cost",
-           "step_costs", "trial_epochs", "trial_length"]
+           "step_costs", "trial_epochs"]
 
 #: `study.trial_length` values: a trial trains the configured `epochs`, or equal compute.
 TRIAL_LENGTHS = ("epochs", "compute")
@@ -75,15 +75,9 @@ def trial_epochs(study: Any, cfg: TrainConfig, default: TrainConfig,
                  measure=measure_cost) -> int:
     """The epochs `cfg` trains in `study` at the compute of `default`'s epochs; the costs it
     needs are read from the study's `step_costs`, measured and added there when missing."""
-    return trial_length(study, cfg, default, measure)[0]
-
-
-def trial_length(study: Any, cfg: TrainConfig, default: TrainConfig,
-                 measure=measure_cost) -> tuple[int, float]:
-    """`trial_epochs` and `cfg`'s seconds per training image, from one read of the costs."""
     cost, cost_default = step_costs(study, cfg, default, measure)
     return equal_compute_epochs(default.epochs, cost_default, cost,
-                                warmup_epochs=cfg.warmup_epochs), cost
+                                warmup_epochs=cfg.warmup_epochs)
 
 
 def step_costs(study: Any, cfg: TrainConfig, default: TrainConfig,
