@@ -909,6 +909,8 @@ def run(args) -> int:
             strategy_space(text, source, s, 0)
     space = strategy_space(text, source, Strategy("shipped", "shipped"), 0)
     datasets = [DATASETS[d] for d in args.datasets]
+    if args.val:  # a larger (or smaller) validation split: its own group in the summary
+        datasets = [dataclasses.replace(ds, val=v) for ds, v in zip(datasets, args.val)]
     costs = load_costs(space, args.space, args.px, None if args.quick else Path(args.costs),
                        args.quick)
     plan = _budgets(args, costs, datasets, space)
@@ -1039,6 +1041,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", type=float, nargs="+",
                     help="budgets in modelled CPU s, one per --datasets entry (instead of "
                          "--trials-budget)")
+    ap.add_argument("--val", type=int, nargs="+",
+                    help="validation images the search scores on, one per --datasets entry "
+                         "(instead of each dataset's own; a run line keeps it in `data`)")
     ap.add_argument("--strategies", nargs="+", default=["shipped", "random", "default"],
                     help="shipped, random, default or LABEL=SAMPLER|PRUNER[|STUDY]")
     ap.add_argument("--strategy", action="append", default=[],
@@ -1078,6 +1083,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.budgets and len(args.budgets) != len(args.datasets):
         ap.error(f"--budgets: one per --datasets entry ({len(args.datasets)}), got "
                  f"{len(args.budgets)}")
+    if args.val and (len(args.val) != len(args.datasets) or min(args.val) < 1):
+        ap.error(f"--val: one positive count per --datasets entry ({len(args.datasets)}), got "
+                 f"{args.val}")
     if not 0.0 <= args.refit < 1.0:
         ap.error(f"--refit: a fraction in [0, 1), got {args.refit}")
     if min(args.seeds) < 0:

@@ -499,3 +499,17 @@ def test_gpu_check_step_ends_a_hung_step_says_where_and_goes_on(tmp_path):
     assert "source bench/_step.sh" in text and "PYTHONFAULTHANDLER=1" in text
     for check in ('step "${vcr[@]}" run ', "step python bench/gpu.py"):
         assert check in text, check
+
+
+def test_search_quality_val_sets_each_datasets_validation_split(sq, capsys):
+    """`--val`: the search scores on that many validation images per dataset (the header says
+    so, and a run line's `data` keeps it); a count per dataset or a one-line exit 2."""
+    assert sq.main(["--quick", "--val", "60", "25", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    got = re.search(r"# dataset quick: synthetic, \d+ train / (\d+) val images", out)
+    assert got and abs(int(got[1]) - 60) <= 3, out  # split per class: within a few (20 unset)
+    assert "# dataset digits-quick: digits, 40 train / 25 val images" in out
+    with pytest.raises(SystemExit) as exc:
+        sq.main(["--quick", "--val", "12", "--estimate"])
+    assert exc.value.code == 2
+    assert "--val: one positive count per --datasets entry (2), got [12]" in capsys.readouterr().err
