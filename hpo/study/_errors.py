@@ -8,7 +8,6 @@ from contextlib import contextmanager
 import optuna
 
 from ..errors import VcrHpoError
-from . import _storage
 
 
 class DatabaseLockedError(VcrHpoError):
@@ -30,9 +29,12 @@ def translate_storage_errors(url: str) -> Iterator[None]:
             chain.append(str(cause))
             cause = cause.__cause__ or cause.__context__
         if any("database is locked" in text for text in chain):
+            from ._backends import STORAGE_BACKENDS  # the timeout the engine was built with
+
+            waited = STORAGE_BACKENDS["sqlite"].engine_kwargs["connect_args"]["timeout"]
             raise DatabaseLockedError(
                 f"{url}: SQLite database is locked, got no write access within "
-                f"{_storage.SQLITE_BUSY_TIMEOUT} s. Another process holds it: stop it, or for several "
+                f"{waited} s. Another process holds it: stop it, or for several "
                 "workers or machines use PostgreSQL (--storage postgresql://user@host:5432/db)"
             ) from exc
         # Faults of the disk under the database: one line and exit 1, not a traceback. What was

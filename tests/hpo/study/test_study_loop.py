@@ -216,14 +216,15 @@ def test_default_storage_url_names_a_file():
 
 
 def test_locked_sqlite_says_so_and_suggests_postgresql(tmp_path, monkeypatch):
-    from hpo.study import _storage
+    from hpo.study._backends import STORAGE_BACKENDS
 
-    monkeypatch.setattr(_storage, "SQLITE_BUSY_TIMEOUT", 0.2)
+    # the engine's busy timeout, as the registry builds every SQLite engine (60 s shipped)
+    monkeypatch.setitem(STORAGE_BACKENDS["sqlite"].engine_kwargs["connect_args"], "timeout", 0.2)
     study = _study(tmp_path)
     holder = sqlite3.connect(tmp_path / "study.db")
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        with (pytest.raises(DatabaseLockedError, match="locked.*PostgreSQL"),
+        with (pytest.raises(DatabaseLockedError, match=r"locked.* within 0\.2 s.*PostgreSQL"),
               translate_storage_errors("sqlite:///study.db")):
             run_trials(study, _objective, n_trials=1)
     finally:
