@@ -38,11 +38,11 @@ def _assert_storm(report, rounds: int, url: str) -> None:
 # processes; `python bench/reliability.py --fresh` runs the storm that way.
 
 
-def test_twenty_sigkills_on_sqlite_lose_nothing(campaign, cli, fast_space, tmp_path):
+def test_twelve_sigkills_on_sqlite_lose_nothing(campaign, cli, fast_space, tmp_path):
     url = f"sqlite:///{tmp_path / 'storm.db'}"
-    report = campaign.kill_storm(url, fast_space(), tmp_path, rounds=20, seed=1, launcher=cli,
+    report = campaign.kill_storm(url, fast_space(), tmp_path, rounds=12, seed=1, launcher=cli,
                                  log=print)
-    _assert_storm(report, 20, url)
+    _assert_storm(report, 12, url)
 
 
 @pytest.mark.postgres

@@ -1,4 +1,4 @@
-"""4 workers x 30 trials through `vcr-hpo run --workers 4`: exact count, dense numbers, params in space."""
+"""4 workers x 15 trials through `vcr-hpo run --workers 4`: exact count, dense numbers, params in space."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def _assert_load(report) -> None:
     print("\n".join(report.lines()))
     assert report.code == 0, report.stderr[-3000:]
     assert report.worker_errors == 0, report.stderr[-3000:]
-    assert report.finished == 120
+    assert report.finished == 60
     assert report.states["FAIL"] == report.states["RUNNING"] == report.states["WAITING"] == 0
     assert report.dense
     assert report.problems == []  # every param inside its distribution, conditionals respected
@@ -25,10 +25,10 @@ def _space(fast_space):
 
 def test_four_workers_on_sqlite(campaign, fast_space, tmp_path):
     url = f"sqlite:///{tmp_path / 'load.db'}"
-    _assert_load(campaign.load_run(url, _space(fast_space), tmp_path, workers=4, n_trials=120))
+    _assert_load(campaign.load_run(url, _space(fast_space), tmp_path, workers=4, n_trials=60))
 
 
 @pytest.mark.postgres
 def test_four_workers_on_postgres(campaign, fast_space, tmp_path, postgres_url):
     _assert_load(campaign.load_run(postgres_url, _space(fast_space), tmp_path, workers=4,
-                                   n_trials=120))
+                                   n_trials=60))
