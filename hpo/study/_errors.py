@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import optuna
 
 from ..errors import VcrHpoError
+from ._backends import STORAGE_BACKENDS
 
 
 class DatabaseLockedError(VcrHpoError):
@@ -29,8 +30,7 @@ def translate_storage_errors(url: str) -> Iterator[None]:
             chain.append(str(cause))
             cause = cause.__cause__ or cause.__context__
         if any("database is locked" in text for text in chain):
-            from ._backends import STORAGE_BACKENDS  # the timeout the engine was built with
-
+            # the busy timeout the engine was built with
             waited = STORAGE_BACKENDS["sqlite"].engine_kwargs["connect_args"]["timeout"]
             raise DatabaseLockedError(
                 f"{url}: SQLite database is locked, got no write access within "
