@@ -22,6 +22,9 @@ Strategies (--strategies, --strategy):
   random    the space's study block with a Random sampler, no pruner, no start-up portfolio and
             every trial the space's epochs (trial_length: epochs): plain random search
   default   the space's `default:` config trained once for the whole budget (no search)
+  LABEL=final[{PARAM: VALUE, ...}]  no search: the space's default config with these values,
+            trained once for the --refit share of the budget, as a search's final training
+            that chose it would be (an upper bound on what a choice can reach at that share)
   LABEL=SAMPLER|PRUNER[|STUDY]  SAMPLER, PRUNER: a YAML flow mapping, `shipped` or `none`;
             STUDY: a flow mapping of any further study keys, e.g. {portfolio: 4, fidelity: seconds};
             the space is re-parsed by the project's parser, which checks them.
@@ -296,6 +299,11 @@ class Strategy:
     pruner: Any = "shipped"
     study: dict[str, Any] = dataclasses.field(default_factory=dict)
     default: bool = False
+    final: dict[str, Any] | None = None  # LABEL=final{...}: this config, the refit share only
+
+    @property
+    def searches(self) -> bool:
+        return not self.default and self.final is None
 
 
 def _flow(text: str, what: str, label: str) -> Any:
@@ -325,10 +333,15 @@ def parse_strategy(text: str) -> Strategy:
     if text == "random":
         return Strategy("random", text, {"type": "Random"}, None, dict(C.FIXED_LENGTH))
     label, sep, rest = text.partition("=")
+    if sep and label.strip() and rest.strip().startswith("final"):
+        params = rest.strip()[len("final"):].strip()
+        fixed = _flow(params, "final{PARAM: VALUE, ...}", label.strip()) if params else {}
+        return Strategy(label.strip(), text, final=dict(fixed))
     parts = rest.split("|", 2)
     if not sep or len(parts) < 2 or not label.strip():
-        raise ConfigError(f"--strategy: shipped, random, default or LABEL=SAMPLER|PRUNER[|STUDY]"
-                          f", got {text!r}. Write e.g. \"gp-pf=shipped|shipped|{{portfolio: 4}}\"")
+        raise ConfigError(f"--strategy: shipped, random, default, LABEL=final{{...}} or "
+                          f"LABEL=SAMPLER|PRUNER[|STUDY], got {text!r}. Write e.g. "
+                          f"\"gp-pf=shipped|shipped|{{portfolio: 4}}\"")
     label = label.strip()
     study = _flow(parts[2], "STUDY", label) if len(parts) == 3 else {}
     if study in (None, "shipped"):
@@ -372,9 +385,36 @@ def strategy_space(text: str, source: str, strategy: Strategy, seed: int):
         raise ConfigError(f"--strategy {strategy.label}: {first}") from None
 
 
+def final_params(strategy: Strategy, space) -> dict[str, Any]:
+    """The config a `LABEL=final{...}` strategy trains: the space's default with its values,
+    fitted to the space by the warm start's rule (a name it lacks, or a value off its range,
+    choices or step: one line)."""
+    from hpo.errors import ConfigError
+    from hpo.run.warm_start import fit_params
+
+    assert strategy.final is not None
+    names = [p.name for p in space.params]
+    unknown = sorted(set(strategy.final) - set(names))
+    if unknown:
+        raise ConfigError(f"--strategy {strategy.label}: final{{...}} sets {unknown}, which the "
+                          f"space does not search. Use some of {names}")
+    fitted, bad, left_out = fit_params(space, {**_baseline(space), **strategy.final})
+    if fitted is None or left_out:
+        why = bad or [f"{n} is switched off by its when:" for n in left_out]
+        raise ConfigError(f"--strategy {strategy.label}: final{{...}}: {'; '.join(why)}. Give "
+                          "a value the space allows")
+    for p in space.params:  # a parameter its values switched on (focal_gamma): its baseline
+        if p.name not in fitted and p.enabled(fitted):
+            fitted[p.name] = p.baseline()
+    return fitted
+
+
 def describe(strategy: Strategy, space) -> str:
     if strategy.default:
         return "the space's default: config, trained once for the whole budget"
+    if strategy.final is not None:
+        return (f"no search: {final_params(strategy, space)} trained once for the --refit share "
+                "of the budget")
     st = space.study
     keys = {**({"portfolio": st.portfolio} if st.portfolio else {}),
             **({"fidelity": st.fidelity} if st.fidelity != "epochs" else {}),
@@ -559,17 +599,21 @@ def _run_search(job: Job) -> dict[str, Any]:
 
 
 def _run_default(job: Job) -> dict[str, Any]:
+    """The default config for the whole budget, or a `final{...}` config for the refit share."""
     space = strategy_space(_W["text"], _W["source"], Strategy("shipped", "shipped"), job.seed)
-    params = _baseline(space)
+    if job.strategy.final is None:
+        params, left = _baseline(space), job.budget
+    else:
+        params, left = final_params(job.strategy, space), job.budget * job.refit
     t0 = time.process_time()
-    out = _train_final(space, params, job, job.budget)
+    out = _train_final(space, params, job, left)
     out.update(trials=1, pruned=0, search_epochs=0, search_charge=0.0,
                val_best=out.get("final_val"), chosen=params, used=round(out["final_charge"], 2),
                cpu_s=round(time.process_time() - t0, 1), anytime_cpu_s=0.0)
     return out
 
 
-def fingerprint(space) -> str:
+def fingerprint(space, final: dict[str, Any] | None = None) -> str:
     """What a strategy ran, seed aside: a digest of its space (study block and parameters)
     and, when set, its `choose:` rule (left out of the study's own fingerprint: it picks among
     finished trials, but here it picks what the strategy ends with)."""
@@ -578,6 +622,8 @@ def fingerprint(space) -> str:
     what = space.canonical()
     if space.study.choose != "best":
         what = {**what, "choose": space.study.choose}
+    if final is not None:
+        what = {**what, "final": final}
     return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()
                         ).hexdigest()[:10]
 
@@ -593,14 +639,15 @@ def _commit() -> str:
 def run_one(job: Job) -> dict[str, Any]:
     """One (dataset, strategy, seed, budget): the self-contained record of a per-run line."""
     w0 = time.perf_counter()
-    body = _run_default(job) if job.strategy.default else _run_search(job)
-    shown = Strategy("shipped", "shipped") if job.strategy.default else job.strategy
-    fp = fingerprint(strategy_space(_W["text"], _W["source"], shown, 0))
+    body = _run_search(job) if job.strategy.searches else _run_default(job)
+    shown = job.strategy if job.strategy.searches else Strategy("shipped", "shipped")
+    fp = fingerprint(strategy_space(_W["text"], _W["source"], shown, 0), job.strategy.final)
     head = {"format": FORMAT, "dataset": job.dataset.name, "data": job.dataset.spec(),
             "epochs": job.epochs, "px": job.px, "space": _W["space_name"],
             "strategy": job.strategy.label, "spec": job.strategy.text, "fingerprint": fp,
             "seed": job.seed, "budget": round(job.budget, 2), "trials_budget": job.trials_budget,
-            "refit": job.refit}
+            "refit": job.refit, "kind": ("search" if job.strategy.searches else
+                                         "default" if job.strategy.default else "final")}
     tail = {"wall_s": round(time.perf_counter() - w0, 1), "load": C.load_text(),
             "host": platform.node(), "commit": _commit()}
     clash = (head.keys() | tail.keys()) & body.keys()
@@ -646,6 +693,11 @@ def _run_key(r: dict[str, Any]) -> tuple:
     return (*_group_key(r), r["strategy"], r["seed"])
 
 
+def searched(r: dict[str, Any]) -> bool:
+    """Whether run `r` searched (lines before `kind` was kept: every strategy but default)."""
+    return r.get("kind", "default" if r["strategy"] == "default" else "search") == "search"
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
@@ -688,7 +740,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             held = [r["holdout"] for r in mine if r.get("holdout") is not None]
             hmean, hse = mean_se(held) if held else (math.nan, math.nan)
             vals = [r["val_best"] for r in mine if r.get("val_best") is not None]
-            frac = None if mine[0]["strategy"] == "default" else to_random(mine, randoms)
+            frac = to_random(mine, randoms) if searched(mine[0]) else None
             tb = mine[0].get("trials_budget")
             rows.append({
                 "dataset": key[0], "budget": key[5], "trials_budget": tb, "strategy": label,
@@ -697,7 +749,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "to_random": frac,
                 "trials": statistics.fmean(r["trials"] for r in mine),
                 "used": statistics.fmean(r["used"] / r["budget"] for r in mine),
-                "seed_list": sorted(r["seed"] for r in mine), "key": key})
+                "seed_list": sorted(r["seed"] for r in mine), "key": key,
+                "searched": searched(mine[0])})
     return rows
 
 
@@ -714,7 +767,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
                "val_best*", "to_random", "trials", "used/budget"]
     table = [[r["dataset"], r["budget"], "-" if r["trials_budget"] is None else
               r["trials_budget"], r["strategy"], r["seeds"], _fmt(r["holdout"]), _fmt(r["se"]),
-              _fmt(r["val_best"]), "-" if r["strategy"] == "default" else
+              _fmt(r["val_best"]), "-" if not r.get("searched", True) else
               _fmt(r["to_random"], 2), round(r["trials"], 1), round(r["used"], 3)]
              for r in rows]
     return C.format_table(headers, table)
@@ -771,7 +824,7 @@ def chosen_lines(runs: list[dict[str, Any]]) -> list[str]:
         default = [r["holdout"] for r in group if r["strategy"] == "default"]
         pooled: dict[str, list[float]] = {}
         for r in group:
-            if r["strategy"] != "default" and r.get("chosen"):
+            if searched(r) and r.get("chosen"):
                 pooled.setdefault(r["chosen"].get("backbone", "?"), []).append(r["holdout"])
         if not default or not pooled:
             continue
@@ -839,7 +892,7 @@ def mixed_labels(runs: list[dict[str, Any]]) -> list[str]:
     """Warnings for labels whose runs in one group ran different spaces or specs."""
     seen: dict[tuple, set[str]] = {}
     for r in runs:
-        if r.get("fingerprint") and r["strategy"] != "default":  # no search: study block unused
+        if r.get("fingerprint") and (r["strategy"] != "default"):  # default: no study block
             seen.setdefault((*_group_key(r)[:1], r["budget"], r["strategy"]), set()).add(
                 r["fingerprint"])
     return [f"# warning: {k[0]} @ {k[1]:g} s: strategy {k[2]} mixes runs of {len(v)} different "
@@ -899,15 +952,20 @@ def _emit(line: str, results: Path | None) -> None:
 def run(args) -> int:
     import torch
 
-    from hpo.errors import VcrHpoError
+    from hpo.errors import ConfigError, VcrHpoError
 
     torch.set_num_threads(args.threads)
     text, source = space_text(args.space)
     strategies = [parse_strategy(t) for t in [*args.strategies, *args.strategy]]
-    for s in strategies:  # every strategy's space checked before any compute
-        if not s.default:
-            strategy_space(text, source, s, 0)
     space = strategy_space(text, source, Strategy("shipped", "shipped"), 0)
+    for s in strategies:  # every strategy's space checked before any compute
+        if s.searches:
+            strategy_space(text, source, s, 0)
+        elif s.final is not None:
+            if args.refit <= 0:
+                raise ConfigError(f"--strategy {s.label}: final{{...}} trains for the --refit "
+                                  f"share, got --refit {args.refit:g}. Give --refit > 0")
+            final_params(s, space)
     datasets = [DATASETS[d] for d in args.datasets]
     if args.val:  # a larger (or smaller) validation split: its own group in the summary
         datasets = [dataclasses.replace(ds, val=v) for ds, v in zip(datasets, args.val)]
@@ -932,7 +990,7 @@ def run(args) -> int:
     for ds, budget, n in plan:
         header.append(f"# budget {ds.name}: {budget:g} s = {n:g} mean trials in the search part")
     for s in strategies:
-        shown = space if s.default else strategy_space(text, source, s, 0)
+        shown = strategy_space(text, source, s, 0) if s.searches else space
         header.append(f"# strategy {s.label}: {describe(s, shown)}")
     total = sum(b for _, b, _ in plan) * len(args.seeds) * len(strategies)
     probe = _probe_speed(space, costs, args.px)

@@ -328,10 +328,19 @@ def test_search_quality_strategy_sets_any_study_key(sq, tmp_path):
         sq.parse_strategy("tpe")
 
 
-def test_search_quality_bad_strategy_is_one_line_exit_2(sq, capsys):
-    assert sq.main(["--strategy", "x=shipped|shipped|{no_such_key: 1}", "--estimate"]) == 2
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--strategy", "x=shipped|shipped|{no_such_key: 1}"], "no_such_key"),
+    (["--strategy", "x=final{no_such_param: 1}"], "Use some of ['backbone', "),
+    (["--strategy", "x=final{backbone: resnet99}"], "resnet99"),
+    (["--strategy", "x=final{lr: 5.0}"], "lr=5 is outside [0.0001, 0.03]"),
+    (["--strategy", "x=final{focal_gamma: 2.0}"], "focal_gamma is switched off by its when:"),
+    (["--strategy", "x=final[1, 2]"], "final{PARAM: VALUE, ...} must be a YAML flow mapping"),
+    (["--strategy", "x=final{backbone: resnet10t}", "--refit", "0"], "Give --refit > 0"),
+])
+def test_search_quality_bad_strategy_is_one_line_exit_2(sq, capsys, argv, says):
+    assert sq.main([*argv, "--estimate"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("--strategy x: ")
+    assert len(err.splitlines()) == 1 and err.startswith("--strategy x: ") and says in err
 
 
 @pytest.mark.slow  # writes 1,797 PNGs: ~5 s idle, a minute on a loaded 2-core machine
@@ -363,7 +372,8 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
             "--strategies", "random", "default",
             "--strategy", "tpe-k2={type: TPE}|none|{keep_weights: {top: 2, per_backbone: 1}}",
             "--strategy", ("r-1se={type: Random}|none|{trial_length: compute, "
-                           "choose: cheapest_within_1se}")]
+                           "choose: cheapest_within_1se}"),
+            "--strategy", "r10t=final{backbone: resnet10t, lr: 0.01}"]
     monkeypatch.setattr(sys, "argv", [str(BENCH / "search_quality.py"), *argv])
     monkeypatch.setenv("VCR_HPO_BENCH_CACHE", str(tmp_path / "cache"))
     threads = torch.get_num_threads()
@@ -376,13 +386,18 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
     runs = sq.read_runs([str(results)])
     assert {(r["dataset"], r["strategy"]) for r in runs} == {
         (d, s) for d in ("quick", "digits-quick")
-        for s in ("random", "default", "tpe-k2", "r-1se")}
+        for s in ("random", "default", "tpe-k2", "r-1se", "r10t")}
     for r in runs:
         assert 0.0 <= r["holdout"] <= 1.0 and r["seed"] == 0 and r["trials"] >= 1
-        if r["strategy"] == "default":  # equal compute: the whole budget, to half an epoch
+        if r["strategy"] in ("default", "r10t"):  # no search: the whole budget or the refit
+            share = 1.0 if r["strategy"] == "default" else r["refit"]  # share, to half an epoch
             epoch = r["final_charge"] / r["final_epochs"]  # (set-up is < 1 epoch here)
-            assert abs(r["used"] - r["budget"]) <= 0.5 * epoch + 1e-6
-            assert r["final_epochs"] >= 2 and r["search_charge"] == 0.0
+            assert abs(r["used"] - share * r["budget"]) <= 0.5 * epoch + 1e-6
+            assert r["final_epochs"] >= 2 and r["search_charge"] == 0.0 and "curve" not in r
+            if r["strategy"] == "r10t":  # the default config with the values it names
+                default = next(d for d in runs if d["strategy"] == "default"
+                               and d["dataset"] == r["dataset"])
+                assert r["chosen"] == {**default["chosen"], "backbone": "resnet10t", "lr": 0.01}
         else:  # the search crosses its half, the final run takes the rest
             assert r["search_charge"] >= r["budget"] / 2 and r["final_epochs"] >= 1
             assert r["used"] == pytest.approx(r["search_charge"] + r["final_charge"], abs=0.02)
@@ -398,7 +413,8 @@ def test_search_quality_quick_runs_at_equal_compute_and_summarises_from_lines(
     again = capsys.readouterr().out
     assert [t for t in tables(again) if t and "trials_b" in t[0]] == [table]
     assert "goal 1 (shipped" in again and "goal 3" in again
-    assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2", "r-1se"}
+    assert {r["strategy"] for r in table} == {"random", "default", "tpe-k2", "r-1se", "r10t"}
+    assert {r["strategy"]: r["to_random"] for r in table}["r10t"] == "-"  # it did not search
 
 
 @pytest.mark.parametrize(("left", "setup", "epoch"), [

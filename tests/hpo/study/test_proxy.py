@@ -203,16 +203,19 @@ def _start_proxy(storage_url: str, tmp_path):
     proc = subprocess.Popen([*cmd, "storage-proxy", "--storage", storage_url, "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"grpc://127.0.0.1:{port}"
-    try:
-        from hpo.study._grpc import build_grpc_storage
+    from hpo.study._grpc import build_grpc_storage
 
-        build_grpc_storage(url, heartbeat_interval=None, grace_period=None, max_retry=3,
-                           connect_timeout=120)
-    except ConfigError:
-        proc.kill()
-        log.seek(0)
-        raise AssertionError(f"storage-proxy did not start: {log.read()}") from None
-    return proc, url
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # a dead proxy fails at once
+        try:
+            build_grpc_storage(url, heartbeat_interval=None, grace_period=None, max_retry=3,
+                               connect_timeout=2)
+            return proc, url
+        except ConfigError:
+            continue
+    proc.kill()
+    log.seek(0)
+    raise AssertionError(f"storage-proxy did not start (rc {proc.poll()}): {log.read()}")
 
 
 def _stop(proc) -> None:
