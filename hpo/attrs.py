@@ -16,6 +16,7 @@ ATTR_STEP_COSTS = "step_costs"  # s per training image by cost key (hpo.trial.eq
 # Trial user attrs: where a trial came from.
 BASELINE = "baseline"  # the enqueued baseline trial (the space's defaults)
 PORTFOLIO = "portfolio"  # "portfolio #k": the shipped start-up portfolio entry it came from
+NEIGHBOUR = "neighbour"  # "neighbours #k": the one-change neighbour of trial 0 it tries
 WARM_START = "warm_start"  # "SOURCE #rank": enqueued from an earlier study's top-k
 RETRY_OF = "retry_of"  # number of the trial this one repeats with the same params
 DUPLICATE_OF = "duplicate_of"  # the claim key of a trial two workers queued at once (not run)

@@ -116,6 +116,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         from ..run.portfolio import describe as describe_portfolio
 
         print(describe_portfolio(plan.portfolio, plan.space.study.portfolio), file=sys.stderr)
+    if plan.neighbours is not None and not ns.quiet:
+        from ..run.portfolio import describe_neighbours
+
+        print(describe_neighbours(plan.neighbours, plan.space.study.neighbours), file=sys.stderr)
     if plan.workers > 1 and not storage_backend(plan.url).many_machines:
         print(f"warning: {plan.workers} workers share SQLite: fine on one machine; for "
               "several machines use a PostgreSQL --storage URL", file=sys.stderr)

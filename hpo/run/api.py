@@ -134,6 +134,7 @@ class RunPlan:
     artifacts: str | None = None  # --artifacts as checked; None: the study's recorded or default
     warm_start: WarmStart | None = None  # configurations to enqueue once (`--warm-start`)
     portfolio: WarmStart | None = None  # `study.portfolio` entries projected, enqueued once
+    neighbours: WarmStart | None = None  # `study.neighbours` of trial 0, enqueued once
 
     @property
     def workers(self) -> int:
@@ -149,7 +150,7 @@ class RunPlan:
             overrides["device"] = "cuda"
             cfg = cfg.replace(device="cuda")
         return dataclasses.replace(self, placements=(placement,), overrides=overrides, cfg=cfg,
-                                   warm_start=None, portfolio=None)
+                                   warm_start=None, portfolio=None, neighbours=None)
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,11 @@ def plan_run(
         from .portfolio import plan_portfolio
 
         portfolio = plan_portfolio(space)
+    neighbours = None
+    if space.study.neighbours:
+        from .portfolio import plan_neighbours
+
+        neighbours = plan_neighbours(space)
     if preflight:
         from .preflight import check_run_locations
         from .preflight import preflight as check_machine
@@ -291,7 +297,7 @@ def plan_run(
                    heartbeat=heartbeat, grace=grace, grid_points=grid_points(space),
                    placements=tuple(placements), isolation=isolation, threads=threads,
                    default_storage=not storage, artifacts=artifacts, warm_start=warm,
-                   portfolio=portfolio)
+                   portfolio=portfolio, neighbours=neighbours)
 
 
 def set_cpu_threads(device: str, requested: int | None, workers: int) -> int:
@@ -417,8 +423,8 @@ def run_study(
         from .warm_start import enqueue_warm_start
 
         # once per study each, after trial 0 (`open_study`): the earlier study's best, then the
-        # shipped portfolio
-        for start in (plan.warm_start, plan.portfolio):
+        # shipped portfolio, then trial 0's one-change neighbours
+        for start in (plan.warm_start, plan.portfolio, plan.neighbours):
             if start is not None and start.configs:
                 enqueue_warm_start(study, start)
         counts = S.count_states(db, S.study_id(study))

@@ -1,4 +1,5 @@
-"""The start-up portfolio: shipped configs tried right after trial 0, projected onto a space.
+"""The start-up: configs tried right after trial 0, the shipped portfolio and the default's
+neighbours.
 
 `study.portfolio: k` enqueues the first k entries of `search_spaces/portfolio.yaml` (built by
 `bench/build_portfolio.py`: configs chosen greedily to do well, after the default, across a
@@ -20,6 +21,17 @@ Entries equal to trial 0 on everything they set, or to an earlier entry, are dro
 enqueued trials count as the sampler's start-up trials (GP counts COMPLETE trials, TPE COMPLETE
 and PRUNED), so with `n_startup_trials` <= k + 1 no random trial is drawn and the model takes
 over right after the portfolio.
+
+`study.neighbours: k` enqueues, after the portfolio, the first k one-change neighbours of trial
+0 (`plan_neighbours`): the baseline with exactly one parameter moved, each parameter once before
+any twice, in the order the space lists them. A categorical takes its other choices in their
+order; a number moves by a quarter of its range on its own scale (x or / (high/low)^(1/4) for a
+log range, +- (high - low)/4 otherwise), snapped to its step and kept in range, towards the
+middle of the range first. A child switched on by the change (focal_gamma when loss_fn becomes
+focal) takes its baseline; one switched off is dropped. These are the moves a practitioner tries
+first from a known-good config, and at a few trials they keep the final model close to it: the
+bench (docs/benchmarks.md, v14) found the one-change move that wins a short trial also wins the
+final training, where free draws that win a short trial often do not.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..attrs import PORTFOLIO
+from ..attrs import NEIGHBOUR, PORTFOLIO
 from ..space._portfolio_file import PORTFOLIO_FILE, load_portfolio, read_portfolio
 
 if TYPE_CHECKING:
@@ -41,7 +53,9 @@ __all__ = [
     "PORTFOLIO_FILE",
     "backbone_family",
     "describe",
+    "describe_neighbours",
     "load_portfolio",
+    "plan_neighbours",
     "plan_portfolio",
     "project_entry",
     "read_portfolio",
@@ -49,6 +63,8 @@ __all__ = [
 
 #: Study user attr: the trial numbers the portfolio enqueued (set once; guards resumes).
 ATTR_PORTFOLIO = "vcr_hpo:portfolio"
+#: Study user attr: the trial numbers the default's neighbours took (set once; guards resumes).
+ATTR_NEIGHBOURS = "vcr_hpo:neighbours"
 #: Architecture family -> kin: families whose blocks are alike, tried when no family member is
 #: offered. ConvNeXt is a ResNet modernised (Liu et al. 2022); EfficientNet's and MobileNetV3's
 #: blocks are both MBConv (inverted residuals with squeeze-excitation).
@@ -216,3 +232,73 @@ def describe(plan: WarmStart, k: int) -> str:
     line = (f"portfolio: {len(plan.configs)} of {k} entries enqueued after trial 0"
             + (f": {', '.join(kept)}" if kept else ""))
     return "; ".join([line, *rest])
+
+
+def _moves(p: Param, base: Any) -> list[Any]:
+    """The values one move of `p` away from `base` (rules in the module docstring)."""
+    from ..space._types import _key
+
+    if p.type == "categorical":
+        return [c for c in p.choices or () if _key(c) != _key(base)]
+    low, high = p._bounds()
+    if p.log:
+        factor = (high / low) ** 0.25
+        up, down = base * factor, base / factor
+        middle = math.sqrt(low * high)
+    else:
+        delta = (high - low) / 4
+        up, down = base + delta, base - delta
+        middle = (low + high) / 2
+    step = p.step or (1 if p.type == "int" else None)
+    out: list[Any] = []
+    def off_middle(v: float) -> float:  # on the parameter's own scale; a tie: up first
+        return round(abs(math.log(v / middle)) if p.log else abs(v - middle) / (high - low), 9)
+
+    for target in sorted((up, down), key=off_middle):  # towards the middle first
+        value, _ = _number(p, target)
+        if step and value == base:  # a move smaller than a step: one step that way
+            value, _ = _number(p, base + math.copysign(step, target - base))
+        if value is not None and value != base and value not in out:
+            out.append(value)
+    return out
+
+
+def _with(space: SearchSpace, base: Mapping[str, Any], name: str, value: Any) -> dict[str, Any]:
+    """`base` with `name` set to `value`; children it switches on take their baseline, those it
+    switches off are dropped (walked in the space's order, parents first)."""
+    params: dict[str, Any] = {}
+    for p in space.params:
+        if not p.enabled(params):
+            continue
+        params[p.name] = value if p.name == name else base.get(p.name, p.baseline())
+    return params
+
+
+def plan_neighbours(space: SearchSpace, k: int | None = None) -> WarmStart:
+    """The first `k` (default `space.study.neighbours`) one-change neighbours of the baseline
+    (trial 0), as what `hpo.run.warm_start.enqueue_warm_start` enqueues once per study."""
+    from .warm_start import WarmStart
+
+    k = space.study.neighbours if k is None else k
+    base = space.baseline()
+    per_param = [[(p.name, v) for v in _moves(p, base[p.name])]
+                 for p in space.params if p.name in base]
+    configs: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for rank in range(max((len(m) for m in per_param), default=0)):
+        for moves in per_param:
+            if rank >= len(moves) or len(configs) >= k:
+                continue
+            name, value = moves[rank]
+            params = _with(space, base, name, value)
+            if params != base and params not in configs:
+                configs.append(params)
+                notes.append(f"{name} {_fmt(value)}")
+    return WarmStart(source="neighbours", configs=tuple(configs), notes=tuple(notes),
+                     attr=ATTR_NEIGHBOURS, tag=NEIGHBOUR)
+
+
+def describe_neighbours(plan: WarmStart, k: int) -> str:
+    """One line: which one-change neighbours of trial 0 were enqueued."""
+    return (f"neighbours: {len(plan.configs)} of {k} one-change neighbours of trial 0 enqueued"
+            + (f": {', '.join(plan.notes)}" if plan.notes else " (the space has no other values)"))

@@ -30,7 +30,7 @@ DIRECTIONS = ("maximize", "minimize")
 _STUDY_KEYS = ("name", "direction", "directions", "metric", "metrics", "n_trials", "timeout",
                "sampler", "pruner", "keep_weights", "trial_isolation", "trial_stall_timeout",
                "report_every", "report_val_images", "fidelity", "report_seconds",
-               "portfolio", "trial_length", "choose")
+               "portfolio", "neighbours", "trial_length", "choose")
 _KEEP_KEYS = ("top", "per_backbone")
 #: `trial_isolation:` values (hpo.run.isolation.ISOLATION_MODES; here so parsing needs no torch).
 _ISOLATION_MODES = ("none", "process")
@@ -136,6 +136,9 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
     portfolio = _parse_portfolio(errs, raw.get("portfolio"), path + ("portfolio",))
     if portfolio is _MISSING:
         ok = False
+    neighbours = _parse_neighbours(errs, raw.get("neighbours"), path + ("neighbours",))
+    if neighbours is _MISSING:
+        ok = False
     length = _parse_trial_length(errs, raw.get("trial_length"), path + ("trial_length",))
     if length is _MISSING:
         ok = False
@@ -149,7 +152,8 @@ def _parse_study(raw: Any, errs: _Errors, source: str) -> StudySpec | None:
                      n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner,
                      keep_weights=keep, trial_isolation=isolation, trial_stall_timeout=stall,
                      report_every=every, report_val_images=val_images, fidelity=fidelity,
-                     report_seconds=grid, portfolio=portfolio, trial_length=length,
+                     report_seconds=grid, portfolio=portfolio, neighbours=neighbours,
+                     trial_length=length,
                      choose=choose)
 
 
@@ -189,6 +193,19 @@ def _one_of(errs: _Errors, value: Any, where: tuple, options: tuple[str, ...],
         errs.add(where, f"must be one of {', '.join(options)}", value,
                  _did_you_mean(value, options) if isinstance(value, str)
                  else f"Write {example} (or {options[0]}, the default)")
+        return _MISSING
+    return value
+
+
+def _parse_neighbours(errs: _Errors, value: Any, where: tuple) -> Any:
+    """`neighbours: k`: the first k one-change neighbours of trial 0 (0 or null: off)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errs.add(where, "must be a whole number >= 0 (one-change neighbours of trial 0)", value,
+                 "Write e.g. neighbours: 5 (0 or null: off)")
         return _MISSING
     return value
 

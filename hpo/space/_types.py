@@ -48,6 +48,7 @@ class StudySpec:
     fidelity: str = "epochs"  # what a pruner step counts: epochs, seconds or compute (hpo.trial.fidelity)
     report_seconds: int | None = None  # grid of seconds between reports (fidelity: seconds)
     portfolio: int = 0  # shipped portfolio entries after trial 0 (hpo.run.portfolio); 0: off
+    neighbours: int = 0  # one-change neighbours of trial 0 after the portfolio; 0: off
     trial_length: str = "epochs"  # epochs, or compute: the default's epochs' compute (hpo.trial.equal_compute)
     # Which trial `best` exports (hpo.paired.CHOICE_RULES): a rule applied after the trials, not
     # what they measure: left out of canonical(), so switching it keeps the fingerprint.
@@ -63,6 +64,8 @@ class StudySpec:
             sub = {**sub, "fidelity": self.fidelity, "report_seconds": self.report_seconds}
         if self.portfolio:
             sub["portfolio"] = self.portfolio
+        if self.neighbours:
+            sub["neighbours"] = self.neighbours
         if self.trial_length != "epochs":
             sub["trial_length"] = self.trial_length
         return {**extra,

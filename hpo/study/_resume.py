@@ -26,8 +26,10 @@ from ._backends import claim_lock
 from ._queries import count_states, get_study_id
 
 # A budget is not part of what a trial means: raising n_trials or the timeout is a top-up.
-# The portfolio is enqueued once per study: changing it on a resume changes no trial.
-_BUDGET_KEYS = {"n_trials", "timeout", "name", "sampler", "pruner", "keep_weights", "portfolio"}
+# The portfolio and the neighbours are enqueued once per study: changing them on a resume
+# changes no trial.
+_BUDGET_KEYS = {"n_trials", "timeout", "name", "sampler", "pruner", "keep_weights", "portfolio",
+                "neighbours"}
 # Where a trial runs does not change what it measures.
 _PLACEMENT_FIELDS = {"device", "num_workers"}
 

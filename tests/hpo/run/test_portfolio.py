@@ -1,4 +1,5 @@
-"""The start-up portfolio (`study.portfolio: k`): the shipped file, projection, enqueue once."""
+"""The start-up (`study.portfolio: k`, `study.neighbours: k`): the shipped file, projection, the
+default's one-change neighbours, enqueue once."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from optuna.trial import TrialState
 from hpo.cli import main
 from hpo.errors import VcrHpoError
 from hpo.run.portfolio import (
+    ATTR_NEIGHBOURS,
     ATTR_PORTFOLIO,
     PORTFOLIO_FILE,
     backbone_family,
     describe,
+    describe_neighbours,
     load_portfolio,
     nearest_backbone,
+    plan_neighbours,
     plan_portfolio,
     project_entry,
     read_portfolio,
@@ -307,3 +311,102 @@ def test_run_prints_one_line_and_trains_default_then_portfolio(tmp_path, capsys,
     study = optuna.load_study(study_name="pf", storage="sqlite:///studies/pf.db")
     tagged = [t.number for t in study.trials if "portfolio" in t.user_attrs]
     assert tagged == list(range(1, 1 + len(expected)))
+
+
+# ------------------------------------------------------------------------------ neighbours
+
+
+def _demo(k: int):
+    text = (ROOT / "search_spaces" / "hyperparameters.yaml").read_text()
+    return parse_search_space(text.replace("  pruner: null", f"  pruner: null\n  neighbours: {k}"),
+                              source="<demo>")
+
+
+def test_neighbours_of_the_demo_default_one_change_each_parameter_once_first():
+    space = _demo(20)
+    base = space.baseline()
+    plan = plan_neighbours(space)
+    assert plan.notes == ("backbone resnet10t", "lr 0.000720843", "batch_size 64", "dropout 0.1",
+                          "loss_fn focal", "optimizer sgd", "backbone mobilenetv3_large_100",
+                          "lr 0.0124854")
+    for params, note in zip(plan.configs, plan.notes):
+        name = note.split()[0]
+        changed = {n for n in params if params[n] != base.get(n)}
+        child = {"loss_fn": {"focal_gamma"}, "optimizer": {"momentum"}}.get(name, set())
+        assert changed == {name} | child  # one move; a child it switches on: its baseline
+        for c in child:
+            assert params[c] == space.param(c).baseline()
+    assert plan.configs[1]["lr"] == pytest.approx(3e-3 / 300 ** 0.25)  # a quarter of the log range
+    assert plan_neighbours(space, 3).notes == plan.notes[:3]  # the first k, in that order
+    assert describe_neighbours(plan_neighbours(space, 3), 3) == (
+        "neighbours: 3 of 3 one-change neighbours of trial 0 enqueued: backbone resnet10t, "
+        "lr 0.000720843, batch_size 64")
+
+
+@pytest.mark.parametrize("hyper, expected", [
+    ("  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, default: 1.0e-3}\n",
+     [1e-3 * 10 ** 0.5, 1e-3 / 10 ** 0.5]),  # the default at the (geometric) middle: up first
+    ("  lr: {type: float, low: 1.0e-4, high: 3.0e-2, log: true, default: 3.0e-3}\n",
+     [3e-3 / 300 ** 0.25, 3e-3 * 300 ** 0.25]),  # above the middle: down first
+    ("  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, default: 1.0e-4}\n",
+     [1e-4 * 10 ** 0.5]),  # at a bound: one way only
+    ("  dropout: {type: float, low: 0.0, high: 0.5, step: 0.1, default: 0.4}\n", [0.3, 0.5]),
+    ("  warmup_epochs: {type: int, low: 1, high: 3, default: 1}\n", [2]),  # under a step: one
+    ("  warmup_epochs: {type: int, low: 0, high: 100, default: 90}\n", [65, 100]),  # middle 1st
+    (("  backbone: {type: categorical, choices: [resnet10t, resnet18, resnet34], default: "
+      "resnet18}\n"), ["resnet10t", "resnet34"]),
+])
+def test_neighbour_moves(hyper, expected):
+    space = _space(hyper)
+    name = space.params[0].name
+    got = [c[name] for c in plan_neighbours(space, 10).configs]
+    assert got == pytest.approx(expected)
+
+
+def test_neighbours_of_a_child_on_in_the_default_and_one_the_change_switches_off():
+    space = _space("  optimizer: {type: categorical, choices: [sgd, adamw], default: sgd}\n"
+                   "  momentum: {type: float, low: 0.8, high: 0.96, default: 0.88, when: "
+                   "{optimizer: sgd}}\n")
+    configs = plan_neighbours(space, 10).configs
+    assert configs == ({"optimizer": "adamw"}, {"optimizer": "sgd", "momentum": pytest.approx(0.92)},
+                       {"optimizer": "sgd", "momentum": pytest.approx(0.84)})
+
+
+@pytest.mark.parametrize("value", [-1, "four", True, 1.5])
+def test_neighbours_key_is_validated(value):
+    with pytest.raises(SearchSpaceError) as info:
+        _space(_LR, f"neighbours: {yaml.safe_dump(value).splitlines()[0]}")
+    assert "study.neighbours" in str(info.value) and "must be a whole number >= 0" in str(info.value)
+
+
+def test_neighbours_key_off_keeps_fingerprints_and_a_resume_may_change_it():
+    off = [_space(_LR), _space(_LR, "neighbours: 0"), _space(_LR, "neighbours: null")]
+    assert {s.study.neighbours for s in off} == {0} and len({s.fingerprint for s in off}) == 1
+    on = _space(_LR, "neighbours: 2")
+    assert on.study.canonical()["neighbours"] == 2 and on.fingerprint != off[0].fingerprint
+    assert resume_view(on.canonical(), {}) == resume_view(off[0].canonical(), {})
+
+
+@pytest.mark.slow  # trains 4 tiny trials
+def test_run_trains_default_portfolio_then_neighbours_once(tmp_path, capsys, monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    doc = {"study": {"name": "nb", "metric": "val_acc", "n_trials": 4, "portfolio": 1,
+                     "neighbours": 2, "sampler": {"type": "TPE", "seed": 0}},
+           "hyperparameters": _HYPER, "fixed": _FIXED}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    space = load_search_space(tmp_path / "s.yaml")
+    expected = plan_neighbours(space).configs
+    assert main(["run", "--space", "s.yaml", "--threads", "1"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("neighbours:")]
+    assert lines == [describe_neighbours(plan_neighbours(space), 2)]
+    study = optuna.load_study(study_name="nb", storage="sqlite:///studies/nb.db")
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert trials[0].params == space.default_params() and "portfolio" in trials[1].user_attrs
+    assert [t.params for t in trials[2:]] == list(expected)
+    assert [t.user_attrs["neighbour"] for t in trials[2:]] == ["neighbours #1", "neighbours #2"]
+    assert study.user_attrs[ATTR_NEIGHBOURS] == {"source": "neighbours", "trials": [2, 3]}
+    assert main(["run", "--space", "s.yaml", "--n-trials", "5", "--quiet", "--threads", "1"]) == 0
+    study = optuna.load_study(study_name="nb", storage="sqlite:///studies/nb.db")
+    assert [t.number for t in study.trials if "neighbour" in t.user_attrs] == [2, 3]
