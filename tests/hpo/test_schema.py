@@ -185,6 +185,11 @@ def build_schema() -> dict:
                           "description": "shipped start-up portfolio entries enqueued after "
                                          "trial 0, projected onto this space (hpo.run.portfolio); "
                                          "0 or null: off"},
+            "neighbours": {"type": ["integer", "null"], "minimum": 0,
+                           "description": "one-change neighbours of trial 0 enqueued after the "
+                                          "portfolio: the default with one parameter moved, each "
+                                          "parameter once before any twice (hpo.run.portfolio); "
+                                          "0 or null: off"},
             "trial_length": {"enum": [*TRIAL_LENGTHS, None],
                              "description": "epochs (default): every trial trains the config's "
                                             "epochs; compute: every trial trains for the "
