@@ -300,5 +300,6 @@ def plan_neighbours(space: SearchSpace, k: int | None = None) -> WarmStart:
 
 def describe_neighbours(plan: WarmStart, k: int) -> str:
     """One line: which one-change neighbours of trial 0 were enqueued."""
-    return (f"neighbours: {len(plan.configs)} of {k} one-change neighbours of trial 0 enqueued"
-            + (f": {', '.join(plan.notes)}" if plan.notes else " (the space has no other values)"))
+    return (f"neighbours: {len(plan.configs)} of {k} one-change neighbours of trial 0, queued "
+            "once per study after it" + (f": {', '.join(plan.notes)}" if plan.notes else
+                                          " (the space has no other values)"))

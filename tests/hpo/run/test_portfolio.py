@@ -318,7 +318,8 @@ def test_run_prints_one_line_and_trains_default_then_portfolio(tmp_path, capsys,
 
 def _demo(k: int):
     text = (ROOT / "search_spaces" / "hyperparameters.yaml").read_text()
-    return parse_search_space(text.replace("  pruner: null", f"  pruner: null\n  neighbours: {k}"),
+    assert "\n  neighbours: 7\n" in text  # the demo ships them
+    return parse_search_space(text.replace("\n  neighbours: 7\n", f"\n  neighbours: {k}\n"),
                               source="<demo>")
 
 
@@ -339,8 +340,8 @@ def test_neighbours_of_the_demo_default_one_change_each_parameter_once_first():
     assert plan.configs[1]["lr"] == pytest.approx(3e-3 / 300 ** 0.25)  # a quarter of the log range
     assert plan_neighbours(space, 3).notes == plan.notes[:3]  # the first k, in that order
     assert describe_neighbours(plan_neighbours(space, 3), 3) == (
-        "neighbours: 3 of 3 one-change neighbours of trial 0 enqueued: backbone resnet10t, "
-        "lr 0.000720843, batch_size 64")
+        "neighbours: 3 of 3 one-change neighbours of trial 0, queued once per study after it: "
+        "backbone resnet10t, lr 0.000720843, batch_size 64")
 
 
 @pytest.mark.parametrize("hyper, expected", [
