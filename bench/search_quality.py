@@ -1103,9 +1103,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="validation images the search scores on, one per --datasets entry "
                          "(instead of each dataset's own; a run line keeps it in `data`)")
     ap.add_argument("--strategies", nargs="+", default=["shipped", "random", "default"],
-                    help="shipped, random, default or LABEL=SAMPLER|PRUNER[|STUDY]")
+                    help="shipped, random, default, LABEL=final{PARAM: VALUE, ...} or "
+                         "LABEL=SAMPLER|PRUNER[|STUDY]")
     ap.add_argument("--strategy", action="append", default=[],
-                    help="one more LABEL=SAMPLER|PRUNER[|STUDY] (repeatable)")
+                    help="one more LABEL=final{...} or LABEL=SAMPLER|PRUNER[|STUDY] "
+                         "(repeatable)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--refit", type=float, default=0.5,
                     help="budget fraction kept to train each search's best config once")
