@@ -154,9 +154,10 @@ def algorithm_spec(kind: str, text: str, flag: str):
     return AlgorithmSpec(name, args)
 
 
-#: study keys that make every trial train the config's epochs, with no start-up portfolio before
-#: the sampler: benches that compare samplers or pruners at n trials x e epochs set them
-FIXED_LENGTH: dict[str, Any] = {"trial_length": "epochs", "portfolio": 0}
+#: study keys that make every trial train the config's epochs, with no start-up (portfolio or
+#: the default's neighbours) before the sampler: benches that compare samplers or pruners at
+#: n trials x e epochs set them
+FIXED_LENGTH: dict[str, Any] = {"trial_length": "epochs", "portfolio": 0, "neighbours": 0}
 
 
 def with_study(space, **changes: Any):

@@ -19,8 +19,9 @@ CPU seconds beside the charge.
 
 Strategies (--strategies, --strategy):
   shipped   the space's own study block (sampler, pruner and every other key it sets), seeded
-  random    the space's study block with a Random sampler, no pruner, no start-up portfolio and
-            every trial the space's epochs (trial_length: epochs): plain random search
+  random    the space's study block with a Random sampler, no pruner, no start-up (portfolio or
+            neighbours) and every trial the space's epochs (trial_length: epochs): plain random
+            search
   default   the space's `default:` config trained once for the whole budget (no search)
   LABEL=final[{PARAM: VALUE, ...}]  no search: the space's default config with these values,
             trained once for the --refit share of the budget, as a search's final training
@@ -417,6 +418,7 @@ def describe(strategy: Strategy, space) -> str:
                 "of the budget")
     st = space.study
     keys = {**({"portfolio": st.portfolio} if st.portfolio else {}),
+            **({"neighbours": st.neighbours} if st.neighbours else {}),
             **({"fidelity": st.fidelity} if st.fidelity != "epochs" else {}),
             **({"trial_length": st.trial_length} if st.trial_length != "epochs" else {}),
             **strategy.study}

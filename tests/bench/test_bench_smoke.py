@@ -308,10 +308,11 @@ def test_search_quality_strategy_sets_any_study_key(sq, tmp_path):
     assert space.study.pruner is None and space.study.n_trials is None
     shipped = sq.strategy_space(text, source, sq.parse_strategy("shipped"), 3)
     assert shipped.study.sampler.type == "GP" and shipped.study.sampler.args["seed"] == 3
-    assert shipped.study.trial_length == "compute"
+    assert shipped.study.trial_length == "compute" and shipped.study.neighbours == 7
     plain = sq.strategy_space(text, source, sq.parse_strategy("random"), 3)  # plain random search
     assert plain.study.sampler.type == "Random" and plain.study.trial_length == "epochs"
-    assert plain.study.portfolio == 0 and plain.study.pruner is None
+    assert plain.study.portfolio == 0 and plain.study.neighbours == 0
+    assert plain.study.pruner is None
     eq = "{type: GP}|none|{trial_length: compute"
     gp = sq.strategy_space(text, source, sq.parse_strategy(f"gp={eq}}}"), 0)
     one_se = sq.strategy_space(text, source, sq.parse_strategy(
