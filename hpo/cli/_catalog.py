@@ -68,6 +68,14 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     if st.trial_length != "epochs":
         print(f"trials:   each trains the compute of the default's epochs (trial_length: "
               f"{st.trial_length})")
+    if st.portfolio or st.neighbours:  # what runs right after trial 0
+        from ..run import portfolio as start
+
+        if st.portfolio:
+            print(f"start-up: {start.describe(start.plan_portfolio(space), st.portfolio)}")
+        if st.neighbours:
+            print("start-up: " + start.describe_neighbours(start.plan_neighbours(space),
+                                                           st.neighbours))
     if st.choose != "best":
         print("to train: the cheapest trial within one paired standard error of the best "
               f"(choose: {st.choose})")

@@ -120,6 +120,13 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _yaml(value: Any) -> str:
+    """`_fmt`, with booleans and null spelt as in a space file."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return _fmt(value)
+
+
 def _number(p: Param, value: Any) -> tuple[Any, str]:
     """Clip into the range, snap to the step (round for ints); the note says what moved."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -293,7 +300,7 @@ def plan_neighbours(space: SearchSpace, k: int | None = None) -> WarmStart:
             params = _with(space, base, name, value)
             if params != base and params not in configs:
                 configs.append(params)
-                notes.append(f"{name} {_fmt(value)}")
+                notes.append(f"{name} {_yaml(value)}")
     return WarmStart(source="neighbours", configs=tuple(configs), notes=tuple(notes),
                      attr=ATTR_NEIGHBOURS, tag=NEIGHBOUR)
 

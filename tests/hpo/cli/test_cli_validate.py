@@ -48,6 +48,23 @@ def test_validate_bare_name_from_search_spaces(tmp_path, monkeypatch, capsys):
     assert "momentum" in rows and "optimizer=sgd" in rows["momentum"]
     assert "sampler:  GP(n_startup_trials=4, seed=42)" in out and "pruner:   none" in out
     assert "trials:   each trains the compute of the default's epochs" in out
+    assert ("start-up: neighbours: 7 of 7 one-change neighbours of trial 0, queued once per "
+            "study after it: backbone resnet10t, lr 0.000720843, batch_size 64,") in out
+    assert "start-up: portfolio" not in out  # off in the demo
+
+
+def test_validate_names_the_start_up(tmp_path, capsys):
+    """vcr_full.yaml's neighbours as a space file spells them; a portfolio's line beside them."""
+    from hpo.space import shipped_spaces
+
+    full = next(s for s in shipped_spaces() if s.name == "vcr_full.yaml")
+    text = Path(str(full.resource)).read_text().replace("  # portfolio: 4\n", "  portfolio: 2\n")
+    (tmp_path / "f.yaml").write_text(text)
+    assert main(["validate", "--space", str(tmp_path / "f.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "start-up: portfolio: 2 of 2 entries enqueued after trial 0" in out
+    assert ("start-up: neighbours: 9 of 9 one-change neighbours of trial 0, queued once per "
+            "study after it: backbone resnet34, freeze_backbone true, fusion simple_concat,") in out
 
 
 def test_validate_says_what_a_pruner_step_counts(capsys):
