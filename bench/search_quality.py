@@ -894,7 +894,7 @@ def mixed_labels(runs: list[dict[str, Any]]) -> list[str]:
     """Warnings for labels whose runs in one group ran different spaces or specs."""
     seen: dict[tuple, set[str]] = {}
     for r in runs:
-        if r.get("fingerprint") and (r["strategy"] != "default"):  # default: no study block
+        if r.get("fingerprint") and r["strategy"] != "default":  # no search: study block unused
             seen.setdefault((*_group_key(r)[:1], r["budget"], r["strategy"]), set()).add(
                 r["fingerprint"])
     return [f"# warning: {k[0]} @ {k[1]:g} s: strategy {k[2]} mixes runs of {len(v)} different "

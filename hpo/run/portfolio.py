@@ -257,10 +257,11 @@ def _moves(p: Param, base: Any) -> list[Any]:
         up, down = base + delta, base - delta
         middle = (low + high) / 2
     step = p.step or (1 if p.type == "int" else None)
-    out: list[Any] = []
+
     def off_middle(v: float) -> float:  # on the parameter's own scale; a tie: up first
         return round(abs(math.log(v / middle)) if p.log else abs(v - middle) / (high - low), 9)
 
+    out: list[Any] = []
     for target in sorted((up, down), key=off_middle):  # towards the middle first
         value, _ = _number(p, target)
         if step and value == base:  # a move smaller than a step: one step that way

@@ -197,13 +197,22 @@ def _one_of(errs: _Errors, value: Any, where: tuple, options: tuple[str, ...],
     return value
 
 
-def _parse_neighbours(errs: _Errors, value: Any, where: tuple) -> Any:
-    """`neighbours: k`: the first k one-change neighbours of trial 0 (0 or null: off)."""
+def _count(value: Any) -> Any:
+    """A start-up count as given: null is 0, a whole float an int; anything else unchanged (the
+    caller checks it is an int in its range)."""
     if value is None:
         return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _is_count(value: Any, high: float = math.inf) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= high
+
+
+def _parse_neighbours(errs: _Errors, value: Any, where: tuple) -> Any:
+    """`neighbours: k`: the first k one-change neighbours of trial 0 (0 or null: off)."""
+    value = _count(value)
+    if not _is_count(value):
         errs.add(where, "must be a whole number >= 0 (one-change neighbours of trial 0)", value,
                  "Write e.g. neighbours: 5 (0 or null: off)")
         return _MISSING
@@ -214,8 +223,7 @@ def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
     """`portfolio: k`: the first k shipped portfolio entries after trial 0 (0 or null: off)."""
     if value is None:
         return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    value = _count(value)
     from ._portfolio_file import load_portfolio
 
     try:
@@ -224,7 +232,7 @@ def _parse_portfolio(errs: _Errors, value: Any, where: tuple) -> Any:
         errs.add(where, str(exc).split(": ", 1)[-1].split(", got ")[0], value,
                  "Reinstall vcr-hpo, or set portfolio: 0")
         return _MISSING
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= n:
+    if not _is_count(value, n):
         errs.add(where, f"must be a whole number in [0, {n}] (entries in the shipped portfolio)",
                  value, "Write e.g. portfolio: 4 (0 or null: off)")
         return _MISSING
